@@ -1,0 +1,1 @@
+"""Drivers around the sans-IO stack: the simulated wire, scenarios, pcap, TAP."""

@@ -1,0 +1,216 @@
+"""The ARP neighbour cache: one small ``transitions`` machine per entry, shared.
+
+RFC 826 says what to learn; RFC 1122 2.3.2.1 asks for cache timeouts and at
+most one request per second per destination, and a bounded queue while an
+answer is pending (2.3.2.2). The entry states follow RFC 4861 7.3.2 as adapted
+to ARP by Linux: an entry is REACHABLE for a while after a confirmation, then
+STALE; using a STALE entry sends the packet and re-verifies it (PROBE).
+
+All entries share one class-level Machine (the transitions FAQ pattern), so an
+entry costs a few slots, not a machine.
+"""
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from transitions import Machine
+
+from .counters import Counters
+from .timers import Timers
+
+INCOMPLETE = "INCOMPLETE"
+REACHABLE = "REACHABLE"
+STALE = "STALE"
+PROBE = "PROBE"
+FAILED = "FAILED"
+STATES = [INCOMPLETE, REACHABLE, STALE, PROBE, FAILED]
+
+# The whole life of an entry. Everything that moves an entry's state is here.
+TRANSITIONS: list[dict[str, str | list[str]]] = [
+    # an ARP reply, or a request that names us, proves the peer is there
+    {"trigger": "confirm", "source": STATES, "dest": REACHABLE},
+    # someone else's ARP carried a new address for a peer we know (RFC 826 merge)
+    {"trigger": "update", "source": [REACHABLE, STALE, PROBE, INCOMPLETE], "dest": STALE},
+    # reachable_time passed with no confirmation
+    {"trigger": "expire", "source": REACHABLE, "dest": STALE},
+    # traffic to a STALE entry goes out, and the entry is re-verified
+    {"trigger": "use_stale", "source": STALE, "dest": PROBE},
+    # max_probes requests went unanswered
+    {"trigger": "give_up", "source": [INCOMPLETE, PROBE], "dest": FAILED},
+    # new traffic for a FAILED entry asks again
+    {"trigger": "retry", "source": FAILED, "dest": INCOMPLETE},
+]
+
+MACHINE = Machine(model=None, states=STATES, transitions=TRANSITIONS, initial=INCOMPLETE, auto_transitions=False)
+
+
+def fire(trigger: str, entry: "Neighbor") -> None:
+    MACHINE.events[trigger].trigger(entry)
+
+
+@dataclass(frozen=True)
+class ArpConfig:
+    reachable_time: float = 30.0  # Linux base_reachable_time
+    retrans_time: float = 1.0  # RFC 1122 2.3.2.1: at most one request a second
+    max_probes: int = 3
+    queue_len: int = 8  # packets held per unresolved entry
+    stale_time: float = 60.0  # an unused STALE entry is removed after this
+    failed_time: float = 20.0  # a FAILED entry answers "unreachable" this long
+    max_entries: int = 512
+
+
+class Neighbor:
+    __slots__ = ("ip", "mac", "probes", "queue", "state")
+
+    def __init__(self, ip: bytes) -> None:
+        self.ip = ip
+        self.mac: bytes | None = None
+        self.state = INCOMPLETE
+        self.probes = 0
+        self.queue: deque[bytes] = deque()
+
+
+class NeighborCache:
+    """Resolves next hops for IPv4 output.
+
+    ``solicit(ip, unicast_mac)`` sends an ARP request; ``deliver(mac, packet)``
+    sends a queued IPv4 packet; ``unreachable(ip, packets)`` reports packets
+    given up on. The stack passes these in, so the cache does no I/O.
+    """
+
+    def __init__(
+        self,
+        config: ArpConfig,
+        timers: Timers,
+        counters: Counters,
+        solicit: Callable[[bytes, bytes | None], None],
+        deliver: Callable[[bytes, bytes], None],
+        unreachable: Callable[[bytes, list[bytes]], None],
+    ) -> None:
+        self.config = config
+        self.timers = timers
+        self.counters = counters
+        self.entries: dict[bytes, Neighbor] = {}
+        self._solicit = solicit
+        self._deliver = deliver
+        self._unreachable = unreachable
+
+    def lookup(self, ip: bytes) -> Neighbor | None:
+        return self.entries.get(ip)
+
+    # -- output path -------------------------------------------------------
+    def resolve(self, ip: bytes, packet: bytes, now: float) -> bytes | None:
+        """The MAC to send ``packet`` to, or None when it was queued or dropped."""
+        entry = self.entries.get(ip)
+        if entry is not None:
+            state = entry.state
+            if state == REACHABLE or state == PROBE:
+                return entry.mac
+            if state == STALE:
+                fire("use_stale", entry)
+                entry.probes = 0
+                self._probe(entry, now)
+                return entry.mac
+            if state == FAILED:
+                fire("retry", entry)
+                entry.probes = 0
+                self._probe(entry, now)
+            self._enqueue(entry, packet)
+            return None
+        entry = self._new_entry(ip)
+        if entry is None:
+            self.counters.drop("arp", "cache_full")
+            return None
+        self._probe(entry, now)
+        self._enqueue(entry, packet)
+        return None
+
+    def _enqueue(self, entry: Neighbor, packet: bytes) -> None:
+        if len(entry.queue) >= self.config.queue_len:
+            entry.queue.popleft()  # RFC 1122 2.3.2.2: SHOULD keep the latest
+            self.counters.drop("arp", "queue_full")
+        entry.queue.append(packet)
+
+    def _probe(self, entry: Neighbor, now: float) -> None:
+        entry.probes += 1
+        # A PROBE is unicast to the address we still believe (RFC 4861 7.3.3).
+        self._solicit(entry.ip, entry.mac if entry.state == PROBE else None)
+        self.timers.schedule(("arp", entry.ip), now + self.config.retrans_time)
+
+    def _new_entry(self, ip: bytes) -> Neighbor | None:
+        if len(self.entries) >= self.config.max_entries and not self._evict():
+            return None
+        entry = Neighbor(ip)
+        self.entries[ip] = entry
+        return entry
+
+    def _evict(self) -> bool:
+        """Make room by removing a FAILED or STALE entry, oldest first."""
+        for wanted in (FAILED, STALE):
+            for ip, entry in self.entries.items():
+                if entry.state == wanted:
+                    self._remove(ip)
+                    return True
+        return False
+
+    def _remove(self, ip: bytes) -> None:
+        self.entries.pop(ip, None)
+        self.timers.cancel(("arp", ip))
+
+    # -- input path --------------------------------------------------------
+    def learn(self, ip: bytes, mac: bytes, now: float, *, confirmed: bool, create: bool) -> None:
+        """Apply what an ARP packet says about ``ip`` (RFC 826 "merge" and "add").
+
+        ``confirmed``: the packet was a reply to us or a request naming us.
+        ``create``: RFC 826 adds a new entry only when we are the target.
+        """
+        entry = self.entries.get(ip)
+        if entry is None:
+            if not create:
+                return
+            entry = self._new_entry(ip)
+            if entry is None:
+                self.counters.drop("arp", "cache_full")
+                return
+        if confirmed:
+            fire("confirm", entry)
+        elif entry.mac == mac and entry.state != INCOMPLETE:
+            return
+        elif entry.state == FAILED:
+            return
+        else:
+            fire("update", entry)
+        entry.mac = mac
+        entry.probes = 0
+        if entry.state == REACHABLE:
+            self.timers.schedule(("arp", ip), now + self.config.reachable_time)
+        else:
+            self.timers.schedule(("arp", ip), now + self.config.stale_time)
+        self.counters.inc("arp.learned")
+        while entry.queue:
+            self._deliver(mac, entry.queue.popleft())
+
+    # -- timers ------------------------------------------------------------
+    def on_timer(self, ip: bytes, now: float) -> None:
+        entry = self.entries.get(ip)
+        if entry is None:
+            return
+        state = entry.state
+        if state == INCOMPLETE or state == PROBE:
+            if entry.probes < self.config.max_probes:
+                self._probe(entry, now)
+                return
+            fire("give_up", entry)
+            entry.mac = None
+            packets = list(entry.queue)
+            entry.queue.clear()
+            for _ in packets:
+                self.counters.drop("arp", "unresolved")
+            self._unreachable(ip, packets)
+            self.timers.schedule(("arp", ip), now + self.config.failed_time)
+        elif state == REACHABLE:
+            fire("expire", entry)
+            self.timers.schedule(("arp", ip), now + self.config.stale_time)
+        else:  # STALE or FAILED past their time: forget the entry
+            self._remove(ip)

@@ -1,0 +1,164 @@
+"""IPv4 header (RFC 791 3.1).
+
+     0                   1                   2                   3
+     0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1 2 3 4 5 6 7 8 9 0 1
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    |Version|  IHL  |Type of Service|          Total Length         |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    |         Identification        |Flags|      Fragment Offset    |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    |  Time to Live |    Protocol   |         Header Checksum       |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+    |                       Source Address                          |
+    |                    Destination Address                        |
+    |                    Options (IHL > 5)                          |
+    +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+The declaration keeps byte-aligned fields (``version_ihl``, ``flags_fragment``)
+because construct's compiled BitStruct costs five times more than the whole
+rest of the header; the ``Ipv4`` value splits them into what they mean.
+"""
+
+from dataclasses import dataclass
+
+from construct import Bytes, Default, GreedyBytes, Int8ub, Int16ub, Struct, len_, this
+
+from .checksum import internet_checksum, ones_sum, verify
+from .errors import Malformed
+
+PROTO_ICMP = 1
+PROTO_TCP = 6
+PROTO_UDP = 17
+MIN_HEADER = 20
+MAX_PACKET = 65535
+FLAG_DF = 0x4000
+FLAG_MF = 0x2000
+FLAG_RESERVED = 0x8000
+
+HEADER = Struct(
+    "version_ihl" / Default(Int8ub, 0x40 | (5 + len_(this.options) // 4)),
+    "tos" / Int8ub,  # DSCP (6 bits) | ECN (2 bits), RFC 2474 / RFC 3168
+    "total_length" / Default(Int16ub, (this.version_ihl & 0x0F) * 4 + len_(this.payload)),
+    "identification" / Int16ub,
+    "flags_fragment" / Int16ub,  # reserved | DF | MF | offset in 8-octet units
+    "ttl" / Int8ub,
+    "protocol" / Int8ub,
+    "checksum" / Int16ub,
+    "src" / Bytes(4),
+    "dst" / Bytes(4),
+    "options" / Bytes((this.version_ihl & 0x0F) * 4 - MIN_HEADER),
+    "payload" / GreedyBytes,
+)
+_COMPILED = HEADER.compile()
+
+
+@dataclass(frozen=True, slots=True)
+class Ipv4:
+    src: bytes
+    dst: bytes
+    protocol: int
+    payload: bytes = b""
+    ttl: int = 64
+    identification: int = 0
+    tos: int = 0
+    df: bool = False
+    mf: bool = False
+    frag_offset: int = 0  # in bytes, a multiple of 8
+    options: bytes = b""
+    reserved_flag: bool = False
+    # Set by parse(); emit() recomputes them when left as None.
+    ihl: int | None = None
+    total_length: int | None = None
+    checksum: int | None = None
+
+    @property
+    def header_len(self) -> int:
+        return MIN_HEADER + len(self.options)
+
+    @property
+    def is_fragment(self) -> bool:
+        return self.mf or self.frag_offset != 0
+
+
+def parse(data: bytes, verify_checksum: bool = True) -> Ipv4:
+    """Integrity checks on the raw bytes, then the compiled parse, then sanity checks.
+
+    Trailing bytes past Total Length (Ethernet padding) are dropped here.
+    """
+    n = len(data)
+    if n < MIN_HEADER:
+        raise Malformed("truncated", f"{n} bytes, header needs {MIN_HEADER}")
+    version = data[0] >> 4
+    ihl = data[0] & 0x0F
+    if version != 4:
+        raise Malformed("bad_version", f"version {version}")
+    hlen = ihl * 4
+    if ihl < 5:
+        raise Malformed("bad_ihl", f"IHL {ihl} below 5")
+    total = (data[2] << 8) | data[3]
+    if hlen > n:
+        raise Malformed("bad_ihl", f"IHL says {hlen} bytes, {n} present")
+    if total < hlen:
+        raise Malformed("bad_total_length", f"total length {total} below header length {hlen}")
+    if total > n:
+        raise Malformed("bad_total_length", f"total length {total} exceeds the {n} bytes received")
+    if verify_checksum and not verify(data[:hlen]):
+        raise Malformed("bad_checksum")
+    c = _COMPILED.parse(data[:total] if total < n else data)
+    ff = c.flags_fragment
+    return Ipv4(
+        c.src,
+        c.dst,
+        c.protocol,
+        c.payload,
+        c.ttl,
+        c.identification,
+        c.tos,
+        bool(ff & FLAG_DF),
+        bool(ff & FLAG_MF),
+        (ff & 0x1FFF) * 8,
+        c.options,
+        bool(ff & FLAG_RESERVED),
+        ihl,
+        total,
+        c.checksum,
+    )
+
+
+def emit(ip: Ipv4) -> bytes:
+    """Build the packet. IHL, Total Length and the checksum are computed unless set."""
+    if len(ip.options) % 4:
+        raise ValueError("IPv4 options must be padded to a multiple of 4 bytes")
+    if ip.frag_offset % 8:
+        raise ValueError("fragment offset must be a multiple of 8 bytes")
+    ff = (
+        (FLAG_RESERVED if ip.reserved_flag else 0)
+        | (FLAG_DF if ip.df else 0)
+        | (FLAG_MF if ip.mf else 0)
+        | (ip.frag_offset // 8)
+    )
+    fields = {
+        "version_ihl": None if ip.ihl is None else 0x40 | ip.ihl,
+        "tos": ip.tos,
+        "total_length": ip.total_length,
+        "identification": ip.identification,
+        "flags_fragment": ff,
+        "ttl": ip.ttl,
+        "protocol": ip.protocol,
+        "checksum": 0,
+        "src": ip.src,
+        "dst": ip.dst,
+        "options": ip.options,
+        "payload": ip.payload,
+    }
+    packet = bytearray(_COMPILED.build(fields))
+    hlen = (packet[0] & 0x0F) * 4
+    csum = internet_checksum(packet[:hlen]) if ip.checksum is None else ip.checksum
+    packet[10] = csum >> 8
+    packet[11] = csum & 0xFF
+    return bytes(packet)
+
+
+def pseudo_header_sum(src: bytes, dst: bytes, protocol: int, length: int) -> int:
+    """Ones' complement sum of the RFC 768 / RFC 9293 3.1 pseudo-header."""
+    return ones_sum(src + dst + bytes((0, protocol, length >> 8, length & 0xFF)))

@@ -1,0 +1,3 @@
+from simstack.cli import main
+
+raise SystemExit(main())
