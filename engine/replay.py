@@ -11,8 +11,9 @@ from .scenario import ScenarioError, load
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 
 
-def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, out: TextIO = sys.stdout) -> int:
-    writer = PcapWriter(Path(pcap).open("wb")) if pcap else None
+def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    writer = PcapWriter(Path(pcap).open("wb")) if pcap else None  # noqa: SIM115 - closed in finally
     passed = failed = invalid = 0
 
     def trace(t: float, direction: str, frame: bytes) -> None:

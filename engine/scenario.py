@@ -165,7 +165,7 @@ def load(path: str | Path) -> Scenario:
 def loads(text: str, path: str = "<scenario>") -> Scenario:
     chk = _Checker(path)
     try:
-        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
+        doc = yaml.load(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 0

@@ -105,7 +105,7 @@ class NeighborCache:
         entry = self.entries.get(ip)
         if entry is not None:
             state = entry.state
-            if state == REACHABLE or state == PROBE:
+            if state in (REACHABLE, PROBE):
                 return entry.mac
             if state == STALE:
                 fire("use_stale", entry)
@@ -175,9 +175,7 @@ class NeighborCache:
                 return
         if confirmed:
             fire("confirm", entry)
-        elif entry.mac == mac and entry.state != INCOMPLETE:
-            return
-        elif entry.state == FAILED:
+        elif (entry.mac == mac and entry.state != INCOMPLETE) or entry.state == FAILED:
             return
         else:
             fire("update", entry)
@@ -197,7 +195,7 @@ class NeighborCache:
         if entry is None:
             return
         state = entry.state
-        if state == INCOMPLETE or state == PROBE:
+        if state in (INCOMPLETE, PROBE):
             if entry.probes < self.config.max_probes:
                 self._probe(entry, now)
                 return

@@ -11,7 +11,7 @@ from array import array
 _LITTLE = sys.byteorder == "little"
 
 
-def ones_sum(data: bytes, initial: int = 0) -> int:
+def ones_sum(data: bytes | bytearray, initial: int = 0) -> int:
     """16-bit ones' complement sum, folded, in network byte order.
 
     Summing native 16-bit words and swapping once at the end gives the same
@@ -32,11 +32,11 @@ def ones_sum(data: bytes, initial: int = 0) -> int:
     return (total & 0xFFFF) + (total >> 16)
 
 
-def internet_checksum(data: bytes, initial: int = 0) -> int:
+def internet_checksum(data: bytes | bytearray, initial: int = 0) -> int:
     """The value to put in a checksum field that is zero in ``data``."""
     return ~ones_sum(data, initial) & 0xFFFF
 
 
-def verify(data: bytes, initial: int = 0) -> bool:
+def verify(data: bytes | bytearray, initial: int = 0) -> bool:
     """True when ``data`` (checksum field included) sums to all ones."""
     return ones_sum(data, initial) == 0xFFFF

@@ -63,12 +63,12 @@ def parse(frame: bytes) -> Ethernet:
 def emit(eth: Ethernet, pad: bool = True) -> bytes:
     """Build the frame; ``pad`` fills to the 60-byte minimum as a NIC would."""
     if eth.vlan is None:
-        frame = _COMPILED.build({"dst": eth.dst, "src": eth.src, "ethertype": eth.ethertype, "tag": None, "payload": eth.payload})
+        fields = {"dst": eth.dst, "src": eth.src, "ethertype": eth.ethertype, "tag": None, "payload": eth.payload}
     else:
         tci = (eth.pcp & 7) << 13 | (0x1000 if eth.dei else 0) | (eth.vlan & 0x0FFF)
-        frame = _COMPILED.build(
-            {"dst": eth.dst, "src": eth.src, "ethertype": TYPE_VLAN, "tag": {"tci": tci, "ethertype": eth.ethertype}, "payload": eth.payload}
-        )
+        tag = {"tci": tci, "ethertype": eth.ethertype}
+        fields = {"dst": eth.dst, "src": eth.src, "ethertype": TYPE_VLAN, "tag": tag, "payload": eth.payload}
+    frame: bytes = _COMPILED.build(fields)
     if pad and len(frame) < MIN_FRAME:
         frame += bytes(MIN_FRAME - len(frame))
     return frame

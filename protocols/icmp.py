@@ -82,7 +82,7 @@ def parse(data: bytes, verify_checksum: bool = True) -> Icmp:
     c = _COMPILED.parse(data)
     rest = c.rest
     t = c.type
-    if t == ECHO_REQUEST or t == ECHO_REPLY:
+    if t in (ECHO_REQUEST, ECHO_REPLY):
         return Icmp(t, c.code, c.data, rest.identifier, rest.sequence, checksum=c.checksum)
     if t == DEST_UNREACHABLE:
         return Icmp(t, c.code, c.data, next_hop_mtu=rest.next_hop_mtu, checksum=c.checksum)
@@ -93,7 +93,7 @@ def parse(data: bytes, verify_checksum: bool = True) -> Icmp:
 
 def emit(msg: Icmp) -> bytes:
     t = msg.type
-    if t == ECHO_REQUEST or t == ECHO_REPLY:
+    if t in (ECHO_REQUEST, ECHO_REPLY):
         rest: dict[str, int] = {"identifier": msg.identifier, "sequence": msg.sequence}
     elif t == DEST_UNREACHABLE:
         rest = {"unused": 0, "next_hop_mtu": msg.next_hop_mtu}

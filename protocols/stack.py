@@ -144,8 +144,8 @@ class Stack:
     def on_timer(self, now: float) -> None:
         self.now = now
         for key in self.timers.pop_due(now):
-            kind, arg = key  # type: ignore[misc]
-            self._timer_handlers[kind](arg, now)
+            kind, arg = key
+            self._timer_handlers[kind](arg, now)  # type: ignore[arg-type]
 
     # -- applications ------------------------------------------------------
     def open_echo(self, identifier: int | None = None) -> EchoEndpoint:

@@ -7,16 +7,18 @@ heap is rebuilt when stale entries outnumber live ones, so it stays bounded.
 import heapq
 from collections.abc import Hashable
 
+Key = tuple[str, Hashable]  # (timer kind, what it is for)
+
 
 class Timers:
     __slots__ = ("_due", "_heap", "_seq")
 
     def __init__(self) -> None:
-        self._heap: list[tuple[float, int, Hashable]] = []
-        self._due: dict[Hashable, tuple[float, int]] = {}
+        self._heap: list[tuple[float, int, Key]] = []
+        self._due: dict[Key, tuple[float, int]] = {}
         self._seq = 0
 
-    def schedule(self, key: Hashable, when: float) -> None:
+    def schedule(self, key: Key, when: float) -> None:
         self._seq += 1
         self._due[key] = (when, self._seq)
         heapq.heappush(self._heap, (when, self._seq, key))
@@ -24,10 +26,10 @@ class Timers:
             self._heap = [(w, s, k) for k, (w, s) in self._due.items()]
             heapq.heapify(self._heap)
 
-    def cancel(self, key: Hashable) -> None:
+    def cancel(self, key: Key) -> None:
         self._due.pop(key, None)
 
-    def __contains__(self, key: Hashable) -> bool:
+    def __contains__(self, key: Key) -> bool:
         return key in self._due
 
     def __len__(self) -> int:
@@ -42,9 +44,9 @@ class Timers:
             heapq.heappop(heap)
         return None
 
-    def pop_due(self, now: float) -> list[Hashable]:
+    def pop_due(self, now: float) -> list[Key]:
         """Keys whose deadline is at or before ``now``, earliest first."""
-        out: list[Hashable] = []
+        out: list[Key] = []
         heap = self._heap
         while heap and heap[0][0] <= now:
             when, seq, key = heapq.heappop(heap)
