@@ -108,9 +108,10 @@ class NeighborCache:
             if state in (REACHABLE, PROBE):
                 return entry.mac
             if state == STALE:
+                # The packet goes first; the probe follows from the timer.
                 fire("use_stale", entry)
                 entry.probes = 0
-                self._probe(entry, now)
+                self.timers.schedule(("arp", ip), now)
                 return entry.mac
             if state == FAILED:
                 fire("retry", entry)
