@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from simstack.protocols import arp, ethernet, icmp, ipv4
+from simstack.protocols import arp, ethernet, icmp, ipv4, udp
 from simstack.protocols.addresses import (
     BROADCAST_IP,
     BROADCAST_MAC,
@@ -235,9 +235,16 @@ FIELDS: dict[str, dict[str, Kind]] = {
         "checksum": IntKind(16),
         "data": BYTES,
     },
+    "udp": {
+        "sport": IntKind(16),
+        "dport": IntKind(16),
+        "len": IntKind(16),
+        "checksum": IntKind(16),
+        "data": BYTES,
+    },
     "payload": {"": BYTES},  # bytes above the last header simstack decodes
 }
-TRANSPORTS = ("icmp",)  # layers that sit on IPv4
+TRANSPORTS = ("icmp", "udp")  # layers that sit on IPv4
 LAYER_ORDER = ("eth", "arp", "ipv4", *TRANSPORTS, "payload")
 
 
@@ -334,14 +341,21 @@ def _build_transport(flat: Mapping[str, Any]) -> tuple[bytes, int]:
             g("icmp.checksum"),
         )
         return icmp.emit(msg) + g("payload.", b""), ipv4.PROTO_ICMP
+    if any(k.startswith("udp.") for k in flat):
+        return b"", ipv4.PROTO_UDP  # built in _build_ipv4, which knows the addresses
     return g("payload.", b""), g("ipv4.proto", 0)
 
 
 def _build_ipv4(flat: Mapping[str, Any], ctx: Context, peer: Host, upper: bytes, proto: int) -> bytes:
     g = flat.get
+    src = g("ipv4.src", peer.ip or ZERO_IP)
+    dst = g("ipv4.dst", ctx.stack.ip or ZERO_IP)
+    if proto == ipv4.PROTO_UDP and any(k.startswith("udp.") for k in flat):
+        dgram = udp.Udp(g("udp.sport", 0), g("udp.dport", 0), g("udp.data", b""), g("udp.len"), g("udp.checksum"))
+        upper = udp.emit(dgram, src, dst) + g("payload.", b"")
     pkt = ipv4.Ipv4(
-        g("ipv4.src", peer.ip or ZERO_IP),
-        g("ipv4.dst", ctx.stack.ip or ZERO_IP),
+        src,
+        dst,
         g("ipv4.proto", proto),
         upper,
         g("ipv4.ttl", 64),
@@ -471,7 +485,24 @@ def _quoted(data: bytes) -> str:
     return f"{dst} protocol {proto}"
 
 
-_TRANSPORT_DECODERS = {ipv4.PROTO_ICMP: _decode_icmp}
+def _decode_udp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> str:
+    head = f"IP {ip_to_str(ip.src)}"
+    try:
+        d = udp.parse(ip.payload, ip.src, ip.dst, verify_checksum=False)
+    except Malformed as e:
+        out["payload."] = ip.payload
+        return f"{head} > {ip_to_str(ip.dst)}: UDP [malformed: {e}]"
+    if d.checksum:
+        try:
+            udp.parse(ip.payload, ip.src, ip.dst)
+        except Malformed:
+            bad.append("udp.checksum")
+    out.update({"udp.sport": d.src_port, "udp.dport": d.dst_port, "udp.len": d.length, "udp.checksum": d.checksum,
+                "udp.data": d.payload})
+    return f"{head}.{d.src_port} > {ip_to_str(ip.dst)}.{d.dst_port}: UDP, length {len(d.payload)}"
+
+
+_TRANSPORT_DECODERS = {ipv4.PROTO_ICMP: _decode_icmp, ipv4.PROTO_UDP: _decode_udp}
 
 
 # -- comparing -------------------------------------------------------------------

@@ -6,15 +6,23 @@ gVisor's fake clock fires timers in order), so a 30-second ARP timeout replays
 in microseconds and every run is identical.
 """
 
+import errno
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from simstack.protocols import ethernet, ipv4
 from simstack.protocols.addresses import ip_to_str
+from simstack.protocols.errors import Malformed
 from simstack.protocols.stack import EchoEndpoint, Stack
 
-from .fields import compare, decode_frame, show
+from .fields import BYTES, compare, decode_frame, show
 from .scenario import Scenario, ScenarioError, Step
+from .services import start_services
+from .sockets import AF_INET, SOCK_DGRAM, Socket, SocketHost
+
+T = TypeVar("T")
 
 Trace = Callable[[float, str, bytes], None]  # (time, "<" into the stack | ">" out of it, frame)
 
@@ -35,14 +43,36 @@ def describe(frame: bytes) -> str:
     return decode_frame(frame).summary
 
 
-class Runner:
+class Runner(SocketHost):
+    """Also the socket host of the replay: blocking calls move the virtual clock."""
+
     def __init__(self, scenario: Scenario, trace: Trace | None = None) -> None:
+        super().__init__()
         self.scenario = scenario
         self.trace = trace
         self.stack = Stack(scenario.config, scenario.rng())
         self.now = 0.0
         self.pending: deque[tuple[float, bytes]] = deque()
         self.echo: dict[int, EchoEndpoint] = {}
+        self.sockets: dict[str, Socket] = {}
+        self.services = start_services(self, scenario.services)
+
+    # -- SocketHost ----------------------------------------------------------------
+    def call(self, fn: Callable[[Stack, float], T]) -> T:
+        try:
+            return fn(self.stack, self.now)
+        finally:
+            self._collect()
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        limit = self.now + (self.scenario.expect_within if timeout is None else timeout)
+        while not ready():
+            deadline = self.stack.next_deadline()
+            if deadline is None or deadline > limit:
+                self.advance(limit)
+                return ready()
+            self.advance(deadline)
+        return True
 
     # -- clock ----------------------------------------------------------------
     def advance(self, t: float) -> None:
@@ -54,6 +84,7 @@ class Runner:
                 break
             self.now = max(self.now, deadline)
             stack.on_timer(self.now)
+            self.run_readers()
             self._collect()
         self.now = max(self.now, t)
 
@@ -90,10 +121,12 @@ class Runner:
     def _do_inject(self, step: Step) -> None:
         t = self._target(step)
         self.advance(t)
-        if self.trace:
-            self.trace(self.now, "<", step.frame)
-        self.stack.receive(step.frame, self.now)
-        self._collect()
+        for frame in step.frames:
+            if self.trace:
+                self.trace(self.now, "<", frame)
+            self.stack.receive(frame, self.now)
+            self.run_readers()
+            self._collect()
 
     def _do_expect(self, step: Step) -> None:
         sc = self.scenario
@@ -101,18 +134,23 @@ class Runner:
         target = self._target(step)
         tolerance = sc.tolerance if step.tolerance is None else step.tolerance
         deadline = target + tolerance if timed else self.now + (sc.expect_within if step.within is None else step.within)
-        while not self.pending:
+        wanted = max(step.fragments, 1)
+        while len(self.pending) < wanted:
             next_deadline = self.stack.next_deadline()
             if next_deadline is None or next_deadline > deadline:
                 break
             self.advance(next_deadline)
-        if not self.pending:
+        if len(self.pending) < wanted:
             if step.optional:
                 return
             self.advance(deadline)
-            raise StepFailed(f"  expected a frame by t={deadline:.6f}; the stack sent nothing\n"
+            sent = f"only {len(self.pending)} of {wanted} frames" if self.pending else "nothing"
+            raise StepFailed(f"  expected {wanted} frame(s) by t={deadline:.6f}; the stack sent {sent}\n"
                              f"  wanted: {_show_expected(step)}")
         t, frame = self.pending[0]
+        if step.fragments:
+            t = self.pending[wanted - 1][0]
+            frame = _reassemble([f for _, f in list(self.pending)[:wanted]], self.stack.config.mtu)
         decoded = decode_frame(frame)
         rows = compare(step.expected, decoded)
         if timed and abs(t - target) > tolerance + 1e-9:
@@ -124,7 +162,8 @@ class Runner:
             wcol = max(len(r[1]) for r in rows) + 2
             table = "\n".join(f"  {k:<{width}}{w:<{wcol}}{h}" for k, w, h in rows)
             raise StepFailed(f"  {'field':<{width}}{'expected':<{wcol}}actual\n{table}\n  frame: {t:.6f} > {decoded.summary}")
-        self.pending.popleft()
+        for _ in range(wanted):
+            self.pending.popleft()
         self.now = max(self.now, t)
 
     def _do_nothing(self, step: Step) -> None:
@@ -161,6 +200,116 @@ class Runner:
             except OSError as e:
                 raise StepFailed(f"  ping {ip_to_str(a['dst'])}: {e.strerror or e}") from None
             self._collect()
+
+
+    # -- socket operations (packetdrill's system calls) ---------------------------
+    def _sock(self, step: Step) -> Socket:
+        return self.sockets[step.args["socket"]]
+
+    def _attempt(self, step: Step, fn: Callable[[], Any]) -> Any:
+        """Run one socket call and hold it to the step's ``error:``, if any."""
+        want = step.args.get("error")
+        try:
+            result = fn()
+        except OSError as e:
+            if want is not None and want in _names_of(e):
+                return None
+            expected = f", expected {want}" if want else ""
+            raise StepFailed(f"  {step.app} raised {type(e).__name__}: {e}{expected}") from None
+        if want is not None:
+            raise StepFailed(f"  {step.app} succeeded (returned {result!r}), expected {want}")
+        return result
+
+    def _app_socket(self, step: Step) -> None:
+        self.sockets[step.args["socket"]] = self.socket(AF_INET, SOCK_DGRAM)
+
+    def _app_bind(self, step: Step) -> None:
+        sock = self._sock(step)
+        self._attempt(step, lambda: sock.bind(step.args["addr"]))
+
+    def _app_connect(self, step: Step) -> None:
+        sock = self._sock(step)
+        self._attempt(step, lambda: sock.connect(step.args["addr"]))
+
+    def _app_sendto(self, step: Step) -> None:
+        sock = self._sock(step)
+        self._attempt(step, lambda: sock.sendto(step.args.get("data", b""), step.args["addr"]))
+
+    def _app_send(self, step: Step) -> None:
+        sock = self._sock(step)
+        self._attempt(step, lambda: sock.send(step.args.get("data", b"")))
+
+    def _app_recv(self, step: Step) -> None:
+        self._receive(step, with_address=False)
+
+    def _app_recvfrom(self, step: Step) -> None:
+        self._receive(step, with_address=True)
+
+    def _receive(self, step: Step, with_address: bool) -> None:
+        sock = self._sock(step)
+        sock.settimeout(step.args.get("timeout", 0.0))
+        got = self._attempt(step, lambda: sock.recvfrom(step.args.get("size", 65535)))
+        if got is None:
+            return
+        data, addr = got
+        rows = []
+        if "data" in step.args and data != step.args["data"]:
+            rows.append(("data", BYTES.show(step.args["data"]), BYTES.show(data)))
+        if with_address and "addr" in step.args and addr != step.args["addr"]:
+            rows.append(("addr", str(step.args["addr"]), str(addr)))
+        if rows:
+            table = "\n".join(f"  {k:<8}{w:<40}{h}" for k, w, h in rows)
+            raise StepFailed(f"  {'result':<8}{'expected':<40}actual\n{table}")
+
+    def _app_getsockname(self, step: Step) -> None:
+        sock = self._sock(step)
+        got = self._attempt(step, sock.getsockname)
+        want = step.args.get("addr")
+        if want is not None and got != want:
+            raise StepFailed(f"  getsockname returned {got}, expected {want}")
+
+    def _app_close(self, step: Step) -> None:
+        self.sockets[step.args["socket"]].close()
+
+
+def _reassemble(frames: list[bytes], mtu: int) -> bytes:
+    """Join IPv4 fragments independently of the stack's reassembler, checking as a receiver would."""
+    first_eth = None
+    key = None
+    pieces: dict[int, bytes] = {}
+    total = None
+    header = None
+    for frame in frames:
+        try:
+            eth = ethernet.parse(frame)
+            ip = ipv4.parse(eth.payload)
+        except Malformed as e:
+            raise StepFailed(f"  expected an IPv4 fragment, got {describe(frame)} ({e})") from None
+        this = (ip.src, ip.dst, ip.protocol, ip.identification)
+        if key is not None and this != key:
+            raise StepFailed(f"  fragment of another datagram: {describe(frame)}")
+        if ip.header_len + len(ip.payload) > mtu:
+            raise StepFailed(f"  fragment larger than the MTU {mtu}: {describe(frame)}")
+        key = this
+        first_eth = first_eth or eth
+        pieces[ip.frag_offset] = ip.payload
+        if ip.frag_offset == 0:
+            header = ip
+        if not ip.mf:
+            total = ip.frag_offset + len(ip.payload)
+    payload = b"".join(pieces[o] for o in sorted(pieces))
+    if header is None or total is None or len(payload) != total or first_eth is None:
+        raise StepFailed("  the fragments do not make a whole datagram (first or last missing, or a gap)")
+    whole = ipv4.Ipv4(header.src, header.dst, header.protocol, payload, header.ttl, header.identification,
+                      header.tos, header.df, False, 0, header.options)
+    return ethernet.emit(ethernet.Ethernet(first_eth.dst, first_eth.src, first_eth.ethertype, ipv4.emit(whole)), pad=False)
+
+
+def _names_of(e: OSError) -> set[str]:
+    names = {cls.__name__ for cls in type(e).__mro__}
+    if e.errno is not None and e.errno in errno.errorcode:
+        names.add(errno.errorcode[e.errno])
+    return names
 
 
 def _show_expected(step: Step) -> str:

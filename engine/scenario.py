@@ -13,11 +13,15 @@ from typing import Any
 
 import yaml
 
-from simstack.protocols.addresses import ip_to_bytes, mac_to_bytes, parse_interface
+from simstack.protocols import ethernet, ipv4
+from simstack.protocols.addresses import ip_to_bytes, ip_to_str, mac_to_bytes, parse_interface
 from simstack.protocols.arp_cache import ArpConfig
+from simstack.protocols.errors import Malformed
+from simstack.protocols.fragments import ReassemblyConfig, fragment
 from simstack.protocols.stack import StackConfig
 
 from .fields import IP, Context, Host, SpecError, build_frame, normalize_spec, payload_bytes
+from .services import SERVICES
 
 
 class ScenarioError(Exception):
@@ -83,11 +87,12 @@ class Step:
     kind: str  # inject | expect | nothing | app | counters
     at: float | None = None
     relative: bool = False
-    frame: bytes = b""  # inject
+    frames: list[bytes] = field(default_factory=list)  # inject: one frame, or its fragments
     expected: dict[str, Any] = field(default_factory=dict)  # expect
     within: float | None = None  # expect: how long to wait for the frame
     tolerance: float | None = None  # expect with at: allowed timing error
     optional: bool = False
+    fragments: int = 0  # expect: reassemble this many frames and compare the whole datagram
     span: float = 0.0  # nothing: how long the wire stays quiet
     app: str = ""
     args: dict[str, Any] = field(default_factory=dict)
@@ -103,6 +108,7 @@ class Scenario:
     ctx: Context
     seed: int
     steps: list[Step]
+    services: tuple[str, ...] = ()
     allow_unexpected: bool = False
     expect_within: float = 5.0
     tolerance: float = 0.0
@@ -112,18 +118,34 @@ class Scenario:
 
 
 TOP_KEYS = {"description", "stack", "hosts", "options", "steps"}
-STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp"}
+STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp", "reassembly", "services"}
 OPTION_KEYS = {"allow_unexpected", "expect_within", "tolerance"}
 STEP_ACTIONS = {"inject", "expect", "app", "counters"}
 STEP_KEYS = {
-    "inject": {"at", "note"},
-    "expect": {"at", "note", "within", "tolerance", "optional", "for"},
+    "inject": {"at", "note", "fragment"},
+    "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments"},
     "app": {"at", "note"},
     "counters": {"at", "note"},
 }
+_SOCK = {"socket": "name", "error": "error"}
 APP_OPS: dict[str, dict[str, str]] = {
-    # op: {argument: kind}; kinds are checked in _app_args
+    # op: {argument: kind}; for recv/recvfrom/getsockname, data and addr are the expected result
     "ping": {"dst": "ip", "id": "int", "seq": "int", "data": "bytes", "count": "int", "interval": "float"},
+    "socket": {"socket": "name"},
+    "bind": {**_SOCK, "addr": "addr"},
+    "connect": {**_SOCK, "addr": "addr"},
+    "sendto": {**_SOCK, "addr": "addr", "data": "bytes"},
+    "send": {**_SOCK, "data": "bytes"},
+    "recv": {**_SOCK, "size": "int", "timeout": "float", "data": "bytes"},
+    "recvfrom": {**_SOCK, "size": "int", "timeout": "float", "data": "bytes", "addr": "addr"},
+    "getsockname": {**_SOCK, "addr": "addr"},
+    "close": {"socket": "name"},
+}
+REQUIRED_ARGS = {"ping": ("dst",), "bind": ("addr",), "connect": ("addr",), "sendto": ("addr",)}
+ERROR_NAMES = {
+    "OSError", "ConnectionRefusedError", "ConnectionError", "TimeoutError", "BlockingIOError", "EADDRINUSE",
+    "EADDRNOTAVAIL", "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EMSGSIZE", "EAGAIN", "EINVAL",
+    "EDESTADDRREQ", "ENOTCONN", "EBADF",
 }
 
 
@@ -181,11 +203,11 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
     if not isinstance(description, str) or not description.strip():
         raise chk.fail(top.key_lines["description"], "description must be a paragraph of text")
 
-    config, seed = _stack(chk, top)
+    config, seed, services = _stack(chk, top)
     stack_host = Host("stack", config.mac, config.ip)
     hosts = _hosts(chk, top)
     ctx = Context(stack_host, hosts, next(iter(hosts.values()), None))
-    scenario = Scenario(path, description.strip(), config, ctx, seed, [])
+    scenario = Scenario(path, description.strip(), config, ctx, seed, [], services)
     if "options" in top:
         opts = chk.mapping(top["options"], top.key_lines["options"], "options")
         chk.keys(opts, OPTION_KEYS, "options")
@@ -201,15 +223,26 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
     steps = top["steps"]
     if not isinstance(steps, LineList) or not steps:
         raise chk.fail(top.key_lines["steps"], "steps must be a non-empty list")
+    sockets: set[str] = set()
     for raw in steps:
-        scenario.steps.append(_step(chk, raw, steps.line, ctx))
+        step = _step(chk, raw, steps.line, ctx)
+        name = step.args.get("socket")
+        if step.kind == "app" and name is not None:
+            if step.app == "socket":
+                sockets.add(name)
+            elif name not in sockets:
+                raise chk.fail(step.line, f"socket {name!r} is not open here; open it with 'app: socket'")
+            if step.app == "close":
+                sockets.discard(name)
+        scenario.steps.append(step)
     return scenario
 
 
-def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int]:
+def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, ...]]:
     mac, ip, prefix = mac_to_bytes("aa:bb:cc:dd:ee:ff"), ip_to_bytes("10.0.0.1"), 24
     kwargs: dict[str, Any] = {}
     seed = 1
+    services: tuple[str, ...] = ()
     if "stack" in top:
         s = chk.mapping(top["stack"], top.key_lines["stack"], "stack")
         chk.keys(s, STACK_KEYS, "stack")
@@ -242,7 +275,17 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int]:
                 value = chk.number(a, key, minimum=0 if key not in ("max_probes", "queue_len", "max_entries") else 1)
                 arp_kw[key] = int(value) if key in ("max_probes", "queue_len", "max_entries") else value
             kwargs["arp"] = ArpConfig(**arp_kw)
-    return StackConfig(mac, ip, prefix, **kwargs), seed
+        if "reassembly" in s:
+            r = chk.mapping(s["reassembly"], s.key_lines["reassembly"], "stack.reassembly")
+            chk.keys(r, set(ReassemblyConfig.__dataclass_fields__), "stack.reassembly")
+            values: dict[str, Any] = {k: chk.number(r, k) if k == "timeout" else int(chk.number(r, k, minimum=1)) for k in r}
+            kwargs["reassembly"] = ReassemblyConfig(**values)
+        if "services" in s:
+            names = s["services"]
+            if not isinstance(names, list) or not all(n in SERVICES for n in names):
+                raise chk.fail(s.key_lines["services"], f"services must be a list of {', '.join(SERVICES)}")
+            services = tuple(names)
+    return StackConfig(mac, ip, prefix, **kwargs), seed, services
 
 
 def _hosts(chk: _Checker, top: LineDict) -> dict[str, Host]:
@@ -290,9 +333,11 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
         if action == "inject":
             spec = m["inject"]
             if isinstance(spec, Mapping) and set(spec) == {"raw"}:
-                step.frame = payload_bytes({"hex": spec["raw"]}, "raw")
+                step.frames = [payload_bytes({"hex": spec["raw"]}, "raw")]
             else:
-                step.frame = build_frame(normalize_spec(spec, ctx), ctx)
+                step.frames = [build_frame(normalize_spec(spec, ctx), ctx)]
+            if "fragment" in m:
+                step.frames = _fragment(chk, m, step.frames[0])
         elif action == "expect":
             if m["expect"] == "nothing":
                 step.kind = "nothing"
@@ -309,6 +354,8 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
                     step.tolerance = chk.number(m, "tolerance")
                 if "optional" in m:
                     step.optional = bool(m["optional"])
+                if "fragments" in m:
+                    step.fragments = int(chk.number(m, "fragments", minimum=2))
         elif action == "app":
             _app(chk, m, step, ctx)
         else:
@@ -320,6 +367,32 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
     except SpecError as e:
         raise chk.fail(_line_of(m[action], e.path, aline), str(e)) from None
     return step
+
+
+def _fragment(chk: _Checker, m: LineDict, frame: bytes) -> list[bytes]:
+    """``fragment: {size: N, order: [i, ...]}``: split the IPv4 payload, then reorder or repeat pieces."""
+    line = m.key_lines["fragment"]
+    spec = m["fragment"]
+    if isinstance(spec, int) and not isinstance(spec, bool):
+        spec = {"size": spec}
+    if not isinstance(spec, Mapping) or not set(spec) <= {"size", "order"} or "size" not in spec:
+        raise chk.fail(line, "fragment must be N or {size: N, order: [indexes]}")
+    size = spec["size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8 or size % 8:
+        raise chk.fail(line, f"fragment size must be a positive multiple of 8, got {size!r}")
+    eth = ethernet.parse(frame)
+    try:
+        whole = ipv4.parse(eth.payload)
+    except Malformed as e:
+        raise chk.fail(line, f"only a valid IPv4 datagram can be fragmented ({e})") from None
+    pieces = [
+        ethernet.emit(ethernet.Ethernet(eth.dst, eth.src, eth.ethertype, ipv4.emit(p), eth.vlan), pad=False)
+        for p in fragment(whole, whole.header_len + size)
+    ]
+    order = spec.get("order", list(range(len(pieces))))
+    if not isinstance(order, list) or not all(isinstance(i, int) and 0 <= i < len(pieces) for i in order):
+        raise chk.fail(line, f"order must list fragment indexes from 0 to {len(pieces) - 1}")
+    return [pieces[i] for i in order]
 
 
 def _line_of(spec: Any, path: str, default: int) -> int:
@@ -340,27 +413,43 @@ def _app(chk: _Checker, m: LineDict, step: Step, ctx: Context) -> None:
     if op not in APP_OPS:
         raise chk.fail(m.key_lines["app"], f"unknown app operation {op!r}; known: {', '.join(APP_OPS)}")
     step.app = op
-    kinds = APP_OPS[op]
-    for name, kind in kinds.items():
-        if name not in m:
-            continue
-        value = m[name]
-        line = m.key_lines[name]
+    for name, kind in APP_OPS[op].items():
+        if name in m:
+            step.args[name] = _app_arg(chk, m, name, kind, ctx)
+    for name in ("socket", *REQUIRED_ARGS.get(op, ())) if op != "ping" else REQUIRED_ARGS["ping"]:
+        if name not in step.args:
+            raise chk.fail(m.line, f"app: {op} needs {name}")
+
+
+def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> Any:
+    value = m[name]
+    line = m.key_lines[name]
+    try:
         if kind == "ip":
-            try:
-                step.args[name] = IP.normalize(value, ctx, name)
-            except SpecError as e:
-                raise chk.fail(line, str(e)) from None
-        elif kind == "int":
+            return IP.normalize(value, ctx, name)
+        if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
                 raise chk.fail(line, f"{name} must be an integer from 0 to 65535, got {value!r}")
-            step.args[name] = value
-        elif kind == "float":
-            step.args[name] = chk.number(m, name)
-        else:
-            try:
-                step.args[name] = payload_bytes(value, name)
-            except SpecError as e:
-                raise chk.fail(line, str(e)) from None
-    if op == "ping" and "dst" not in step.args:
-        raise chk.fail(m.line, "app: ping needs dst")
+            return value
+        if kind == "float":
+            return chk.number(m, name)
+        if kind == "bytes":
+            return payload_bytes(value, name)
+        if kind == "name":
+            if not isinstance(value, str) or not value:
+                raise chk.fail(line, f"{name} must be a name")
+            return value
+        if kind == "error":
+            if value not in ERROR_NAMES:
+                raise chk.fail(line, f"error must be one of {', '.join(sorted(ERROR_NAMES))}, got {value!r}")
+            return value
+        # addr: [host, port] with host an address, a host name, or "any"
+        if not isinstance(value, list) or len(value) != 2:
+            raise chk.fail(line, f"{name} must be [host, port], got {value!r}")
+        host, port = value
+        ip = "0.0.0.0" if host in ("any", "") else ip_to_str(IP.normalize(host, ctx, name))
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 0xFFFF:
+            raise chk.fail(line, f"port must be an integer from 0 to 65535, got {port!r}")
+        return (ip, port)
+    except SpecError as e:
+        raise chk.fail(line, str(e)) from None

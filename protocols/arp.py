@@ -10,13 +10,19 @@
     |  Sender hardware address (6) | Sender protocol address (4)    |
     |  Target hardware address (6) | Target protocol address (4)    |
     +---------------------------------------------------------------+
+
+``HEADER`` is the format; it is all fixed-size fields, so ``layout.derive``
+turns the whole of it into one ``struct`` that ``parse``/``emit`` run
+(``with layout.construct_codec():`` runs ``HEADER.compile()`` instead).
 """
 
 from dataclasses import dataclass
 
 from construct import Bytes, Default, Int8ub, Int16ub, Struct
 
+from . import layout
 from .errors import Malformed
+from .layout import CODEC
 
 REQUEST = 1
 REPLY = 2
@@ -36,6 +42,9 @@ HEADER = Struct(
     "tpa" / Bytes(4),
 )
 _COMPILED = HEADER.compile()
+_LAYOUT = layout.derive(HEADER)  # every field; nothing variable follows
+_unpack = _LAYOUT.unpack_from
+_pack = _LAYOUT.pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,14 +63,21 @@ class Arp:
 def parse(data: bytes) -> Arp:
     if len(data) < LENGTH:
         raise Malformed("truncated", f"{len(data)} bytes, ARP needs {LENGTH}")
-    c = _COMPILED.parse(data)
+    if CODEC.construct:
+        c = _COMPILED.parse(data)
+        htype, ptype, hlen, plen, op, sha, spa, tha, tpa = c.htype, c.ptype, c.hlen, c.plen, c.op, c.sha, c.spa, c.tha, c.tpa
+    else:
+        htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _unpack(data)
     # Sanity: this declaration only covers Ethernet/IPv4 (RFC 826 "ar$hrd", "ar$pro").
-    if c.htype != HTYPE_ETHERNET or c.ptype != PTYPE_IPV4 or c.hlen != 6 or c.plen != 4:
-        raise Malformed("unsupported_format", f"htype {c.htype} ptype {c.ptype:#06x}")
-    return Arp(c.op, c.sha, c.spa, c.tha, c.tpa)
+    if htype != HTYPE_ETHERNET or ptype != PTYPE_IPV4 or hlen != 6 or plen != 4:
+        raise Malformed("unsupported_format", f"htype {htype} ptype {ptype:#06x}")
+    return Arp(op, sha, spa, tha, tpa)
 
 
 def emit(arp: Arp) -> bytes:
+    if not CODEC.construct:
+        # fill: a None takes the declaration's Default, as construct's build does.
+        return _pack(*_LAYOUT.fill((arp.htype, arp.ptype, arp.hlen, arp.plen, arp.op, arp.sha, arp.spa, arp.tha, arp.tpa)))
     return bytes(
         _COMPILED.build(
             {

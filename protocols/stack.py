@@ -7,18 +7,22 @@ reads a clock or a file descriptor and draws randomness only from the ``rng``
 it is given, so one input sequence always gives the same output bytes.
 """
 
+import errno
+import os
 import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import arp, ethernet, icmp, ipv4
+from . import arp, ethernet, icmp, ipv4, udp
 from .addresses import BROADCAST_IP, BROADCAST_MAC, ZERO_IP, ZERO_MAC, is_multicast_mac
 from .arp_cache import ArpConfig, NeighborCache
 from .counters import Counters
 from .errors import Malformed
+from .fragments import Reassembler, ReassemblyConfig, fragment
 from .ratelimit import IcmpErrorLimiter
 from .timers import Timers
+from .udp_ports import ANY, UdpEndpoint, UdpPorts
 
 ICMP_ERROR_MAX = 576  # RFC 1812 4.3.2.3: an ICMP error SHOULD fit in 576 bytes
 
@@ -33,7 +37,9 @@ class StackConfig:
     ttl: int = 64
     vlan: int | None = None  # tag every frame with this VID and accept only it
     arp: ArpConfig = field(default_factory=ArpConfig)
+    reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
     echo_ignore_broadcasts: bool = True  # Linux icmp_echo_ignore_broadcasts
+    udp_rcvbuf: int = 212992  # Linux's default rmem_default
 
     @property
     def netmask(self) -> int:
@@ -71,6 +77,16 @@ class NoRoute(OSError):
     """No gateway for an off-link destination (ENETUNREACH)."""
 
 
+# ICMP destination-unreachable codes as the errno a socket reports (Linux icmp_err_convert).
+UNREACH_ERRNO = {
+    icmp.NET_UNREACHABLE: errno.ENETUNREACH,
+    icmp.HOST_UNREACHABLE: errno.EHOSTUNREACH,
+    icmp.PROTOCOL_UNREACHABLE: errno.ENOPROTOOPT,
+    icmp.PORT_UNREACHABLE: errno.ECONNREFUSED,
+    icmp.FRAG_NEEDED: errno.EMSGSIZE,
+}
+
+
 class EchoEndpoint:
     """What a ping application sees: replies and errors for one identifier."""
 
@@ -101,6 +117,8 @@ class Stack:
         self.echo_endpoints: dict[int, EchoEndpoint] = {}
         self.arp = NeighborCache(config.arp, self.timers, self.counters, self._send_arp_request, self._deliver_queued,
                                  self._unresolved)
+        self.reassembler = Reassembler(config.reassembly, self.timers, self.counters, self._reassembly_expired)
+        self.udp_ports = UdpPorts(self.rng)
         # Dispatch tables, one per layer (the role of scapy's bind_layers).
         self._ethertypes: dict[int, Callable[[ethernet.Ethernet], None]] = {
             ethernet.TYPE_ARP: self._rx_arp,
@@ -108,8 +126,17 @@ class Stack:
         }
         self._ip_protocols: dict[int, Callable[[ipv4.Ipv4, bytes, bool], None]] = {
             ipv4.PROTO_ICMP: self._rx_icmp,
+            ipv4.PROTO_UDP: self._rx_udp,
         }
-        self._timer_handlers: dict[str, Callable[[bytes, float], None]] = {"arp": self.arp.on_timer}
+        # Who hears about an ICMP error, by the protocol of the datagram it quotes.
+        self._error_handlers: dict[int, Callable[[bytes, icmp.Icmp, bytes, bytes], None]] = {
+            ipv4.PROTO_ICMP: self._echo_error,
+            ipv4.PROTO_UDP: self._udp_error,
+        }
+        self._timer_handlers: dict[str, Callable[[object, float], None]] = {
+            "arp": self.arp.on_timer,  # type: ignore[dict-item]
+            "frag": self.reassembler.on_timer,  # type: ignore[dict-item]
+        }
 
     # -- the sans-IO interface --------------------------------------------
     def receive(self, frame: bytes, now: float) -> None:
@@ -145,7 +172,7 @@ class Stack:
         self.now = now
         for key in self.timers.pop_due(now):
             kind, arg = key
-            self._timer_handlers[kind](arg, now)  # type: ignore[arg-type]
+            self._timer_handlers[kind](arg, now)
 
     # -- applications ------------------------------------------------------
     def open_echo(self, identifier: int | None = None) -> EchoEndpoint:
@@ -178,19 +205,13 @@ class Stack:
         self._send_frame(mac, ethernet.TYPE_IPV4, packet)
 
     def _unresolved(self, ip: bytes, packets: list[bytes]) -> None:
-        # RFC 1122 2.3.2.2 / 3.2.2.1: the local sender learns the host is unreachable.
+        """RFC 1122 2.3.2.2 / 3.2.2.1: the local sender learns the host is unreachable."""
+        note = icmp.Icmp(icmp.DEST_UNREACHABLE, icmp.HOST_UNREACHABLE)
         for packet in packets:
-            try:
-                quoted = ipv4.parse(packet)
-            except Malformed:
-                continue
-            if quoted.protocol == ipv4.PROTO_ICMP and quoted.payload[:1] == bytes((icmp.ECHO_REQUEST,)):
-                ident = int.from_bytes(quoted.payload[4:6], "big")
-                seq = int.from_bytes(quoted.payload[6:8], "big")
-                ep = self.echo_endpoints.get(ident)
-                if ep is not None:
-                    ep.events.append(IcmpErrorEvent(self.config.ip, icmp.DEST_UNREACHABLE, icmp.HOST_UNREACHABLE,
-                                                    seq, self.now))
+            hlen = (packet[0] & 0x0F) * 4
+            handler = self._error_handlers.get(packet[9])
+            if handler is not None and len(packet) >= hlen + 8:
+                handler(self.config.ip, note, packet[16:20], packet[hlen:])
 
     def _rx_arp(self, eth: ethernet.Ethernet) -> None:
         c = self.counters
@@ -241,13 +262,28 @@ class Stack:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
         return self._ip_id
 
-    def send_ipv4(self, dst: bytes, protocol: int, payload: bytes, *, tos: int = 0, ttl: int | None = None) -> None:
-        """Route, build and send one datagram (raises NoRoute for the caller)."""
+    def send_ipv4(self, dst: bytes, protocol: int, payload: bytes, *, tos: int = 0, ttl: int | None = None,
+                  df: bool = False) -> None:
+        """Route, build, fragment if needed (RFC 791 3.2) and send one datagram.
+
+        Raises NoRoute, or OSError(EMSGSIZE) for an oversized DF datagram or one
+        that no IPv4 header can describe.
+        """
         next_hop = self.route(dst)
-        packet = ipv4.emit(ipv4.Ipv4(self.config.ip, dst, protocol, payload, self.config.ttl if ttl is None else ttl,
-                                     self.next_ip_id(), tos))
-        self.counters.inc("ipv4.tx")
-        self._output(next_hop, packet)
+        cfg = self.config
+        if len(payload) + ipv4.MIN_HEADER > ipv4.MAX_PACKET:
+            raise OSError(errno.EMSGSIZE, "Message too long")
+        header = ipv4.Ipv4(cfg.ip, dst, protocol, payload, cfg.ttl if ttl is None else ttl, self.next_ip_id(), tos, df)
+        if header.header_len + len(payload) <= cfg.mtu:
+            self.counters.inc("ipv4.tx")
+            self._output(next_hop, ipv4.emit(header))
+            return
+        if df:
+            raise OSError(errno.EMSGSIZE, "Message too long")
+        for piece in fragment(header, cfg.mtu):
+            self.counters.inc("ipv4.tx")
+            self.counters.inc("ipv4.frag.tx")
+            self._output(next_hop, ipv4.emit(piece))
 
     def _output(self, next_hop: bytes, packet: bytes) -> None:
         if next_hop == BROADCAST_IP or next_hop == self.config.subnet_broadcast:
@@ -263,6 +299,8 @@ class Stack:
             self.send_ipv4(dst, protocol, payload, tos=tos)
         except NoRoute:
             self.counters.drop("ipv4", "no_route")
+        except OSError:
+            self.counters.drop("ipv4", "too_big")
 
     def _rx_ipv4(self, eth: ethernet.Ethernet) -> None:
         c = self.counters
@@ -286,10 +324,13 @@ class Stack:
         if ip.src == BROADCAST_IP or ip.src == cfg.subnet_broadcast or 224 <= src0 <= 239:
             c.drop("ipv4", "bad_source")
             return
-        if ip.mf or ip.frag_offset:
-            c.drop("ipv4", "fragment")
-            return
         raw = eth.payload[: ip.total_length]
+        if ip.mf or ip.frag_offset:
+            whole = self.reassembler.add(ip, raw, self.now)
+            if whole is None:
+                return
+            ip = whole
+            raw = ipv4.emit(whole)
         handler = self._ip_protocols.get(ip.protocol)
         if handler is None:
             c.drop("ipv4", "unknown_protocol")
@@ -380,6 +421,88 @@ class Stack:
             return
         ep.events.append(IcmpErrorEvent(reporter, msg.type, msg.code, int.from_bytes(inner[6:8], "big"), self.now))
 
-    @property
-    def _error_handlers(self) -> dict[int, Callable[[bytes, icmp.Icmp, bytes, bytes], None]]:
-        return {ipv4.PROTO_ICMP: self._echo_error}
+    def _reassembly_expired(self, first: ipv4.Ipv4, raw: bytes) -> None:
+        # RFC 792 / RFC 1122 3.3.2: time exceeded, code 1, only if fragment zero arrived.
+        self.send_icmp_error(first, raw, icmp.TIME_EXCEEDED, icmp.REASSEMBLY_EXCEEDED)
+
+    # -- UDP -----------------------------------------------------------------
+    def udp_open(self) -> UdpEndpoint:
+        return UdpEndpoint(self.config.udp_rcvbuf)
+
+    def udp_bind(self, ep: UdpEndpoint, ip: bytes, port: int) -> None:
+        if ip != ANY and ip != self.config.ip:
+            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
+        self.udp_ports.bind(ep, ip, port)
+
+    def udp_connect(self, ep: UdpEndpoint, ip: bytes, port: int) -> None:
+        if not 0 < port <= 0xFFFF:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        self.route(ip)
+        if not ep.local_port:
+            self.udp_ports.bind(ep, ANY, 0)
+        ep.remote = (ip, port)
+        ep.error = None
+
+    def udp_send(self, ep: UdpEndpoint, data: bytes, dst: tuple[bytes, int] | None = None) -> int:
+        """Send one datagram; returns its length like ``sendto``."""
+        if ep.closed:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        err = ep.take_error()
+        if err is not None:
+            raise OSError(err, os.strerror(err))
+        if dst is None:
+            if ep.remote is None:
+                raise OSError(errno.EDESTADDRREQ, "Destination address required")
+            dst = ep.remote
+        ip, port = dst
+        if not 0 < port <= 0xFFFF:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if len(data) > udp.MAX_PAYLOAD:
+            raise OSError(errno.EMSGSIZE, "Message too long")
+        self.route(ip)
+        if not ep.local_port:
+            self.udp_ports.bind(ep, ANY, 0)
+        dgram = udp.emit(udp.Udp(ep.local_port, port, data), self.config.ip, ip)
+        self.counters.inc("udp.tx")
+        self.send_ipv4(ip, ipv4.PROTO_UDP, dgram)
+        return len(data)
+
+    def udp_close(self, ep: UdpEndpoint) -> None:
+        self.udp_ports.unbind(ep)
+        ep.closed = True
+        ep.queue.clear()
+        ep.queued_bytes = 0
+
+    def _rx_udp(self, ip: ipv4.Ipv4, raw: bytes, broadcast: bool) -> None:
+        c = self.counters
+        c.inc("udp.rx")
+        try:
+            dgram = udp.parse(ip.payload, ip.src, ip.dst)
+        except Malformed as e:
+            c.drop("udp", e.reason)
+            return
+        ep = self.udp_ports.lookup(ip.dst, dgram.dst_port)
+        if ep is None:
+            c.drop("udp", "no_port")
+            if not broadcast:
+                # RFC 1122 4.1.3.1: port unreachable, rate-limited by send_icmp_error.
+                self.send_icmp_error(ip, raw, icmp.DEST_UNREACHABLE, icmp.PORT_UNREACHABLE)
+            return
+        if ep.remote is not None and ep.remote != (ip.src, dgram.src_port):
+            c.drop("udp", "not_connected_peer")
+            return
+        ep.deliver(dgram.payload, (ip.src, dgram.src_port), c)
+
+    def _udp_error(self, reporter: bytes, msg: icmp.Icmp, dst: bytes, inner: bytes) -> None:
+        """Linux reports ICMP errors only to connected UDP sockets (no IP_RECVERR)."""
+        sport = int.from_bytes(inner[0:2], "big")
+        dport = int.from_bytes(inner[2:4], "big")
+        ep = self.udp_ports.bound.get(sport)
+        if ep is None or ep.remote != (dst, dport) or msg.type != icmp.DEST_UNREACHABLE:
+            self.counters.drop("icmp", "no_listener")
+            return
+        err = UNREACH_ERRNO.get(msg.code, errno.EHOSTUNREACH)
+        if msg.code == icmp.FRAG_NEEDED:
+            return  # path MTU: nothing to report to a datagram socket here
+        ep.error = err
+        self.counters.inc("udp.rx.icmp_error")

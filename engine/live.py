@@ -1,0 +1,256 @@
+"""The live driver: one event loop between a sans-IO ``Stack`` and a frame device.
+
+The stack never reads a clock or a descriptor; this loop is the only place
+that does. It sleeps in epoll on two descriptors, the device and an eventfd,
+with the stack's next deadline as the timeout, so an idle stack costs no CPU
+and a timer fires within a millisecond of its deadline (epoll's resolution).
+
+Threads. The loop thread and any number of application threads share the
+stack through one ``threading.RLock`` (``lock``):
+
+* ``call(fn)`` runs ``fn(stack, now)`` under the lock, sends what it queued
+  at once, and wakes the loop so it re-reads ``next_deadline()`` (a new ARP
+  retransmission timer, say). Every write to the stack from outside the loop
+  goes through ``call``.
+* ``condition`` (on the same lock) is notified after every loop iteration
+  that received frames or ran timers, and after every ``call``. A blocking
+  API waits on it for its own event, the way a socket's ``recv`` would::
+
+      ep = driver.call(lambda stack, now: stack.open_echo())
+      driver.call(lambda stack, now: ep.send(dst, 1, b"", now))
+      driver.wait_for(lambda: bool(ep.events), timeout=1.0)
+
+  Predicates run with the lock held, so they may read stack state directly.
+
+Run the loop in the foreground with ``run()`` or ``run_until_signal()``, or
+in a background thread with ``start()``; ``stop()`` ends it from any thread
+or from a signal handler.
+"""
+
+import contextlib
+import os
+import selectors
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from types import FrameType
+from typing import Protocol, TypeVar
+
+from simstack.protocols.stack import Stack
+
+T = TypeVar("T")
+FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" out of it, frame, monotonic time)
+
+_FRAMES = "frames"
+_WAKE = "wake"
+
+
+class FrameDevice(Protocol):
+    """What the driver needs from a device: a pollable fd and whole frames (``tap.Tap``)."""
+
+    def fileno(self) -> int: ...
+
+    def read_batch(self, limit: int) -> list[bytes]: ...
+
+    def write(self, frame: bytes) -> OSError | None: ...
+
+
+class LiveDriver:
+    """Moves frames and time between ``device`` and ``stack`` until stopped.
+
+    ``hook`` sees every frame in both directions, under the lock, before the
+    stack (inbound) or the device (outbound) does: the pcap writer and the
+    ``-v`` printer hang there. ``batch`` bounds how many queued frames one
+    wake-up reads, so a flood cannot starve timers or application calls.
+    ``error`` is set when the device failed (it was deleted, say) and the
+    loop ended because of it.
+    """
+
+    def __init__(self, stack: Stack, device: FrameDevice, *, hook: FrameHook | None = None, batch: int = 64,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.stack = stack
+        self.device = device
+        self.hook = hook
+        self.batch = batch
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.condition = threading.Condition(self.lock)
+        self.error: OSError | None = None
+        self._stopping = False
+        self._running = False
+        self._loop_thread: int | None = None
+        self._thread: threading.Thread | None = None
+        self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._selector = selectors.EpollSelector()
+        self._selector.register(device.fileno(), selectors.EVENT_READ, _FRAMES)
+        self._selector.register(self._wake_fd, selectors.EVENT_READ, _WAKE)
+
+    # -- for application threads -------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._running
+
+    def now(self) -> float:
+        """The clock the stack runs on, for applications that schedule their own work."""
+        return self.clock()
+
+    def call(self, fn: Callable[[Stack, float], T]) -> T:
+        """Run ``fn(stack, now)`` under the lock and act on what it changed.
+
+        Frames it queued leave before ``call`` returns (no loop round-trip on
+        the send path); the loop is woken to pick up a changed deadline, and
+        waiters are notified in case ``fn`` changed what they wait for. If
+        ``fn`` raises, the same happens and the exception propagates.
+        """
+        with self.lock:
+            now = self.clock()
+            try:
+                return fn(self.stack, now)
+            finally:
+                self._flush(now)
+                self.condition.notify_all()
+                if threading.get_ident() != self._loop_thread:
+                    self.wake()
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
+        """Block until ``predicate()`` holds, the loop stops, or ``timeout`` passes.
+
+        Returns the predicate's last value. It is evaluated with the lock held.
+        """
+        with self.condition:
+            self.condition.wait_for(lambda: predicate() or not self._running or self._stopping, timeout)
+            return predicate()
+
+    def notify(self) -> None:
+        """Wake every waiter, e.g. from a signal handler that set a flag they check."""
+        with self.condition:
+            self.condition.notify_all()
+
+    def wake(self) -> None:
+        """Make the loop run one iteration now. Safe from any thread and from signal handlers."""
+        with contextlib.suppress(OSError):  # closed, or the counter is saturated: a wake-up is pending either way
+            os.eventfd_write(self._wake_fd, 1)
+
+    # -- running the loop -------------------------------------------------------
+    def run(self) -> None:
+        """Run the loop in this thread until ``stop()`` or a device error."""
+        self._running = True
+        self._loop_thread = threading.get_ident()
+        try:
+            self._loop()
+        finally:
+            self._running = False
+            self._loop_thread = None
+            self.notify()
+
+    def run_until_signal(self, signals: Iterable[int] = (signal.SIGINT, signal.SIGTERM),
+                         ready: Callable[[], None] | None = None) -> int | None:
+        """Run in the main thread until one of ``signals``; return its number (None if stopped otherwise).
+
+        ``ready`` runs once the handlers are in place: announce readiness there,
+        so a signal sent in answer to the announcement cannot find the default
+        handler still installed.
+        """
+        caught: list[int] = []
+
+        def handler(signum: int, _frame: FrameType | None) -> None:
+            caught.append(signum)
+            self.stop()
+
+        previous = {s: signal.signal(s, handler) for s in signals}
+        try:
+            if ready is not None:
+                ready()
+            self.run()
+        finally:
+            for s, h in previous.items():
+                signal.signal(s, h)
+        return caught[0] if caught else None
+
+    def start(self) -> None:
+        """Run the loop in a daemon thread; ``stop()`` ends it."""
+        if self._thread is not None:
+            raise RuntimeError("the live driver runs once")
+        self._running = True  # before the thread exists, so call() and wait_for() see a live driver
+        self._thread = threading.Thread(target=self.run, name="simstack-live", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float | None = 5.0) -> None:
+        """End the loop after its current iteration; joins the loop thread unless called from it."""
+        self._stopping = True
+        self.wake()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread() and thread.is_alive():
+            thread.join(timeout)
+
+    def close(self) -> None:
+        """Stop, and release the selector and the eventfd (the device is the caller's)."""
+        self.stop()
+        self._selector.close()
+        if self._wake_fd >= 0:
+            os.close(self._wake_fd)
+            self._wake_fd = -1
+
+    # -- the loop -----------------------------------------------------------------
+    def _loop(self) -> None:
+        stack = self.stack
+        clock = self.clock
+        select = self._selector.select
+        with self.lock:
+            deadline = stack.next_deadline()
+            self._flush(clock())
+        while not self._stopping:
+            timeout = None if deadline is None else max(0.0, deadline - clock())
+            ready = select(timeout)
+            with self.lock:
+                now = clock()
+                busy = False
+                for key, _events in ready:
+                    if key.data is _FRAMES:
+                        try:
+                            busy = self._receive(now) or busy
+                        except OSError as e:
+                            self.error = e
+                            self._stopping = True
+                            break
+                    else:
+                        self._drain_wake()
+                deadline = stack.next_deadline()
+                if deadline is not None and deadline <= now:
+                    stack.on_timer(now)
+                    busy = True
+                    deadline = stack.next_deadline()
+                try:
+                    self._flush(now)
+                except OSError as e:
+                    self.error = e
+                    self._stopping = True
+                if busy:
+                    self.condition.notify_all()
+
+    def _receive(self, now: float) -> bool:
+        frames = self.device.read_batch(self.batch)
+        hook = self.hook
+        receive = self.stack.receive
+        for frame in frames:
+            if hook is not None:
+                hook("<", frame, now)
+            receive(frame, now)
+        return bool(frames)
+
+    def _flush(self, now: float) -> None:
+        out = self.stack.transmit()
+        if not out:
+            return
+        hook = self.hook
+        write = self.device.write
+        for frame in out:
+            if hook is not None:
+                hook(">", frame, now)
+            if write(frame) is not None:
+                self.stack.counters.inc("tap.tx_error")
+
+    def _drain_wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            os.eventfd_read(self._wake_fd)

@@ -1,0 +1,209 @@
+"""``simstack live``: set up a TAP, run the stack on it until a signal, tear it all down.
+
+Setup runs in the order that leaves the least behind when a step fails:
+arguments first (no side effects), then the pcap file, then netlink's view
+of the name, then the TAP itself, then link state and the kernel-side
+address. Every step registers its undo at once, so a failure anywhere, or a
+signal, unwinds exactly what was done.
+"""
+
+import contextlib
+import logging
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import FrameType
+from typing import TextIO, TypeVar
+
+from simstack.protocols.addresses import ip_to_bytes, is_multicast_mac, mac_to_bytes, parse_interface
+from simstack.protocols.stack import Stack, StackConfig
+
+from .errors import SetupError
+from .framelog import FrameLog
+from .live import LiveDriver
+from .netlink import Link, Netlink
+from .pcap import PcapWriter
+from .ping import Pinger, PingError
+from .tap import Tap
+
+log = logging.getLogger("simstack.live")
+T = TypeVar("T")
+
+EXIT_OK, EXIT_NO_REPLY, EXIT_SETUP = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    ifname: str
+    ip: str = "10.0.0.1/24"
+    mac: str = "aa:bb:cc:dd:ee:ff"
+    gateway: str | None = None
+    host_ip: str = "10.0.0.2/24"
+    host_config: bool = True
+    pcap: str | None = None
+    verbose: bool = False
+    seed: int | None = None
+    ping: str | None = None
+    count: int = 5
+    interval: float = 1.0
+    size: int = 56
+    linger: float | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The options, checked and converted: everything setup needs, nothing done yet."""
+
+    config: StackConfig
+    host: tuple[bytes, int] | None
+    ping: bytes | None
+    seed: int
+
+
+def plan(opts: LiveOptions) -> Plan:
+    """Validate every argument before touching the system (raises SetupError)."""
+    ip, prefix = _checked("--ip", _interface, opts.ip)
+    mac = _checked("--mac", mac_to_bytes, opts.mac)
+    gateway = _checked("--gateway", ip_to_bytes, opts.gateway) if opts.gateway is not None else None
+    host = _checked("--host-ip", _interface, opts.host_ip) if opts.host_config else None
+    ping = _checked("--ping", ip_to_bytes, opts.ping) if opts.ping is not None else None
+    if is_multicast_mac(mac) or mac == bytes(6):
+        raise SetupError(f"bad MAC address {opts.mac!r}: the stack needs a unicast address")
+    config = StackConfig(mac=mac, ip=ip, prefix_len=prefix, gateway=gateway)
+    if prefix <= 30 and ip in (_network(config), config.subnet_broadcast):
+        raise SetupError(f"bad address/prefix {opts.ip!r}: that is the subnet's network or broadcast address")
+    if gateway is not None and not config.on_link(gateway):
+        raise SetupError(f"--gateway {opts.gateway} is not on the stack's subnet {opts.ip}")
+    if host is not None and host[0] == ip:
+        raise SetupError(f"--host-ip {opts.host_ip} is the stack's own address: give the kernel side another one")
+    if opts.ping is not None:
+        if not 1 <= opts.count <= 0xFFFF:
+            raise SetupError(f"--count {opts.count}: want 1 to 65535")
+        if opts.interval < 0:
+            raise SetupError(f"--interval {opts.interval:g}: want a time in seconds, 0 or more")
+        if not 0 <= opts.size <= config.mtu - 28:
+            raise SetupError(f"--size {opts.size}: want 0 to {config.mtu - 28} (no fragmentation)")
+    seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
+    return Plan(config, host, ping, seed)
+
+
+def run(opts: LiveOptions, out: TextIO) -> int:
+    """The whole live session; SetupError escapes for the caller to print (exit 2)."""
+    p = plan(opts)
+    name = opts.ifname
+    started = time.monotonic()
+    with contextlib.ExitStack() as undo:
+        frames = FrameLog(_open_pcap(opts.pcap), out if opts.verbose else None, started)
+        undo.callback(frames.close)
+        nl = undo.enter_context(Netlink())
+        before = nl.link(name)
+        if before is not None:
+            why = before.why_not_single_queue_tap()
+            if why:
+                raise SetupError(why)
+        created = before is None
+        tap = Tap.attach(name)
+        undo.callback(_release, nl, tap, created)
+        link = nl.link(name)
+        if link is None:
+            raise SetupError(f"{name} vanished right after it was attached")
+        nl.set_up(link)
+        if before is not None and not before.up:
+            undo.callback(nl.set_up, link, False)
+        if created and p.host is not None:
+            nl.add_address(link, *p.host)
+        stack = Stack(replace(p.config, mtu=link.mtu), random.Random(p.seed))
+        driver = LiveDriver(stack, tap, hook=frames if frames.active else None)
+        undo.callback(driver.close)
+        def ready() -> None:
+            _print_ready(out, opts, p, created, link)
+
+        if p.ping is not None:
+            code = _ping(driver, p.ping, opts, out, ready)
+            stopped = None
+        else:
+            code = EXIT_OK
+            stopped = driver.run_until_signal(ready=ready)
+    # Everything is undone here: loop stopped, pcap closed, TAP released.
+    if driver.error is not None:
+        raise SetupError(f"{name}: the device failed while running: {driver.error.strerror or driver.error}")
+    if stopped is not None or opts.verbose:
+        why = f" by {signal.Signals(stopped).name}" if stopped is not None else ""
+        gone = f"; removed {name}" if created else ""
+        print(f"simstack: stopped{why} after {time.monotonic() - started:.1f} s{gone}", file=out)
+        print(stack.counters.report(), file=out, flush=True)
+    return code
+
+
+def _ping(driver: LiveDriver, dst: bytes, opts: LiveOptions, out: TextIO, ready: Callable[[], None]) -> int:
+    pinger = Pinger(driver, dst, count=opts.count, interval=opts.interval, size=opts.size, linger=opts.linger,
+                    out=out)
+
+    def interrupt(_signum: int, _frame: FrameType | None) -> None:
+        pinger.interrupt()
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    ready()
+    driver.start()
+    try:
+        return pinger.run()
+    except PingError as e:
+        raise SetupError(str(e)) from None
+    finally:
+        driver.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _release(nl: Netlink, tap: Tap, created: bool) -> None:
+    """Close the TAP; make sure one simstack created is gone, as promised."""
+    name = tap.name
+    tap.close()
+    if not created:
+        return
+    link = nl.link(name)
+    if link is not None:  # a descriptor survived somewhere (a forked child): remove it outright
+        log.info("%s still exists after close; deleting it", name)
+        nl.delete(link)
+
+
+def _open_pcap(path: str | None) -> PcapWriter | None:
+    if path is None:
+        return None
+    try:
+        return PcapWriter(Path(path).open("wb"))  # FrameLog closes it
+    except OSError as e:
+        raise SetupError(f"cannot write pcap {path}: {e.strerror}") from None
+
+
+def _checked(option: str, parse: Callable[[str], T], text: str) -> T:
+    """``parse(text)``, its ValueError turned into the one line the user sees."""
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise SetupError(f"{option}: {e}") from None
+
+
+def _interface(text: str) -> tuple[bytes, int]:
+    if "/" not in text:
+        raise ValueError(f"bad address/prefix {text!r}: want A.B.C.D/N with N from 0 to 32")
+    return parse_interface(text)
+
+
+def _network(config: StackConfig) -> bytes:
+    return (int.from_bytes(config.ip, "big") & config.netmask).to_bytes(4, "big")
+
+
+def _print_ready(out: TextIO, opts: LiveOptions, p: Plan, created: bool, link: Link) -> None:
+    if created:
+        host = f"kernel side {opts.host_ip}" if p.host is not None else "kernel side not configured"
+        origin = f"created {link.name}, {host}"
+    else:
+        origin = f"attached to existing {link.name}"
+    stop = "" if opts.ping else "; Ctrl-C to stop"
+    print(f"simstack: live on {link.name} as {opts.ip} ({opts.mac.lower()}), mtu {link.mtu}; {origin}{stop}",
+          file=out, flush=True)

@@ -1,0 +1,224 @@
+"""Sockets shaped like Python's ``socket`` module, for applications on simstack.
+
+Code written for ``socket.socket(AF_INET, SOCK_DGRAM)`` ports by asking a
+simstack host instead: ``host.socket(AF_INET, SOCK_DGRAM)``. Same methods, same
+exceptions (``OSError`` with ``EADDRINUSE``, ``ConnectionRefusedError``,
+``TimeoutError``, ``BlockingIOError``).
+
+A socket does not know whether it runs live or in a replay. It talks to a
+``SocketHost``: ``call`` runs a function on the stack (under the live driver's
+lock, or at the replay's current virtual time), and ``wait_until`` blocks until
+a condition holds (on a condition variable live; by advancing the virtual clock
+in a replay). The stack itself stays sans-IO.
+"""
+
+import errno
+import os
+import socket as _socket
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from simstack.protocols.addresses import ip_to_bytes, ip_to_str
+from simstack.protocols.stack import Stack
+from simstack.protocols.udp_ports import ANY, UdpEndpoint
+
+AF_INET = _socket.AF_INET
+SOCK_DGRAM = _socket.SOCK_DGRAM
+IPPROTO_UDP = _socket.IPPROTO_UDP
+timeout = TimeoutError  # socket.timeout is TimeoutError since Python 3.10
+error = OSError
+
+T = TypeVar("T")
+Address = tuple[str, int]
+
+
+class SocketHost(ABC):
+    """What sockets need from whoever drives the stack."""
+
+    def __init__(self) -> None:
+        self._readers: dict[Socket, Callable[[], None]] = {}
+
+    @abstractmethod
+    def call(self, fn: Callable[[Stack, float], T]) -> T:
+        """Run ``fn(stack, now)`` where the stack lives, and send what it queued."""
+
+    @abstractmethod
+    def wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """Block until ``ready()`` (checked where the stack lives) or ``timeout`` seconds pass."""
+
+    def socket(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0) -> "Socket":
+        return Socket(self, family, type, proto)
+
+    # -- readiness callbacks, like asyncio's loop.add_reader ----------------------
+    def add_reader(self, sock: "Socket", callback: Callable[[], None]) -> None:
+        """Call ``callback`` (where the stack lives) whenever ``sock`` has data or an error."""
+        self._readers[sock] = callback
+
+    def remove_reader(self, sock: "Socket") -> None:
+        self._readers.pop(sock, None)
+
+    def run_readers(self, rounds: int = 64) -> None:
+        """Called by the driver after the stack took in frames or fired timers."""
+        for _ in range(rounds):
+            ready = [cb for s, cb in list(self._readers.items()) if s._endpoint.readable]
+            if not ready:
+                return
+            for cb in ready:
+                cb()
+
+
+def _parse_address(address: Any, what: str) -> tuple[bytes, int]:
+    if not isinstance(address, tuple) or len(address) != 2:
+        raise TypeError(f"{what}(): AF_INET address must be tuple, not {type(address).__name__}")
+    host, port = address
+    if not isinstance(port, int) or isinstance(port, bool):
+        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
+    if not 0 <= port <= 0xFFFF:
+        raise OverflowError(f"{what}(): port must be 0-65535.")
+    if not isinstance(host, str):
+        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
+    if host in ("", "0.0.0.0"):
+        return ANY, port
+    if host == "<broadcast>":
+        return b"\xff\xff\xff\xff", port
+    try:
+        return ip_to_bytes(host), port
+    except ValueError:
+        # simstack has no resolver: names other than dotted quads do not resolve.
+        raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
+
+
+def _oserror(code: int) -> OSError:
+    return OSError(code, os.strerror(code))  # OSError picks the subclass: ConnectionRefusedError, ...
+
+
+class Socket:
+    """A UDP socket on a simstack host (SOCK_DGRAM only, for now)."""
+
+    def __init__(self, host: SocketHost, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0) -> None:
+        if family != AF_INET:
+            raise _oserror(errno.EAFNOSUPPORT)
+        if type != SOCK_DGRAM:
+            raise _oserror(errno.ESOCKTNOSUPPORT)
+        if proto not in (0, IPPROTO_UDP):
+            raise _oserror(errno.EPROTONOSUPPORT)
+        self.host = host
+        self.family = family
+        self.type = type
+        self.proto = proto or IPPROTO_UDP
+        self._timeout: float | None = _socket.getdefaulttimeout()
+        self._endpoint: UdpEndpoint = host.call(lambda st, now: st.udp_open())
+        self._closed = False
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"laddr={self._local()}"
+        return f"<simstack.Socket family=AF_INET type=SOCK_DGRAM {state}>"
+
+    def __enter__(self) -> "Socket":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check(self) -> UdpEndpoint:
+        if self._closed:
+            raise _oserror(errno.EBADF)
+        return self._endpoint
+
+    def _local(self) -> Address:
+        ep = self._endpoint
+        return ip_to_str(ep.local_ip), ep.local_port
+
+    # -- configuration ---------------------------------------------------------
+    def settimeout(self, value: float | None) -> None:
+        if value is not None and value < 0:
+            raise ValueError("Timeout value out of range")
+        self._timeout = None if value is None else float(value)
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    def fileno(self) -> int:
+        return -1  # there is no kernel descriptor behind a simstack socket
+
+    # -- addresses --------------------------------------------------------------
+    def bind(self, address: Address) -> None:
+        ep = self._check()
+        ip, port = _parse_address(address, "bind")
+        self.host.call(lambda st, now: st.udp_bind(ep, ip, port))
+
+    def connect(self, address: Address) -> None:
+        ep = self._check()
+        ip, port = _parse_address(address, "connect")
+        self.host.call(lambda st, now: st.udp_connect(ep, ip, port))
+
+    def getsockname(self) -> Address:
+        self._check()
+        return self._local()
+
+    def getpeername(self) -> Address:
+        ep = self._check()
+        if ep.remote is None:
+            raise _oserror(errno.ENOTCONN)
+        return ip_to_str(ep.remote[0]), ep.remote[1]
+
+    # -- data -------------------------------------------------------------------
+    def sendto(self, data: bytes, *args: Any) -> int:
+        """``sendto(data, address)`` or ``sendto(data, flags, address)``."""
+        if len(args) not in (1, 2):
+            raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
+        ep = self._check()
+        dst = _parse_address(args[-1], "sendto")
+        payload = bytes(data)
+        return self.host.call(lambda st, now: st.udp_send(ep, payload, dst))
+
+    def send(self, data: bytes, flags: int = 0) -> int:
+        ep = self._check()
+        payload = bytes(data)
+        return self.host.call(lambda st, now: st.udp_send(ep, payload))
+
+    def sendall(self, data: bytes, flags: int = 0) -> None:
+        self.send(data, flags)
+
+    def recvfrom(self, bufsize: int, flags: int = 0) -> tuple[bytes, Address]:
+        if bufsize < 0:
+            raise ValueError("negative buffersize in recvfrom")
+        ep = self._check()
+
+        def take(st: Stack, now: float) -> tuple[bytes, tuple[bytes, int]] | None:
+            err = ep.take_error()
+            if err is not None:
+                raise _oserror(err)
+            return ep.pop() if ep.queue else None
+
+        got = self.host.call(take)
+        if got is None:
+            if self._timeout == 0.0:
+                raise _oserror(errno.EAGAIN)
+            if not self.host.wait_until(lambda: ep.readable or ep.closed, self._timeout):
+                raise TimeoutError("timed out")
+            self._check()
+            got = self.host.call(take)
+            if got is None:
+                raise _oserror(errno.EAGAIN)
+        data, (ip, port) = got
+        # Datagram semantics: what does not fit the buffer is discarded.
+        return data[:bufsize], (ip_to_str(ip), port)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        return self.recvfrom(bufsize, flags)[0]
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self.host.remove_reader(self)
+        ep = self._endpoint
+        self.host.call(lambda st, now: st.udp_close(ep))

@@ -1,0 +1,168 @@
+"""IPv4 fragmentation (RFC 791 3.2) and bounded reassembly (RFC 815, RFC 1122 3.3.2).
+
+Reassembly is where memory goes to die under attack, so every resource is
+capped: concurrent datagrams, buffered bytes, and time. Overlapping fragments
+drop the whole datagram, following RFC 5722's reasoning for IPv6: overlaps have
+no legitimate use and are how filters get evaded. Exact duplicates (same
+offset, same bytes) are harmless retransmissions and are ignored.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .counters import Counters
+from .ipv4 import MAX_PACKET, Ipv4
+from .timers import Timers
+
+Key = tuple[bytes, bytes, int, int]  # (src, dst, protocol, identification): RFC 791's datagram identity
+
+
+@dataclass(frozen=True)
+class ReassemblyConfig:
+    timeout: float = 30.0  # Linux ipfrag_time; RFC 1122 suggests 60-120 s
+    max_datagrams: int = 64
+    max_bytes: int = 4 * 1024 * 1024  # Linux ipfrag_high_thresh
+    max_fragments: int = 256  # per datagram: 65535 bytes at a 576-byte MTU need 119
+
+
+@dataclass
+class _Pending:
+    first_seen: float
+    pieces: dict[int, bytes] = field(default_factory=dict)  # offset -> data
+    total: int | None = None  # payload length, known once the last fragment came
+    first: Ipv4 | None = None  # the offset-0 fragment: header fields and ICMP quote
+    first_raw: bytes = b""
+    size: int = 0
+    poisoned: bool = False  # an overlap was seen: drop everything until timeout
+
+
+class Reassembler:
+    """Collects fragments; ``add`` returns the whole datagram once complete.
+
+    ``expired(first_fragment, raw)`` is called when a datagram times out with
+    its first fragment in hand, so the stack can send ICMP time exceeded
+    (RFC 792, RFC 1122 3.3.2).
+    """
+
+    def __init__(self, config: ReassemblyConfig, timers: Timers, counters: Counters,
+                 expired: Callable[[Ipv4, bytes], None]) -> None:
+        self.config = config
+        self.timers = timers
+        self.counters = counters
+        self.expired = expired
+        self.pending: dict[Key, _Pending] = {}
+        self.bytes = 0
+
+    def add(self, ip: Ipv4, raw: bytes, now: float) -> Ipv4 | None:
+        c = self.counters
+        c.inc("ipv4.frag.rx")
+        key = (ip.src, ip.dst, ip.protocol, ip.identification)
+        data = ip.payload
+        start = ip.frag_offset
+        end = start + len(data)
+        # RFC 791: every fragment but the last carries a multiple of 8 bytes.
+        if ip.mf and len(data) % 8:
+            c.drop("ipv4", "frag_bad_length")
+            return None
+        if ip.header_len + end > MAX_PACKET:
+            c.drop("ipv4", "frag_too_big")  # "ping of death"
+            self._discard(key)
+            return None
+        if not ip.mf and not data and start == 0:
+            c.drop("ipv4", "frag_bad_length")
+            return None
+        entry = self.pending.get(key)
+        if entry is None:
+            self._make_room(0, new_entry=True)
+            entry = self.pending[key] = _Pending(now)
+            self.timers.schedule(("frag", key), now + self.config.timeout)
+        if entry.poisoned:
+            c.drop("ipv4", "frag_overlap")
+            return None
+        if not ip.mf:
+            if (entry.total is not None and entry.total != end) or any(o + len(d) > end for o, d in entry.pieces.items()):
+                self._poison(entry)
+                return None
+            entry.total = end
+        elif entry.total is not None and end > entry.total:
+            self._poison(entry)
+            return None
+        if len(entry.pieces) >= self.config.max_fragments:
+            c.drop("ipv4", "frag_too_many")
+            self._discard(key)
+            return None
+        old = entry.pieces.get(start)
+        if old is not None and old == data:
+            c.inc("ipv4.frag.duplicate")
+            return None
+        if any(off < end and start < off + len(piece) for off, piece in entry.pieces.items()):
+            self._poison(entry)
+            return None
+        if not self._make_room(len(data), keep=key):
+            c.drop("ipv4", "frag_no_room")
+            self._discard(key)
+            return None
+        entry.pieces[start] = data
+        entry.size += len(data)
+        self.bytes += len(data)
+        if start == 0:
+            entry.first = ip
+            entry.first_raw = raw
+        if entry.total is None or entry.size != entry.total or entry.first is None:
+            return None
+        # Complete: no overlaps and the sizes add up, so the pieces tile [0, total).
+        payload = b"".join(entry.pieces[o] for o in sorted(entry.pieces))
+        first = entry.first
+        self._discard(key)
+        c.inc("ipv4.frag.reassembled")
+        return Ipv4(first.src, first.dst, first.protocol, payload, first.ttl, first.identification, first.tos,
+                    first.df, False, 0, first.options, first.reserved_flag, None, None, None)
+
+    def _poison(self, entry: _Pending) -> None:
+        self.counters.drop("ipv4", "frag_overlap")
+        self.bytes -= entry.size
+        entry.pieces.clear()
+        entry.size = 0
+        entry.first = None
+        entry.poisoned = True  # later fragments of this datagram are dropped too, until the timer
+
+    def _discard(self, key: Key) -> None:
+        entry = self.pending.pop(key, None)
+        if entry is not None:
+            self.bytes -= entry.size
+            self.timers.cancel(("frag", key))
+
+    def _make_room(self, need: int, keep: Key | None = None, new_entry: bool = False) -> bool:
+        """Evict the oldest other datagrams until this one fits (Linux evicts oldest first too)."""
+        cfg = self.config
+        while (new_entry and len(self.pending) >= cfg.max_datagrams) or self.bytes + need > cfg.max_bytes:
+            victim = next((k for k in self.pending if k != keep), None)
+            if victim is None:
+                return False
+            self.counters.inc("ipv4.frag.evicted")
+            self._discard(victim)
+        return True
+
+    def on_timer(self, key: Key, now: float) -> None:
+        entry = self.pending.pop(key, None)
+        if entry is None:
+            return
+        self.bytes -= entry.size
+        self.counters.drop("ipv4", "frag_timeout")
+        if entry.first is not None:
+            self.expired(entry.first, entry.first_raw)
+
+
+def fragment(header: Ipv4, mtu: int) -> list[Ipv4]:
+    """Split ``header``'s payload so each piece fits ``mtu`` (RFC 791 3.2, "fragmentation")."""
+    room = (mtu - header.header_len) // 8 * 8
+    if room <= 0:
+        raise ValueError(f"MTU {mtu} cannot carry a fragment")
+    data = header.payload
+    pieces = []
+    for start in range(0, len(data), room):
+        chunk = data[start:start + room]
+        last = start + room >= len(data)
+        pieces.append(Ipv4(header.src, header.dst, header.protocol, chunk, header.ttl, header.identification,
+                           header.tos, header.df, not last, start, header.options))
+    return pieces

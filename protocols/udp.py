@@ -1,0 +1,79 @@
+"""UDP (RFC 768).
+
+     0      7 8     15 16    23 24    31
+    +--------+--------+--------+--------+
+    |     Source      |   Destination   |
+    |      Port       |      Port       |
+    +--------+--------+--------+--------+
+    |     Length      |    Checksum     |
+    +--------+--------+--------+--------+
+    |          data octets ...
+    +-----------------------------------+
+
+The checksum covers a pseudo-header of the IPv4 addresses, protocol and UDP
+length, so parse and emit take the addresses too.
+"""
+
+from dataclasses import dataclass
+
+from construct import Default, GreedyBytes, Int16ub, Struct, len_, this
+
+from .checksum import internet_checksum, ones_sum
+from .errors import Malformed
+from .ipv4 import PROTO_UDP, pseudo_header_sum
+
+HEADER_LEN = 8
+MAX_PAYLOAD = 65535 - 20 - HEADER_LEN  # 65507: the largest datagram IPv4 can carry
+
+HEADER = Struct(
+    "src_port" / Int16ub,
+    "dst_port" / Int16ub,
+    "length" / Default(Int16ub, HEADER_LEN + len_(this.payload)),
+    "checksum" / Int16ub,
+    "payload" / GreedyBytes,
+)
+_COMPILED = HEADER.compile()
+
+
+@dataclass(frozen=True, slots=True)
+class Udp:
+    src_port: int
+    dst_port: int
+    payload: bytes = b""
+    length: int | None = None  # from parse; emit computes it when None
+    checksum: int | None = None  # from parse (0 = sender sent none); emit computes it when None
+
+
+def parse(data: bytes, src: bytes, dst: bytes, verify_checksum: bool = True) -> Udp:
+    """Integrity (lengths), then the checksum, then the compiled parse."""
+    n = len(data)
+    if n < HEADER_LEN:
+        raise Malformed("truncated", f"{n} bytes, UDP needs {HEADER_LEN}")
+    length = (data[4] << 8) | data[5]
+    if length < HEADER_LEN:
+        raise Malformed("bad_length", f"length {length} below the header's {HEADER_LEN}")
+    if length > n:
+        raise Malformed("bad_length", f"length {length} exceeds the {n} bytes received")
+    data = data[:length]  # RFC 768: the length field rules; IP may carry more
+    checksum = (data[6] << 8) | data[7]
+    # RFC 768: a zero checksum means the sender computed none; accept it.
+    if verify_checksum and checksum != 0 and ones_sum(data, pseudo_header_sum(src, dst, PROTO_UDP, length)) != 0xFFFF:
+        raise Malformed("bad_checksum")
+    c = _COMPILED.parse(data)
+    return Udp(c.src_port, c.dst_port, c.payload, length, checksum)
+
+
+def emit(dgram: Udp, src: bytes, dst: bytes) -> bytes:
+    out = bytearray(
+        _COMPILED.build({"src_port": dgram.src_port, "dst_port": dgram.dst_port, "length": dgram.length, "checksum": 0,
+                         "payload": dgram.payload})
+    )
+    if dgram.checksum is None:
+        csum = internet_checksum(out, pseudo_header_sum(src, dst, PROTO_UDP, len(out)))
+        # RFC 768: a computed zero is sent as all ones, zero meaning "none".
+        csum = csum or 0xFFFF
+    else:
+        csum = dgram.checksum
+    out[6] = csum >> 8
+    out[7] = csum & 0xFF
+    return bytes(out)
