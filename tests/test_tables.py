@@ -8,8 +8,11 @@ from simstack.protocols import ipv4
 from simstack.protocols.arp_cache import MACHINE, STATES, TRANSITIONS, Neighbor, fire
 from simstack.protocols.fragments import fragment as our_fragment
 
-ROWS = [(row["trigger"], src, row["dest"]) for row in TRANSITIONS
-        for src in (row["source"] if isinstance(row["source"], list) else [row["source"]])]
+ROWS: list[tuple[str, str, str]] = [
+    (str(row["trigger"]), src, str(row["dest"]))
+    for row in TRANSITIONS
+    for src in (row["source"] if isinstance(row["source"], list) else [str(row["source"])])
+]
 
 
 @pytest.mark.parametrize(("trigger", "source", "dest"), ROWS, ids=[f"{t}:{s}->{d}" for t, s, d in ROWS])
