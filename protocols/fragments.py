@@ -34,6 +34,7 @@ class _Pending:
     first_raw: bytes = b""
     size: int = 0
     poisoned: bool = False  # an overlap was seen: drop everything until timeout
+    broadcast: bool = False  # fragment zero came as a broadcast: no ICMP error for it
 
 
 class Reassembler:
@@ -41,7 +42,8 @@ class Reassembler:
 
     ``expired(first_fragment, raw)`` is called when a datagram times out with
     its first fragment in hand, so the stack can send ICMP time exceeded
-    (RFC 792, RFC 1122 3.3.2).
+    (RFC 792, RFC 1122 3.3.2); not for a datagram that came as a link-layer
+    broadcast, which must never draw an ICMP error (RFC 1122 3.2.2).
     """
 
     def __init__(self, config: ReassemblyConfig, timers: Timers, counters: Counters,
@@ -53,7 +55,7 @@ class Reassembler:
         self.pending: dict[Key, _Pending] = {}
         self.bytes = 0
 
-    def add(self, ip: Ipv4, raw: bytes, now: float) -> Ipv4 | None:
+    def add(self, ip: Ipv4, raw: bytes, now: float, broadcast: bool = False) -> Ipv4 | None:
         c = self.counters
         c.inc("ipv4.frag.rx")
         key = (ip.src, ip.dst, ip.protocol, ip.identification)
@@ -67,9 +69,6 @@ class Reassembler:
         if ip.header_len + end > MAX_PACKET:
             c.drop("ipv4", "frag_too_big")  # "ping of death"
             self._discard(key)
-            return None
-        if not ip.mf and not data and start == 0:
-            c.drop("ipv4", "frag_bad_length")
             return None
         entry = self.pending.get(key)
         if entry is None:
@@ -108,6 +107,7 @@ class Reassembler:
         if start == 0:
             entry.first = ip
             entry.first_raw = raw
+            entry.broadcast = broadcast
         if entry.total is None or entry.size != entry.total or entry.first is None:
             return None
         # Complete: no overlaps and the sizes add up, so the pieces tile [0, total).
@@ -149,7 +149,7 @@ class Reassembler:
             return
         self.bytes -= entry.size
         self.counters.drop("ipv4", "frag_timeout")
-        if entry.first is not None:
+        if entry.first is not None and not entry.broadcast:
             self.expired(entry.first, entry.first_raw)
 
 

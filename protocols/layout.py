@@ -118,7 +118,7 @@ def _field(sc: Construct) -> tuple[str, Field] | None:
     """The byte order and Field for one named member, or None when not derivable."""
     if type(sc) is not Renamed or not isinstance(sc.name, str) or sc.parsed is not None:
         return None
-    inner = sc.subcon
+    inner = unwrap(sc.subcon)
     default: Any = MISSING
     const: Any = MISSING
     # Wrappers that keep the bytes as they are: Default (build-side only) and Const.

@@ -152,7 +152,8 @@ class Stack:
         if dst != self.config.mac and dst != BROADCAST_MAC:
             c.drop("eth", "multicast" if is_multicast_mac(dst) else "not_for_us")
             return
-        if eth.vlan != self.config.vlan:
+        # IEEE 802.1Q: VID 0 is a priority tag on an untagged frame.
+        if (eth.vlan or None) != self.config.vlan:
             c.drop("eth", "wrong_vlan")
             return
         handler = self._ethertypes.get(eth.ethertype)
@@ -293,14 +294,17 @@ class Stack:
         if mac is not None:
             self._send_frame(mac, ethernet.TYPE_IPV4, packet)
 
-    def _reply_ipv4(self, dst: bytes, protocol: int, payload: bytes, tos: int = 0) -> None:
+    def _reply_ipv4(self, dst: bytes, protocol: int, payload: bytes, tos: int = 0) -> bool:
         """Send in answer to a peer; a peer we cannot route back to is a counted drop."""
         try:
             self.send_ipv4(dst, protocol, payload, tos=tos)
         except NoRoute:
             self.counters.drop("ipv4", "no_route")
+            return False
         except OSError:
             self.counters.drop("ipv4", "too_big")
+            return False
+        return True
 
     def _rx_ipv4(self, eth: ethernet.Ethernet) -> None:
         c = self.counters
@@ -319,14 +323,17 @@ class Stack:
         else:
             c.drop("ipv4", "not_for_us")
             return
-        # RFC 1122 3.2.1.3: a source that is broadcast or multicast is discarded.
+        # RFC 1122 3.2.1.3: a source that is broadcast, multicast, loopback or
+        # "this network" (0/8) is discarded; so is our own address arriving from
+        # the wire (Linux calls all of these martians).
         src0 = ip.src[0]
-        if ip.src == BROADCAST_IP or ip.src == cfg.subnet_broadcast or 224 <= src0 <= 239:
+        if ip.src == BROADCAST_IP or ip.src == cfg.subnet_broadcast or 224 <= src0 <= 239 or src0 in (0, 127) \
+                or ip.src == cfg.ip:
             c.drop("ipv4", "bad_source")
             return
         raw = eth.payload[: ip.total_length]
         if ip.mf or ip.frag_offset:
-            whole = self.reassembler.add(ip, raw, self.now)
+            whole = self.reassembler.add(ip, raw, self.now, broadcast)
             if whole is None:
                 return
             ip = whole
@@ -358,8 +365,9 @@ class Stack:
             return False
         quote = raw[: ICMP_ERROR_MAX - ipv4.MIN_HEADER - icmp.HEADER_LEN]
         msg = icmp.emit(icmp.Icmp(type_, code, quote, next_hop_mtu=mtu))
+        if not self._reply_ipv4(ip.src, ipv4.PROTO_ICMP, msg):
+            return False
         c.inc(f"icmp.tx.error.{type_}.{code}")
-        self._reply_ipv4(ip.src, ipv4.PROTO_ICMP, msg)
         return True
 
     def _rx_icmp(self, ip: ipv4.Ipv4, raw: bytes, broadcast: bool) -> None:
@@ -377,8 +385,8 @@ class Stack:
                 return
             # RFC 1122 3.2.2.6: same identifier, sequence and data; RFC 792 swaps addresses.
             reply = icmp.emit(icmp.Icmp(icmp.ECHO_REPLY, 0, msg.data, msg.identifier, msg.sequence))
-            c.inc("icmp.tx.echo_reply")
-            self._reply_ipv4(ip.src, ipv4.PROTO_ICMP, reply, tos=ip.tos)
+            if self._reply_ipv4(ip.src, ipv4.PROTO_ICMP, reply, tos=ip.tos):
+                c.inc("icmp.tx.echo_reply")
         elif t == icmp.ECHO_REPLY:
             ep = self.echo_endpoints.get(msg.identifier)
             if ep is None:
@@ -503,6 +511,7 @@ class Stack:
             return
         err = UNREACH_ERRNO.get(msg.code, errno.EHOSTUNREACH)
         if msg.code == icmp.FRAG_NEEDED:
-            return  # path MTU: nothing to report to a datagram socket here
+            self.counters.inc("udp.rx.icmp_frag_needed")  # path MTU: no error for a datagram socket
+            return
         ep.error = err
         self.counters.inc("udp.rx.icmp_error")
