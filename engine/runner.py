@@ -158,8 +158,8 @@ class Runner(SocketHost):
         if rows:
             if step.optional:
                 return
-            width = max(len(r[0]) for r in rows) + 2
-            wcol = max(len(r[1]) for r in rows) + 2
+            width = max(len("field"), *(len(r[0]) for r in rows)) + 2
+            wcol = max(len("expected"), *(len(r[1]) for r in rows)) + 2
             table = "\n".join(f"  {k:<{width}}{w:<{wcol}}{h}" for k, w, h in rows)
             raise StepFailed(f"  {'field':<{width}}{'expected':<{wcol}}actual\n{table}\n  frame: {t:.6f} > {decoded.summary}")
         for _ in range(wanted):

@@ -8,12 +8,13 @@ signal, unwinds exactly what was done.
 """
 
 import contextlib
+import errno
 import logging
 import os
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -33,7 +34,8 @@ from .tap import Tap
 log = logging.getLogger("simstack.live")
 T = TypeVar("T")
 
-EXIT_OK, EXIT_NO_REPLY, EXIT_SETUP = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -91,12 +93,16 @@ def plan(opts: LiveOptions) -> Plan:
     return Plan(config, host, ping, seed)
 
 
-def run(opts: LiveOptions, out: TextIO) -> int:
-    """The whole live session; SetupError escapes for the caller to print (exit 2)."""
+def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
+    """The whole live session; SetupError escapes for the caller to print (exit 2).
+
+    Returns 0, or 1 when ``--ping`` got no reply or the device failed under the running stack.
+    """
     p = plan(opts)
     name = opts.ifname
     started = time.monotonic()
     with contextlib.ExitStack() as undo:
+        undo.enter_context(_restoring_signals())
         frames = FrameLog(_open_pcap(opts.pcap), out if opts.verbose else None, started)
         undo.callback(frames.close)
         nl = undo.enter_context(Netlink())
@@ -107,6 +113,7 @@ def run(opts: LiveOptions, out: TextIO) -> int:
                 raise SetupError(why)
         created = before is None
         tap = Tap.attach(name)
+        log.info("%s %s", "created" if created else "attached to", name)
         undo.callback(_release, nl, tap, created)
         link = nl.link(name)
         if link is None:
@@ -116,9 +123,12 @@ def run(opts: LiveOptions, out: TextIO) -> int:
             undo.callback(nl.set_up, link, False)
         if created and p.host is not None:
             nl.add_address(link, *p.host)
+            log.info("gave the kernel side of %s %s", name, opts.host_ip)
+        log.info("stack seed %d (repeat with --seed %d)", p.seed, p.seed)
         stack = Stack(replace(p.config, mtu=link.mtu), random.Random(p.seed))
         driver = LiveDriver(stack, tap, hook=frames if frames.active else None)
         undo.callback(driver.close)
+
         def ready() -> None:
             _print_ready(out, opts, p, created, link)
 
@@ -127,13 +137,21 @@ def run(opts: LiveOptions, out: TextIO) -> int:
             stopped = None
         else:
             code = EXIT_OK
-            stopped = driver.run_until_signal(ready=ready)
+            stopped = driver.run_until_signal(STOP_SIGNALS, ready)
+        # A second Ctrl-C must not cut the teardown short and leave a persistent TAP up.
+        for s in STOP_SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
     # Everything is undone here: loop stopped, pcap closed, TAP released.
     if driver.error is not None:
-        raise SetupError(f"{name}: the device failed while running: {driver.error.strerror or driver.error}")
-    if stopped is not None or opts.verbose:
+        e = driver.error
+        what = "was deleted under the running stack" if e.errno == errno.EBADFD else f"failed: {e.strerror or e}"
+        print(f"simstack: {name} {what}", file=err, flush=True)
+        code = EXIT_FAILED
+    if stopped is not None or opts.verbose or driver.error is not None:
+        if stopped == signal.SIGINT:
+            print(file=out)  # end the line the terminal's "^C" echo started
         why = f" by {signal.Signals(stopped).name}" if stopped is not None else ""
-        gone = f"; removed {name}" if created else ""
+        gone = f"; removed {name}" if created and driver.error is None else ""
         print(f"simstack: stopped{why} after {time.monotonic() - started:.1f} s{gone}", file=out)
         print(stack.counters.report(), file=out, flush=True)
     return code
@@ -146,7 +164,8 @@ def _ping(driver: LiveDriver, dst: bytes, opts: LiveOptions, out: TextIO, ready:
     def interrupt(_signum: int, _frame: FrameType | None) -> None:
         pinger.interrupt()
 
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in STOP_SIGNALS:
+        signal.signal(s, interrupt)
     ready()
     driver.start()
     try:
@@ -155,7 +174,15 @@ def _ping(driver: LiveDriver, dst: bytes, opts: LiveOptions, out: TextIO, ready:
         raise SetupError(str(e)) from None
     finally:
         driver.stop()
-        for s, h in previous.items():
+
+
+@contextlib.contextmanager
+def _restoring_signals() -> Iterator[None]:
+    saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, h in saved.items():
             signal.signal(s, h)
 
 

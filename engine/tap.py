@@ -57,7 +57,8 @@ class Tap:
             raise SetupError(f"{path} does not exist: load the tun module (modprobe tun) "
                              f"or create the node (mknod {path} c 10 200)") from None
         except PermissionError:
-            raise SetupError(f"{name}: permission denied opening {path}: run as root or with CAP_NET_ADMIN") from None
+            raise SetupError(f"{name}: permission denied opening {path}: run as root "
+                             f"(or give this user access to {path} and CAP_NET_ADMIN)") from None
         except OSError as e:
             raise SetupError(f"cannot open {path}: {e.strerror}") from None
         try:

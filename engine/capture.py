@@ -1,0 +1,340 @@
+"""Reading captures: classic pcap and pcapng, either byte order, declared with construct.
+
+``simstack import`` turns a capture into a scenario, so it must read what
+tcpdump (pcap, microsecond magic), ``tcpdump --time-stamp-precision nano``
+(pcap, nanosecond magic) and tshark/dumpcap (pcapng) write, on any machine's
+byte order. Every header is a construct declaration, one per byte order, as
+``engine/pcap.py`` declares the writer's; the only code here walks records
+and turns timestamps into integer nanoseconds, so no precision is lost to
+floats before the importer computes time differences.
+
+Anything that is not a capture, ends in the middle of a record, or carries
+frames other than Ethernet raises ``CaptureError`` with one line saying so:
+the importer prints it and exits 2.
+"""
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from construct import (
+    Bytes,
+    Check,
+    Const,
+    ConstructError,
+    GreedyBytes,
+    GreedyRange,
+    Int16ub,
+    Int16ul,
+    Int32sb,
+    Int32sl,
+    Int32ub,
+    Int32ul,
+    Int64sb,
+    Int64sl,
+    OneOf,
+    Padding,
+    Struct,
+    this,
+)
+
+LINKTYPE_ETHERNET = 1
+LINKTYPE_NAMES = {
+    0: "NULL (BSD loopback)",
+    1: "ETHERNET",
+    101: "RAW (bare IP)",
+    105: "IEEE802_11",
+    113: "LINUX_SLL (tcpdump -i any)",
+    127: "IEEE802_11_RADIOTAP",
+    228: "IPV4",
+    229: "IPV6",
+    276: "LINUX_SLL2 (tcpdump -i any)",
+}
+
+PCAP_MAGIC_USEC = 0xA1B2C3D4
+PCAP_MAGIC_NSEC = 0xA1B23C4D
+PCAPNG_SHB = 0x0A0D0D0A  # reads the same in both byte orders, on purpose
+PCAPNG_BOM = 0x1A2B3C4D
+PCAPNG_IDB = 1
+PCAPNG_SPB = 3
+PCAPNG_EPB = 6
+OPT_ENDOFOPT = 0
+OPT_IF_TSRESOL = 9
+OPT_IF_TSOFFSET = 14
+MAX_RECORD = 64 * 1024 * 1024  # no frame is this big; a larger length means a corrupt file
+
+
+class CaptureError(Exception):
+    """The file cannot be imported; the message is one line for the user."""
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    ns: int  # timestamp, nanoseconds since the epoch (or whatever origin the capture used)
+    data: bytes
+    orig_len: int  # length on the wire; more than len(data) when the snaplen cut the frame
+
+    @property
+    def t(self) -> float:
+        return self.ns / 1e9
+
+    @property
+    def cut(self) -> bool:
+        return self.orig_len > len(self.data)
+
+
+@dataclass
+class Capture:
+    format: str  # "pcap" or "pcapng"
+    linktype: int
+    frames: list[CapturedFrame] = field(default_factory=list)
+
+
+# -- classic pcap ------------------------------------------------------------------
+def _pcap_formats(i16: Any, i32: Any, s32: Any) -> tuple[Any, Any]:
+    header = Struct(
+        "magic" / OneOf(i32, (PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC)),
+        "version_major" / i16,
+        "version_minor" / i16,
+        "thiszone" / s32,
+        "sigfigs" / i32,
+        "snaplen" / i32,
+        "network" / i32,  # low 16 bits: the link type; high bits may flag an FCS
+    )
+    record = Struct(
+        "ts_sec" / i32,
+        "ts_frac" / i32,  # micro- or nanoseconds, as the magic says
+        "incl_len" / i32,
+        "orig_len" / i32,
+    )
+    return header, record
+
+
+PCAP_LE = _pcap_formats(Int16ul, Int32ul, Int32sl)
+PCAP_BE = _pcap_formats(Int16ub, Int32ub, Int32sb)
+
+
+def _read_pcap(stream: io.BytesIO, size: int) -> Capture:
+    header = record = None
+    for header_fmt, record_fmt in (PCAP_LE, PCAP_BE):
+        stream.seek(0)
+        try:
+            header = header_fmt.parse_stream(stream)
+        except ConstructError:
+            continue
+        record = record_fmt
+        break
+    if header is None or record is None:
+        raise CaptureError("truncated capture: the pcap file header is cut short")
+    linktype = header.network & 0xFFFF
+    _check_linktype(linktype, "the capture")
+    scale = 1 if header.magic == PCAP_MAGIC_NSEC else 1000
+    cap = Capture("pcap", linktype)
+    while stream.tell() < size:
+        at = stream.tell()
+        try:
+            rec = record.parse_stream(stream)
+        except ConstructError:
+            raise CaptureError(f"truncated capture: record header cut short at byte {at}") from None
+        if rec.incl_len > MAX_RECORD:
+            raise CaptureError(f"corrupt capture: record at byte {at} claims {rec.incl_len} bytes")
+        data = stream.read(rec.incl_len)
+        if len(data) < rec.incl_len:
+            raise CaptureError(f"truncated capture: frame {len(cap.frames) + 1} has {len(data)} of its "
+                               f"{rec.incl_len} bytes")
+        cap.frames.append(CapturedFrame(rec.ts_sec * 1_000_000_000 + rec.ts_frac * scale, data, rec.orig_len))
+    return cap
+
+
+# -- pcapng --------------------------------------------------------------------------
+# The section header's first three words, read little-endian: the byte-order
+# magic tells which declaration set reads the rest of the section.
+SHB_PEEK = Struct(
+    "type" / Const(PCAPNG_SHB, Int32ul),
+    "total_length" / Int32ul,
+    "bom" / OneOf(Int32ul, (PCAPNG_BOM, 0x4D3C2B1A)),
+)
+
+
+@dataclass(frozen=True)
+class _PcapngFormats:
+    block: Any
+    shb: Any
+    idb: Any
+    epb: Any
+    spb: Any
+    options: Any
+
+
+def _pcapng_formats(i16: Any, i32: Any, s64: Any) -> _PcapngFormats:
+    option = Struct(
+        "code" / i16,
+        "length" / i16,
+        "value" / Bytes(this.length),
+        Padding(lambda ctx: -ctx.length % 4),
+    )
+    return _PcapngFormats(
+        block=Struct(
+            "type" / i32,
+            "total_length" / i32,
+            Check((this.total_length >= 12) & (this.total_length % 4 == 0) & (this.total_length <= MAX_RECORD)),
+            "body" / Bytes(this.total_length - 12),
+            "trailer" / i32,
+            Check(this.trailer == this.total_length),
+        ),
+        shb=Struct(
+            "bom" / Const(PCAPNG_BOM, i32),
+            "major" / i16,
+            "minor" / i16,
+            "section_length" / s64,
+            "options" / GreedyBytes,
+        ),
+        idb=Struct(
+            "linktype" / i16,
+            "reserved" / i16,
+            "snaplen" / i32,
+            "options" / GreedyBytes,
+        ),
+        epb=Struct(
+            "interface_id" / i32,
+            "ts_high" / i32,
+            "ts_low" / i32,
+            "captured_len" / i32,
+            "original_len" / i32,
+            "data" / Bytes(this.captured_len),
+            Padding(lambda ctx: -ctx.captured_len % 4),
+            "options" / GreedyBytes,
+        ),
+        spb=Struct(
+            "original_len" / i32,
+            "data" / GreedyBytes,  # captured length = min(original, snaplen); the rest is padding
+        ),
+        options=GreedyRange(option),
+    )
+
+
+PCAPNG_LE = _pcapng_formats(Int16ul, Int32ul, Int64sl)
+PCAPNG_BE = _pcapng_formats(Int16ub, Int32ub, Int64sb)
+
+
+@dataclass
+class _Interface:
+    linktype: int
+    snaplen: int
+    to_ns: Callable[[int], int]
+
+
+def _ts_converter(options: list[Any], byteorder: Literal["little", "big"]) -> Callable[[int], int]:
+    """if_tsresol (default: microseconds) and if_tsoffset, as a function of the raw 64-bit stamp."""
+    resol = 6
+    offset = 0
+    for opt in options:
+        if opt.code == OPT_IF_TSRESOL and opt.length >= 1:
+            resol = opt.value[0]
+        elif opt.code == OPT_IF_TSOFFSET and opt.length == 8:
+            offset = int.from_bytes(opt.value, byteorder, signed=True)  # seconds, in the section's byte order
+    base = offset * 1_000_000_000
+    if resol & 0x80:  # a negative power of two
+        shift = resol & 0x7F
+        return lambda ts: base + (ts * 1_000_000_000 >> shift)
+    if resol <= 9:
+        factor = 10 ** (9 - resol)
+        return lambda ts: base + ts * factor
+    divisor = 10 ** (resol - 9)
+    return lambda ts: base + ts // divisor
+
+
+def _read_pcapng(stream: io.BytesIO, size: int) -> Capture:
+    cap = Capture("pcapng", LINKTYPE_ETHERNET)
+    fmt = PCAPNG_LE
+    interfaces: list[_Interface] = []
+    while stream.tell() < size:
+        at = stream.tell()
+        try:
+            peek = SHB_PEEK.parse_stream(stream)
+        except ConstructError:
+            peek = None
+        stream.seek(at)
+        if peek is not None:
+            fmt = PCAPNG_LE if peek.bom == PCAPNG_BOM else PCAPNG_BE
+            interfaces = []  # interface ids are per section
+        elif at == 0:
+            raise CaptureError("truncated capture: the pcapng section header is cut short")
+        try:
+            block = fmt.block.parse_stream(stream)
+        except ConstructError:
+            if stream.seek(0, io.SEEK_END) - at < 12:
+                raise CaptureError(f"truncated capture: block header cut short at byte {at}") from None
+            stream.seek(at)
+            raise CaptureError(f"truncated capture: block at byte {at} is cut short or corrupt") from None
+        try:
+            _pcapng_block(cap, fmt, block, interfaces)
+        except ConstructError as e:
+            raise CaptureError(f"corrupt capture: block of type {block.type:#x} at byte {at}: {e}") from None
+    return cap
+
+
+def _pcapng_block(cap: Capture, fmt: _PcapngFormats, block: Any, interfaces: list[_Interface]) -> None:
+    if block.type == PCAPNG_SHB:
+        fmt.shb.parse(block.body)
+    elif block.type == PCAPNG_IDB:
+        idb = fmt.idb.parse(block.body)
+        _check_linktype(idb.linktype, f"interface {len(interfaces)}")
+        options = list(fmt.options.parse(idb.options))
+        to_ns = _ts_converter(options, "big" if fmt is PCAPNG_BE else "little")
+        interfaces.append(_Interface(idb.linktype, idb.snaplen, to_ns))
+    elif block.type == PCAPNG_EPB:
+        epb = fmt.epb.parse(block.body)
+        if epb.interface_id >= len(interfaces):
+            raise CaptureError(f"corrupt capture: a packet names interface {epb.interface_id}, "
+                               f"but only {len(interfaces)} are described")
+        iface = interfaces[epb.interface_id]
+        ts = epb.ts_high << 32 | epb.ts_low
+        cap.frames.append(CapturedFrame(iface.to_ns(ts), bytes(epb.data), epb.original_len))
+    elif block.type == PCAPNG_SPB:
+        spb = fmt.spb.parse(block.body)
+        if not interfaces:
+            raise CaptureError("corrupt capture: a simple packet block comes before any interface description")
+        iface = interfaces[0]
+        caplen = spb.original_len if not iface.snaplen else min(spb.original_len, iface.snaplen)
+        if caplen > len(spb.data):
+            raise CaptureError("corrupt capture: a simple packet block is shorter than its packet")
+        # No timestamp in a simple packet block: it shares the previous frame's time.
+        ns = cap.frames[-1].ns if cap.frames else 0
+        cap.frames.append(CapturedFrame(ns, bytes(spb.data[:caplen]), spb.original_len))
+    # name resolution, statistics, journal, custom and unknown blocks carry no frames
+
+
+# -- entry points ------------------------------------------------------------------------
+def _check_linktype(linktype: int, what: str) -> None:
+    if linktype != LINKTYPE_ETHERNET:
+        name = LINKTYPE_NAMES.get(linktype, "unknown")
+        raise CaptureError(f"{what} has link type {linktype} ({name}); simstack reads Ethernet (link type 1) only")
+
+
+def parse_capture(data: bytes) -> Capture:
+    """Read a whole pcap or pcapng file from memory."""
+    if not data:
+        raise CaptureError("not a capture: the file is empty")
+    stream = io.BytesIO(data)
+    magic = data[:4]
+    pcap_magics = {PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC}
+    if len(magic) == 4:
+        little = Int32ul.parse(magic)
+        big = Int32ub.parse(magic)
+        if little in pcap_magics or big in pcap_magics:
+            return _read_pcap(stream, len(data))
+        if little == PCAPNG_SHB:
+            return _read_pcapng(stream, len(data))
+    raise CaptureError("not a capture: no pcap or pcapng magic number at the start of the file")
+
+
+def read_capture(path: str | Path) -> Capture:
+    """Read a capture file; ``CaptureError`` (also for unreadable files) has a one-line message."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise CaptureError(f"cannot read {path}: {e.strerror}") from None
+    return parse_capture(data)

@@ -1,0 +1,814 @@
+"""``simstack import``: a capture of a real host becomes a scenario simstack must pass.
+
+A capture shows what a real stack (usually Linux) did; the scenario asks
+simstack to do the same. One host of the capture is the stack (``--stack
+IP``). Frames sent to it become injects, exact to the byte except for the
+address mapping; frames it sent become expectations naming only what any
+correct stack must reproduce. What a real stack does by its own choice rather
+than by duty (when to re-probe a neighbour, the IP ID, the TTL) is left out,
+made optional, or turned into an ``app`` step that asks simstack to do the
+same thing (a ping, a datagram sent from a socket). The rules are listed in
+docs/recording.md and in ``classify`` below.
+
+Addresses move: the stack's own IP and MAC become simstack's configured ones
+(10.0.0.1, aa:bb:cc:dd:ee:ff unless ``--ip``/``--mac``), its neighbours on the
+same subnet move with it (host part kept), and ``--map OLD=NEW`` moves any
+address, overriding both. Frames are rebuilt from fields, so header checksums are
+recomputed; checksums inside payloads (the UDP checksum carried by a first
+fragment, the datagram an ICMP error quotes) are adjusted as RFC 1624 does.
+
+Timing: injects and app steps keep the capture's timeline as absolute
+``at:`` times; expectations carry no ``at`` and rely on order, because a
+kernel and simstack answer a few microseconds apart (or, for timers, a few
+milliseconds) and nothing a correct stack must do depends on that (see
+``_timing``).
+"""
+
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+from construct import ConstructError
+
+from simstack.protocols import arp, ethernet, icmp, ipv4, udp
+from simstack.protocols.addresses import (
+    BROADCAST_MAC,
+    ZERO_IP,
+    ZERO_MAC,
+    ip_to_bytes,
+    ip_to_str,
+    is_multicast_mac,
+    mac_to_bytes,
+    mac_to_str,
+    parse_interface,
+)
+from simstack.protocols.checksum import internet_checksum
+from simstack.protocols.errors import Malformed
+from simstack.protocols.stack import StackConfig
+
+from .capture import Capture, CaptureError, read_capture
+from .fields import Context, Decoded, Host, build_frame, decode_frame
+from .recorder import (
+    DEFAULT_TOLERANCE,
+    HostTable,
+    OutStep,
+    expect_fields,
+    inject_spec,
+    join_words,
+    protocols_of,
+    render_bytes,
+    render_scenario,
+)
+
+EXIT_OK, EXIT_INVALID = 0, 2
+DEFAULT_IP = "10.0.0.1/24"
+DEFAULT_MAC = "aa:bb:cc:dd:ee:ff"
+ECHO_PORT, DISCARD_PORT = 7, 9
+LONG_WAIT_NS = 4_000_000_000  # an expectation this long after the step before needs more than the default 5 s
+
+# What an expectation names: what a correct stack must reproduce.
+EXPECT_DUTY: dict[str, tuple[str, ...]] = {
+    "eth": ("dst", "src", "vlan"),
+    "arp": ("op", "sha", "spa", "tha", "tpa"),
+    "ipv4": ("src", "dst"),
+    "icmp": ("type", "code", "id", "seq", "mtu", "pointer", "data"),
+    "udp": ("sport", "dport", "data"),
+    "payload": ("",),
+}
+# --strict adds the host's own choices.
+EXPECT_STRICT = {**EXPECT_DUTY, "ipv4": ("src", "dst", "ttl", "id", "tos", "df")}
+FRAGMENT_FIELDS = ("src", "dst", "proto", "mf", "frag")
+ETHERTYPE_NAMES = {
+    0x86DD: "IPv6", 0x88CC: "LLDP", 0x8035: "RARP", 0x88A8: "802.1ad", 0x8863: "PPPoE discovery",
+    0x8864: "PPPoE", 0x0842: "Wake-on-LAN", 0x88E5: "MACsec", 0x8809: "slow protocols (LACP)", 0x888E: "EAPOL",
+    0x22F0: "AVTP", 0x88F7: "PTP", 0x8847: "MPLS", 0x9000: "loopback (CTP)",
+}
+IP_PROTO_NAMES = {2: "IGMP", 6: "TCP", 41: "IPv6-in-IPv4", 47: "GRE", 50: "ESP", 89: "OSPF", 103: "PIM", 132: "SCTP"}
+SIMSTACK_SENDS_ICMP = {icmp.ECHO_REPLY, icmp.ECHO_REQUEST, icmp.DEST_UNREACHABLE, icmp.TIME_EXCEEDED,
+                       icmp.PARAMETER_PROBLEM}
+
+
+class ImportFailed(Exception):
+    """The import cannot go on; the message is one line for the user (exit 2)."""
+
+
+@dataclass(frozen=True)
+class ImportOptions:
+    capture: str
+    out: str
+    stack: str  # the host of the capture that simstack plays, by IPv4 address
+    maps: tuple[str, ...] = ()
+    strict: bool = False
+    ip: str = DEFAULT_IP
+    mac: str = DEFAULT_MAC
+
+
+@dataclass
+class Imported:
+    yaml: str
+    frames: int = 0
+    counts: Counter[str] = field(default_factory=Counter)  # inject, expect, optional, app
+    skipped: Counter[str] = field(default_factory=Counter)  # reason -> frames
+    warnings: list[str] = field(default_factory=list)
+
+    def summary(self, source: str, out: str) -> str:
+        c = self.counts
+        made = (f"{c['inject']} injects, {c['expect']} expected, {c['optional']} optional, {c['app']} app steps"
+                + (f", {c['prime']} priming steps" if c["prime"] else ""))
+        skipped = sum(self.skipped.values())
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(self.skipped.items(), key=lambda kv: (-kv[1], kv[0])))
+        return (f"imported {self.frames} frames from {source} into {out} ({made}); "
+                f"skipped {skipped}" + (f": {why}" if why else ""))
+
+
+# -- addresses ----------------------------------------------------------------------------------------
+@dataclass
+class AddressMap:
+    ips: dict[bytes, bytes] = field(default_factory=dict)
+    macs: dict[bytes, bytes] = field(default_factory=dict)
+
+    def ip(self, value: bytes) -> bytes:
+        return self.ips.get(value, value)
+
+    def mac(self, value: bytes) -> bytes:
+        return self.macs.get(value, value)
+
+    def fields(self, flat: Mapping[str, Any]) -> dict[str, Any]:
+        """The same fields with every address moved (payloads are the caller's business)."""
+        out = dict(flat)
+        for key in ("eth.dst", "eth.src", "arp.sha", "arp.tha"):
+            if key in out:
+                out[key] = self.mac(out[key])
+        for key in ("arp.spa", "arp.tpa", "ipv4.src", "ipv4.dst"):
+            if key in out:
+                out[key] = self.ip(out[key])
+        return out
+
+
+def parse_maps(maps: tuple[str, ...]) -> AddressMap:
+    m = AddressMap()
+    for item in maps:
+        old, sep, new = item.partition("=")
+        if not sep:
+            raise ImportFailed(f"--map {item}: want OLD=NEW, two IPv4 addresses or two MAC addresses")
+        try:
+            m.ips[ip_to_bytes(old.strip())] = ip_to_bytes(new.strip())
+            continue
+        except ValueError:
+            pass
+        try:
+            m.macs[mac_to_bytes(old.strip())] = mac_to_bytes(new.strip())
+        except ValueError:
+            raise ImportFailed(f"--map {item}: want OLD=NEW, two IPv4 addresses or two MAC addresses") from None
+    return m
+
+
+def adjust_checksum(csum: int, old: bytes, new: bytes) -> int:
+    """RFC 1624 eqn. 3: the checksum after the 16-bit words ``old`` became ``new``, without the data."""
+    total = ~csum & 0xFFFF
+    for i in range(0, len(old), 2):
+        total += (~int.from_bytes(old[i:i + 2], "big") & 0xFFFF) + int.from_bytes(new[i:i + 2], "big")
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _adjust_l4(proto: int, l4: bytes, old_pair: bytes, new_pair: bytes) -> bytes:
+    """Fix the pseudo-header part of a UDP or TCP checksum carried in ``l4`` (may be a prefix)."""
+    offset = {ipv4.PROTO_UDP: 6, ipv4.PROTO_TCP: 16}.get(proto)
+    if offset is None or len(l4) < offset + 2 or old_pair == new_pair:
+        return l4
+    csum = int.from_bytes(l4[offset:offset + 2], "big")
+    if proto == ipv4.PROTO_UDP and csum == 0:
+        return l4  # no checksum was sent
+    fixed = adjust_checksum(csum, old_pair, new_pair)
+    if proto == ipv4.PROTO_UDP and fixed == 0:
+        fixed = 0xFFFF
+    return l4[:offset] + fixed.to_bytes(2, "big") + l4[offset + 2:]
+
+
+def map_quote(data: bytes, amap: AddressMap, injected: Mapping[tuple[bytes, bytes, int, int], bytes]) -> bytes:
+    """The datagram an ICMP error quotes, with its addresses moved and checksums still right.
+
+    If the quoted datagram is one the scenario injects, the quote is that
+    datagram's first bytes as injected (so any checksum the import fixed is
+    fixed in the quote too); otherwise its header is rebuilt with the new
+    addresses and the transport checksum adjusted.
+    """
+    try:
+        q = ipv4.HEADER.parse(data)
+    except (ConstructError, ValueError):
+        return data
+    if q.version_ihl >> 4 != 4 or (q.version_ihl & 0x0F) < 5:
+        return data
+    key = (q.src, q.dst, q.protocol, q.identification)
+    whole = injected.get(key)
+    if whole is not None and len(whole) >= len(data):
+        return whole[:len(data)]
+    src, dst = amap.ip(q.src), amap.ip(q.dst)
+    if (src, dst) == (q.src, q.dst):
+        return data
+    header = bytearray(ipv4.HEADER.build({**q, "src": src, "dst": dst, "checksum": 0, "payload": b""}))
+    header[10:12] = internet_checksum(header).to_bytes(2, "big")
+    payload = q.payload if q.flags_fragment & 0x1FFF else _adjust_l4(q.protocol, q.payload, q.src + q.dst, src + dst)
+    return bytes(header) + payload
+
+
+# -- classifying frames -----------------------------------------------------------------------------------------
+@dataclass
+class Frame:
+    number: int  # 1-based, as tshark and wireshark count
+    ns: int  # since the first frame kept
+    data: bytes
+    d: Decoded  # decoded as captured (old addresses)
+    role: str = ""  # inject | expect | optional | ping | sendto | fragment (folded into an earlier expect)
+    why: str = ""  # for optional frames, the note
+    app_first: "Frame | None" = None  # an app step to write before this frame (hoisted above its ARP request)
+    group: list["Frame"] = field(default_factory=list)  # expect: the fragments of one datagram, in order
+
+    @property
+    def f(self) -> dict[str, Any]:
+        return self.d.fields
+
+
+def _is_fragment(f: Mapping[str, Any]) -> bool:
+    return bool(f.get("ipv4.mf") or f.get("ipv4.frag"))
+
+
+def _skip_reason(fr: Frame) -> str | None:
+    """Why simstack has nothing to do with this frame's protocol, or None when it speaks it."""
+    f = fr.f
+    etype = f.get("eth.type")
+    if etype is None:
+        return "malformed"
+    if etype not in (ethernet.TYPE_ARP, ethernet.TYPE_IPV4):
+        return ETHERTYPE_NAMES.get(etype, f"ethertype {etype:#06x}")
+    if etype == ethernet.TYPE_IPV4 and "ipv4.proto" in f and f["ipv4.proto"] not in (ipv4.PROTO_ICMP, ipv4.PROTO_UDP):
+        proto = f["ipv4.proto"]
+        return IP_PROTO_NAMES.get(proto, f"IPv4 protocol {proto}")
+    return None
+
+
+class Importer:
+    def __init__(self, capture: Capture, opts: ImportOptions, source: str = "") -> None:
+        self.capture = capture
+        self.opts = opts
+        self.source = source or opts.capture
+        try:
+            self.stack_ip = ip_to_bytes(opts.stack)
+        except ValueError as e:
+            raise ImportFailed(f"--stack: {e}") from None
+        try:
+            self.new_ip, self.prefix = parse_interface(opts.ip if "/" in opts.ip else opts.ip + "/24")
+            self.new_mac = mac_to_bytes(opts.mac)
+        except ValueError as e:
+            raise ImportFailed(str(e)) from None
+        self.amap = parse_maps(opts.maps)
+        self.result = Imported("")
+        self.stack_mac = b""
+        self.vlan: int | None = None
+        self.config = StackConfig(self.new_mac, self.new_ip, self.prefix)
+        self.hosts = HostTable(Host("stack", self.new_mac, self.new_ip), self.config)
+
+    # -- the passes -------------------------------------------------------------------------------------
+    def run(self) -> Imported:
+        cap = self.capture
+        if not cap.frames:
+            raise ImportFailed(f"{self.source}: the capture holds no frames")
+        t0 = cap.frames[0].ns
+        frames = [Frame(i, c.ns - t0, c.data, decode_frame(c.data)) for i, c in enumerate(cap.frames, 1)]
+        self.stack_mac = self._learn_stack_mac(frames)
+        self.amap.ips.setdefault(self.stack_ip, self.new_ip)
+        self.amap.macs.setdefault(self.stack_mac, self.new_mac)
+        self.new_ip, self.new_mac = self.amap.ips[self.stack_ip], self.amap.macs[self.stack_mac]
+        self._move_subnet(frames)
+        kept = self._keep(frames, cap)
+        if not kept:
+            raise ImportFailed(f"{self.source}: no frame to or from {self.opts.stack} that simstack can replay")
+        base = kept[0].ns
+        for fr in kept:
+            fr.ns -= base
+        self.result.frames = len(kept)
+        self.classify(kept)
+        self.config = StackConfig(self.new_mac, self.new_ip, self.prefix, vlan=self.vlan)
+        self.hosts = HostTable(Host("stack", self.new_mac, self.new_ip), self.config)
+        for fr in kept:
+            self.hosts.learn(self.amap.fields(fr.f))
+        steps = self.steps(kept)
+        self._check_subnet()
+        services = self._services(kept)
+        self.result.yaml = render_scenario(
+            self._description(kept, services), self.config, 1, services, self.hosts,
+            [("tolerance", str(DEFAULT_TOLERANCE))], steps,
+            header=f"Imported by simstack from {Path(self.source).name}: simstack import {self._argv()}")
+        return self.result
+
+    def _argv(self) -> str:
+        o = self.opts
+        parts = [Path(o.capture).name, "-o", Path(o.out).name, "--stack", o.stack, *(f"--map {m}" for m in o.maps)]
+        if o.ip != DEFAULT_IP:
+            parts += ["--ip", o.ip]
+        if o.mac != DEFAULT_MAC:
+            parts += ["--mac", o.mac]
+        if o.strict:
+            parts.append("--strict")
+        return " ".join(parts)
+
+    def _move_subnet(self, frames: list[Frame]) -> None:
+        """Addresses on the captured host's subnet move with it, keeping their host part.
+
+        The prefix length is ``--ip``'s. So 10.9.0.2 next to a stack at
+        10.9.0.1 becomes 10.0.0.2 next to simstack at 10.0.0.1, and the
+        subnet's broadcast address stays the broadcast address; ``--map``
+        overrides any of these.
+        """
+        old = StackConfig(self.stack_mac, self.stack_ip, self.prefix)
+        mask = old.netmask
+        new_net = int.from_bytes(self.new_ip, "big") & mask
+        for fr in frames:
+            for key in ("ipv4.src", "ipv4.dst", "arp.spa", "arp.tpa"):
+                ip = fr.f.get(key)
+                if ip is None or ip == ZERO_IP or not old.on_link(ip) or ip in self.amap.ips:
+                    continue
+                host = int.from_bytes(ip, "big") & ~mask & 0xFFFFFFFF
+                self.amap.ips[ip] = (new_net | host).to_bytes(4, "big")
+
+    def _learn_stack_mac(self, frames: list[Frame]) -> bytes:
+        """The MAC of ``--stack``: the source of its first IPv4 or ARP frame.
+
+        Frames to it do not tell: a frame for its IP may be addressed to
+        another MAC (a flooded frame), which is exactly what a test may show.
+        """
+        ip = self.stack_ip
+        for fr in frames:
+            f = fr.f
+            if f.get("ipv4.src") == ip or (f.get("arp.spa") == ip and "arp.op" in f):
+                self.vlan = f.get("eth.vlan")
+                mac: bytes = f["eth.src"]
+                return mac
+        if any(ip in (fr.f.get("ipv4.dst"), fr.f.get("arp.tpa")) for fr in frames):
+            raise ImportFailed(f"{self.source}: {self.opts.stack} sent no frame in this capture, so its MAC is unknown")
+        raise ImportFailed(f"{self.source}: no frame from or to {self.opts.stack}; is --stack the right address?")
+
+    def _from_stack(self, f: Mapping[str, Any]) -> bool:
+        return f.get("eth.src") == self.stack_mac or f.get("ipv4.src") == self.stack_ip or \
+            ("arp.op" in f and f.get("arp.spa") == self.stack_ip)
+
+    def _keep(self, frames: list[Frame], cap: Capture) -> list[Frame]:
+        skipped = self.result.skipped
+        kept = []
+        answered = {_quoted_key(fr.f.get("icmp.data", b"")) for fr in frames if self._from_stack(fr.f)
+                    and fr.f.get("icmp.type") == icmp.DEST_UNREACHABLE and fr.f.get("icmp.code") == icmp.PROTOCOL_UNREACHABLE}
+        for fr, raw in zip(frames, cap.frames, strict=True):
+            f = fr.f
+            if raw.cut:
+                skipped["cut short by the snaplen"] += 1
+                continue
+            from_stack = self._from_stack(f)
+            to_stack = f.get("eth.dst") in (self.stack_mac, BROADCAST_MAC)
+            reason = _skip_reason(fr)
+            if reason is not None and reason.startswith(("IPv4 protocol", *IP_PROTO_NAMES.values())) \
+                    and _frag_key(f) in answered:
+                reason = None  # the stack answered it with protocol unreachable: that answer is simstack's to give
+            if reason is not None and reason != "malformed":
+                skipped[reason] += 1  # a protocol simstack does not speak, whoever sent it
+                continue
+            if not from_stack and not to_stack:
+                skipped["not to or from the stack"] += 1
+                continue
+            if from_stack and "malformed" in fr.d.summary:
+                skipped["malformed, sent by the stack"] += 1
+                continue
+            if from_stack and "icmp.type" in f and f["icmp.type"] not in SIMSTACK_SENDS_ICMP:
+                skipped[f"ICMP type {f['icmp.type']} (simstack never sends it)"] += 1
+                continue
+            fr.role = "" if from_stack else "inject"
+            kept.append(fr)
+        return kept
+
+    def classify(self, kept: list[Frame]) -> None:
+        """Decide, for each frame the stack sent, whether it is expected, optional or an app's doing.
+
+        * ARP request to a unicast MAC: optional (a probe of a neighbour it already knows; when is its choice).
+        * ARP request with sender 0.0.0.0 or sender = target (RFC 5227 probe, announcement): optional.
+        * ARP request broadcast, followed by traffic the stack starts itself to that address: optional,
+          and the app step that starts the traffic goes before it.
+        * ARP request broadcast, followed by an answer the stack owes: expected (it must resolve to answer).
+        * ARP reply to a request in the capture: expected; any other (gratuitous) reply: optional.
+        * ICMP echo request: ``app: ping`` with the same id, seq and data, then expected.
+        * UDP from the echo port: expected (simstack's echo service answers).
+        * UDP from any other port: ``app: sendto`` on a socket bound to that port, then expected.
+        * Fragments of one datagram, sent back to back: one expectation of the whole datagram (``fragments: N``).
+        * Everything else it sent (echo replies, ICMP errors, ...): expected.
+        """
+        stack_frames = [fr for fr in kept if fr.role != "inject"]
+        asked: set[tuple[bytes, bytes]] = set()  # (requester ip, requester mac) of ARP requests to the stack
+        for fr in kept:
+            f = fr.f
+            if fr.role == "inject":
+                if f.get("arp.op") == arp.REQUEST and f.get("arp.tpa") == self.stack_ip:
+                    asked.add((f["arp.spa"], f["arp.sha"]))
+                continue
+            if fr.role:
+                continue  # already settled (a fragment folded into an earlier expectation)
+            if "arp.op" in f:
+                self._classify_arp(fr, stack_frames, asked)
+            elif f.get("icmp.type") == icmp.ECHO_REQUEST:
+                fr.role = "ping"
+            elif "udp.sport" in f and f["udp.sport"] != ECHO_PORT:
+                fr.role = "sendto"
+            elif _is_fragment(f):
+                self._group_fragments(fr, stack_frames)
+            else:
+                fr.role = "expect"
+
+    def _classify_arp(self, fr: Frame, stack_frames: list[Frame], asked: set[tuple[bytes, bytes]]) -> None:
+        f = fr.f
+        if f["arp.op"] == arp.REPLY:
+            if (f["arp.tpa"], f["arp.tha"]) in asked:
+                fr.role = "expect"
+            else:
+                fr.role, fr.why = "optional", "an ARP reply nobody asked for (gratuitous): the stack's own choice"
+            return
+        if f["arp.op"] != arp.REQUEST:
+            fr.role, fr.why = "optional", f"ARP opcode {f['arp.op']}: not something simstack sends"
+            return
+        if f["eth.dst"] != BROADCAST_MAC:
+            fr.role, fr.why = "optional", ("a unicast ARP request re-checks a neighbour the stack already knows; "
+                                           "when to send one is the stack's choice")
+            return
+        if f["arp.spa"] in (ZERO_IP, f["arp.tpa"]):
+            fr.role, fr.why = "optional", "an ARP probe or announcement (RFC 5227): the stack's own choice"
+            return
+        target = f["arp.tpa"]
+        later = stack_frames[stack_frames.index(fr) + 1:]
+        follow = next((s for s in later if s.f.get("ipv4.dst") == target), None)
+        if follow is None:
+            fr.role, fr.why = "optional", "the stack asked for this address but sent it nothing afterwards"
+        elif follow.f.get("icmp.type") == icmp.ECHO_REQUEST or ("udp.sport" in follow.f and
+                                                                 follow.f["udp.sport"] != ECHO_PORT):
+            fr.role, fr.why = "optional", ("the stack resolves the address before traffic of its own; simstack "
+                                           "resolves only if it does not know the neighbour yet")
+            if follow.role == "":
+                follow.role = "ping" if follow.f.get("icmp.type") == icmp.ECHO_REQUEST else "sendto"
+                fr.app_first = follow
+        else:
+            fr.role = "expect"
+
+    def _group_fragments(self, first: Frame, stack_frames: list[Frame]) -> None:
+        """Fold fragments of one datagram the stack sent back to back into one ``fragments: N`` expectation."""
+        key = _frag_key(first.f)
+        start = stack_frames.index(first)
+        group = []
+        for fr in stack_frames[start:]:
+            if not _is_fragment(fr.f) or _frag_key(fr.f) != key or fr.role:
+                break
+            group.append(fr)
+        whole = _reassemble(group)
+        if whole is None or len(group) < 2:
+            first.role = "expect"  # compared fragment by fragment
+            return
+        first.role = "expect"
+        first.group = group
+        first.d = decode_frame(whole)
+        for fr in group[1:]:
+            fr.role = "fragment"
+
+    # -- writing steps --------------------------------------------------------------------------------
+    def steps(self, kept: list[Frame]) -> list[OutStep]:
+        ctx_old = Context(Host("stack", self.stack_mac, self.stack_ip))
+        ctx_new = self.hosts.context()
+        injected: dict[tuple[bytes, bytes, int, int], bytes] = {}  # old IPv4 identity -> IPv4 packet as injected
+        out: list[OutStep] = []
+        counts = self.result.counts
+        sockets: list[int] = []
+        started: set[int] = set()  # frames whose app step is written already (above their ARP request)
+        times: list[int] = []  # capture time of each step in ``out``
+        for fr in kept:
+            if fr.role == "fragment":
+                continue
+            comment = f"frame {fr.number}, {fr.ns / 1e9:.6f} {'<' if fr.role == 'inject' else '>'} {fr.d.summary}"
+            starter = fr.app_first or (fr if fr.role in ("ping", "sendto") and fr.number not in started else None)
+            if starter is not None:
+                started.add(starter.number)
+                step = self._app_step(starter, sockets)
+                out.append(step)
+                times.append(fr.ns)
+                counts["app"] += 1
+            if fr.role == "inject":
+                step = self._inject_step(fr, ctx_old, ctx_new, injected)
+                step.comment = comment
+                out.append(step)
+                times.append(fr.ns)
+                counts["inject"] += 1
+                continue
+            keys = EXPECT_STRICT if self.opts.strict else EXPECT_DUTY
+            flat = self.amap.fields(expect_fields(fr.d, keys))
+            if "icmp.data" in flat and flat.get("icmp.type") in icmp.ERROR_TYPES:
+                flat["icmp.data"] = map_quote(flat["icmp.data"], self.amap, injected)
+            step = OutStep("expect", None, flat, None, comment)
+            if fr.group:
+                step.fragments = len(fr.group)
+                step.note = f"the whole datagram, reassembled from the {len(fr.group)} fragments the stack sends"
+                step.comment = (f"frames {', '.join(str(g.number) for g in fr.group)}, {fr.ns / 1e9:.6f} > "
+                                f"{fr.d.summary} (in {len(fr.group)} fragments)")
+            elif _is_fragment(fr.f):
+                step.flat = self._fragment_fields(fr)
+            if fr.role == "optional":
+                step.optional, step.note = True, fr.why
+                counts["optional"] += 1
+            else:
+                counts["expect"] += 1
+            out.append(step)
+            times.append(fr.ns)
+        _timing(out, times)
+        return self._prime(out) + self._socket_steps(sockets) + out
+
+    def _inject_step(self, fr: Frame, ctx_old: Context, ctx_new: Context,
+                     injected: dict[tuple[bytes, bytes, int, int], bytes]) -> OutStep:
+        spec = inject_spec(fr.data, ctx_old, fr.d)
+        if spec.fields is None:
+            assert spec.raw is not None
+            raw = self._map_raw(spec.raw)
+            note = spec.note + ("; Ethernet addresses mapped" if raw != spec.raw else "")
+            return OutStep("inject", None, {}, raw, "", note)
+        flat = self.amap.fields(spec.fields)
+        notes = [spec.note] if spec.note else []
+        f = fr.f
+        pair_old = f.get("ipv4.src", b"") + f.get("ipv4.dst", b"")
+        pair_new = flat.get("ipv4.src", b"") + flat.get("ipv4.dst", b"")
+        for key in ("ipv4.checksum", "icmp.checksum", "udp.checksum"):
+            if key not in flat:
+                continue
+            if key not in fr.d.bad_checksums:
+                if not (key == "udp.checksum" and flat[key] == 0):  # zero: "no checksum", kept
+                    del flat[key]  # a valid checksum: recomputed for the new addresses
+            elif key == "udp.checksum" and _offload_partial(f):
+                del flat[key]
+                notes.append("the capture shows a UDP checksum left for NIC offload (the pseudo-header sum); "
+                             "recomputed")
+            else:
+                notes.append(f"{key} was bad in the capture and stays as captured")
+        if _is_fragment(f) and not f.get("ipv4.frag") and "payload." in flat:
+            flat["payload."] = _adjust_l4(f["ipv4.proto"], flat["payload."], pair_old, pair_new)
+        if "icmp.data" in flat and flat.get("icmp.type") in icmp.ERROR_TYPES:
+            flat["icmp.data"] = map_quote(flat["icmp.data"], self.amap, injected)
+        if "ipv4.src" in f:
+            try:
+                packet = ethernet.parse(build_frame(flat, ctx_new)).payload
+                injected[(f["ipv4.src"], f["ipv4.dst"], f["ipv4.proto"], f["ipv4.id"])] = packet
+            except (ValueError, Malformed):
+                pass
+        return OutStep("inject", None, flat, None, "", "; ".join(notes))
+
+    def _map_raw(self, raw: bytes) -> bytes:
+        """A frame kept as raw bytes: its Ethernet addresses are mapped, the rest is left as captured."""
+        try:
+            eth = ethernet.parse(raw)
+        except Malformed:
+            return raw
+        moved = replace(eth, dst=self.amap.mac(eth.dst), src=self.amap.mac(eth.src))
+        return ethernet.emit(moved, pad=False) if moved != eth else raw
+
+    def _fragment_fields(self, fr: Frame) -> dict[str, Any]:
+        f = fr.f
+        flat = self.amap.fields({"eth.dst": f["eth.dst"], "eth.src": f["eth.src"],
+                                 **{f"ipv4.{k}": f[f"ipv4.{k}"] for k in FRAGMENT_FIELDS}})
+        payload = f.get("payload.", b"")
+        if not f.get("ipv4.frag"):
+            payload = _adjust_l4(f["ipv4.proto"], payload, f["ipv4.src"] + f["ipv4.dst"], flat["ipv4.src"] + flat["ipv4.dst"])
+        flat["payload."] = payload
+        return flat
+
+    def _app_step(self, fr: Frame, sockets: list[int]) -> OutStep:
+        f = self.amap.fields(fr.f)
+        dst = self.hosts.ip_name(f["ipv4.dst"]) or ip_to_str(f["ipv4.dst"])
+        note = "the stack starts this itself: an application step asks simstack to do the same"
+        comment = f"frame {fr.number} starts here: {fr.d.summary}"
+        if fr.role == "ping":
+            args: list[tuple[str, str | list[str]]] = [
+                ("dst", dst), ("id", f"{f['icmp.id']:#06x}"), ("seq", str(f["icmp.seq"])),
+                ("data", render_bytes(f.get("icmp.data", b"")))]
+            return OutStep("app", None, {}, None, comment, note, app="ping", args=args)
+        port = f["udp.sport"]
+        if port not in sockets:
+            sockets.append(port)
+        args = [("socket", f"udp{port}"), ("addr", f"[{dst}, {f['udp.dport']}]"),
+                ("data", render_bytes(f.get("udp.data", b"")))]
+        return OutStep("app", None, {}, None, comment, note, app="sendto", args=args)
+
+    def _socket_steps(self, ports: list[int]) -> list[OutStep]:
+        steps = []
+        for port in ports:
+            steps.append(OutStep("app", "0", app="socket", args=[("socket", f"udp{port}")],
+                                 note=f"the stack sends UDP from port {port} in the capture: an application owns it"))
+            steps.append(OutStep("app", None, app="bind", args=[("socket", f"udp{port}"), ("addr", f"[any, {port}]")]))
+            self.result.counts["app"] += 2
+        return steps
+
+    def _prime(self, steps: list[OutStep]) -> list[OutStep]:
+        """Teach simstack the neighbours the captured host knew before the capture began.
+
+        A stack answers an IPv4 frame without asking ARP only if it learned
+        the sender earlier. When the capture shows the stack sending to a
+        neighbour it never learned within the capture, an ARP request from
+        that neighbour is injected first (simstack learns from it, RFC 826)
+        and its reply expected.
+        """
+        known: set[bytes] = set()
+        need: dict[bytes, bytes] = {}
+        stack = Host("stack", self.new_mac, self.new_ip)
+        for step in steps:
+            f = step.flat
+            if step.action == "inject" and "arp.op" in f and f.get("arp.tpa") == self.new_ip and f["arp.spa"] != ZERO_IP:
+                known.add(f["arp.spa"])
+            elif step.action == "expect" and "ipv4.dst" in f and not step.optional:
+                mac = f.get("eth.dst")
+                hop = f["ipv4.dst"]
+                if mac is None or mac == BROADCAST_MAC or is_multicast_mac(mac) or not self.config.on_link(hop):
+                    continue
+                if hop not in known and hop not in need:
+                    need[hop] = mac
+                known.add(hop)
+        out = []
+        for ip, mac in need.items():
+            note = ("priming: the captured host knew this neighbour before the capture began; "
+                    "its ARP request teaches simstack the same")
+            req = {"eth.dst": BROADCAST_MAC, "eth.src": mac, "arp.op": arp.REQUEST, "arp.sha": mac, "arp.spa": ip,
+                   "arp.tha": ZERO_MAC, "arp.tpa": stack.ip}
+            out.append(OutStep("inject", "0", req, None, "", note))
+            out.append(OutStep("expect", None, {"eth.dst": mac, "eth.src": stack.mac, "arp.op": arp.REPLY,
+                                                "arp.sha": stack.mac, "arp.spa": stack.ip, "arp.tha": mac,
+                                                "arp.tpa": ip}))
+            self.result.counts["prime"] += 2
+        return out
+
+    def _services(self, kept: list[Frame]) -> list[str]:
+        """echo when the stack answered from port 7; discard when datagrams to port 9 drew no port unreachable."""
+        services = []
+        if any(fr.role == "expect" and fr.f.get("udp.sport") == ECHO_PORT for fr in kept):
+            services.append("echo")
+        to_discard = any(fr.role == "inject" and fr.f.get("udp.dport") == DISCARD_PORT for fr in kept)
+        refused = any(fr.role == "expect" and fr.f.get("icmp.type") == icmp.DEST_UNREACHABLE
+                      and _quoted_dport(fr.f.get("icmp.data", b"")) == DISCARD_PORT for fr in kept)
+        sends_from_9 = any(fr.f.get("udp.sport") == DISCARD_PORT and fr.role != "inject" for fr in kept)
+        if to_discard and not refused and not sends_from_9:
+            services.append("discard")
+        return services
+
+    def _check_subnet(self) -> None:
+        for host in self.hosts.hosts.values():
+            if host.ip is not None and not self.config.on_link(host.ip):
+                self.result.warnings.append(
+                    f"{ip_to_str(host.ip)} is not on simstack's subnet {ip_to_str(self.new_ip)}/{self.prefix}, "
+                    f"so the replayed stack cannot answer it; map it with --map {ip_to_str(host.ip)}=NEW")
+
+    def _description(self, kept: list[Frame], services: list[str]) -> str:
+        c = self.result.counts
+        span = kept[-1].ns / 1e9 if kept else 0.0
+        first = datetime.fromtimestamp(self.capture.frames[0].ns / 1e9, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        moved = [f"{ip_to_str(o)} to {ip_to_str(n)}" for o, n in self.amap.ips.items() if o != n]
+        moved += [f"{mac_to_str(o)} to {mac_to_str(n)}" for o, n in self.amap.macs.items() if o != n]
+        skipped = sum(self.result.skipped.values())
+        protos = join_words(protocols_of(fr.d for fr in kept))
+        text = (f"Imported from the {self.capture.format} capture {Path(self.source).name} (taken {first}): "
+                f"{len(kept)} frames over {span:.3f} s carrying {protos}, to and from the host "
+                f"{self.opts.stack}, which simstack plays here. Addresses moved: {join_words(moved)}. "
+                f"{c['inject']} frames it received are injected as captured (checksums recomputed for the new "
+                f"addresses); {c['expect']} frames it sent are expected with what any correct stack must "
+                f"reproduce: addresses, ARP opcodes, ICMP type, code, identifier, sequence and payload, UDP ports "
+                f"and payload")
+        text += ", and, as --strict asks, its IP ID, TTL, DF and TOS." if self.opts.strict else \
+            " (not the host's own choices of IP ID, TTL, DF or TOS)."
+        if c["optional"]:
+            text += f" {c['optional']} frames the host sent by its own choice are optional."
+        if c["app"]:
+            text += " Traffic the host started itself is started by app steps."
+        if c["prime"]:
+            text += " ARP exchanges at the start teach simstack the neighbours the host already knew."
+        if services:
+            text += f" The {join_words(services)} service{'s answer' if len(services) > 1 else ' answers'} as the host did."
+        if skipped:
+            text += f" {skipped} frames were left out (protocols simstack does not speak, or other hosts' traffic)."
+        return text
+
+
+def _frag_key(f: Mapping[str, Any]) -> tuple[Any, ...]:
+    return f.get("ipv4.src"), f.get("ipv4.dst"), f.get("ipv4.proto"), f.get("ipv4.id")
+
+
+def _reassemble(group: list[Frame]) -> bytes | None:
+    """The whole frame from ``group``'s fragments, or None when they do not make one datagram."""
+    pieces: dict[int, bytes] = {}
+    total = None
+    head = None
+    for fr in group:
+        eth = ethernet.parse(fr.data)
+        ip = ipv4.parse(eth.payload, verify_checksum=False)
+        pieces[ip.frag_offset] = ip.payload
+        if ip.frag_offset == 0:
+            head = (eth, ip)
+        if not ip.mf:
+            total = ip.frag_offset + len(ip.payload)
+    if head is None or total is None:
+        return None
+    data = b""
+    for offset in sorted(pieces):
+        if offset != len(data):
+            return None
+        data += pieces[offset]
+    if len(data) != total:
+        return None
+    eth, ip = head
+    whole = ipv4.Ipv4(ip.src, ip.dst, ip.protocol, data, ip.ttl, ip.identification, ip.tos, ip.df, False, 0, ip.options)
+    return ethernet.emit(replace(eth, payload=ipv4.emit(whole)), pad=False)
+
+
+def _offload_partial(f: Mapping[str, Any]) -> bool:
+    """A UDP checksum holding just the pseudo-header sum: the sender left it to NIC offload (veth, virtio)."""
+    length = f.get("udp.len")
+    if length is None:
+        return False
+    pseudo = ipv4.pseudo_header_sum(f["ipv4.src"], f["ipv4.dst"], ipv4.PROTO_UDP, length)
+    return f.get("udp.checksum") in (pseudo, ~pseudo & 0xFFFF)
+
+
+def _quoted_key(data: bytes) -> tuple[Any, ...]:
+    """(src, dst, protocol, id) of the datagram an ICMP error quotes, as ``_frag_key`` gives for a frame."""
+    try:
+        q = ipv4.HEADER.parse(data)
+    except (ConstructError, ValueError):
+        return ()
+    return q.src, q.dst, q.protocol, q.identification
+
+
+def _quoted_dport(data: bytes) -> int | None:
+    try:
+        q = ipv4.HEADER.parse(data)
+        if q.protocol == ipv4.PROTO_UDP and len(q.payload) >= 4:
+            return int(udp.HEADER.parse(q.payload.ljust(8, b"\0")).dst_port)
+    except (ConstructError, ValueError):
+        pass
+    return None
+
+
+def _timing(steps: list[OutStep], times: list[int]) -> None:
+    """Give injects and app steps their capture time; give expectations a window, not a time.
+
+    Injects and app steps take absolute ``at:`` times, so the capture's
+    timeline holds whatever an expectation did to the replay's clock.
+    Expectations carry no ``at``: a kernel and simstack answer microseconds
+    apart, and order is what a correct stack must get right. A required one
+    whose frame came long after the step before (a timer: reassembly,
+    ARP retries) waits that long plus a second instead of the default 5 s.
+    An optional one waits at most until the next timed step, so it catches
+    simstack's own version of the frame if simstack sends one by then, and
+    never moves the clock past a step that comes later.
+    """
+    for i, step in enumerate(steps):
+        if step.action in ("inject", "app"):
+            step.at = _seconds(times[i])
+            continue
+        prev = times[i - 1] if i else 0
+        if step.optional:
+            nxt = next((times[j] for j in range(i + 1, len(steps)) if steps[j].action in ("inject", "app")), None)
+            step.within = round(max(0, nxt - prev) / 1e9, 6) if nxt is not None else 0.0
+        elif times[i] - prev > LONG_WAIT_NS:
+            step.within = round((times[i] - prev) / 1e9 + 1, 3)
+
+
+def _seconds(ns: int) -> str:
+    text = f"{ns / 1e9:.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def import_capture(opts: ImportOptions) -> Imported:
+    try:
+        capture = read_capture(opts.capture)
+    except CaptureError as e:
+        raise ImportFailed(f"{opts.capture}: {e}") from None
+    return Importer(capture, opts).run()
+
+
+def main(opts: ImportOptions, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """The ``simstack import`` command: 0 written, 2 when the capture or the options cannot be used."""
+    out = out or sys.stdout
+    err = err or sys.stderr
+    try:
+        result = import_capture(opts)
+    except ImportFailed as e:
+        print(f"simstack import: {e}", file=err)
+        return EXIT_INVALID
+    try:
+        Path(opts.out).write_text(result.yaml)
+    except OSError as e:
+        print(f"simstack import: cannot write {opts.out}: {e.strerror}", file=err)
+        return EXIT_INVALID
+    for warning in result.warnings:
+        print(f"simstack import: warning: {warning}", file=err)
+    print(result.summary(opts.capture, opts.out), file=out)
+    return EXIT_OK

@@ -1,0 +1,1 @@
+"""Live tests: simstack on a real TAP inside throwaway network namespaces."""

@@ -1,0 +1,283 @@
+"""docs/scenarios.md cannot rot: its examples run, its outputs are real, its tables are complete.
+
+Every ```yaml block of the page is checked. A block with a top-level
+``description:`` and ``steps:`` is a whole scenario: it must load with
+``engine.scenario.loads`` and replay green with ``engine.runner.Runner``,
+unless its first line is
+
+* ``# invalid``: loading it, or running it, raises ScenarioError, and the page
+  shows that error (``FILE:LINE: message``) somewhere;
+* ``# fails``: it loads, runs and fails, and the page shows every line of the
+  failure report.
+
+Any other block is a fragment and must be valid YAML (or, marked ``# invalid``,
+must not be). The remaining tests hold the reference tables to the engine's own
+tables (FIELDS, the stack and option keys and their defaults, app operations,
+error names, drop reasons in protocols/) and the quoted command outputs to
+what simstack prints today.
+"""
+
+import dataclasses
+import io
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT
+
+from simstack.engine.fields import FIELDS, BoolKind, BytesKind, IntKind, IpKind, Kind, MacKind
+from simstack.engine.replay import run_files
+from simstack.engine.runner import Runner
+from simstack.engine.scenario import (
+    APP_OPS,
+    ERROR_NAMES,
+    OPTION_KEYS,
+    STACK_KEYS,
+    TOP_KEYS,
+    Scenario,
+    ScenarioError,
+    loads,
+)
+from simstack.engine.services import SERVICES
+from simstack.protocols.addresses import ip_to_str, mac_to_str
+from simstack.protocols.arp_cache import ArpConfig
+from simstack.protocols.fragments import ReassemblyConfig
+
+DOC = ROOT / "docs" / "scenarios.md"
+TEXT = DOC.read_text()
+PING = ROOT / "scenarios" / "ping.yaml"
+NAME = "example.yaml"  # the path handed to loads; stripped before comparing with the page
+
+_FENCE = re.compile(r"^```yaml[ \t]*\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    line: int  # line of the page where the block's first line stands
+    text: str
+
+    @property
+    def marker(self) -> str:
+        first = self.text.split("\n", 1)[0].strip()
+        for marker in ("# invalid", "# fails"):
+            if first.startswith(marker):
+                return marker
+        return ""
+
+    @property
+    def is_scenario(self) -> bool:
+        return bool(re.search(r"^description:", self.text, re.MULTILINE) and re.search(r"^steps:", self.text, re.MULTILINE))
+
+    def where(self, line: int = 1) -> str:
+        """The page's file:line for a line of this block."""
+        return f"{DOC.relative_to(ROOT)}:{self.line + line - 1}"
+
+
+def yaml_blocks(text: str) -> list[Block]:
+    return [Block(text.count("\n", 0, m.start(1)) + 1, m.group(1)) for m in _FENCE.finditer(text)]
+
+
+BLOCKS = yaml_blocks(TEXT)
+SCENARIOS = [b for b in BLOCKS if b.is_scenario]
+FRAGMENTS = [b for b in BLOCKS if not b.is_scenario]
+
+
+def _ids(blocks: list[Block]) -> list[str]:
+    return [f"line{b.line}" for b in blocks]
+
+
+def _load(block: Block) -> Scenario:
+    try:
+        return loads(block.text, NAME)
+    except ScenarioError as e:
+        raise AssertionError(f"{block.where(e.line)}: the example does not load: {e.message}") from None
+
+
+def test_the_page_has_examples_of_every_sort() -> None:
+    """A broken extractor must not pass by finding nothing."""
+    markers = [b.marker for b in SCENARIOS]
+    assert markers.count("") >= 10, "green scenarios"
+    assert markers.count("# invalid") >= 2
+    assert markers.count("# fails") >= 1
+    assert len(FRAGMENTS) >= 5
+
+
+@pytest.mark.parametrize("block", SCENARIOS, ids=_ids(SCENARIOS))
+def test_scenario_example(block: Block) -> None:
+    if block.marker == "# invalid":
+        with pytest.raises(ScenarioError) as info:
+            Runner(loads(block.text, NAME)).run()
+        e = info.value
+        shown = f":{e.line}: {e.message}"
+        assert shown in TEXT, f"{block.where()}: the page does not show this example's real error: {NAME}{shown}"
+        return
+    scenario = _load(block)
+    result = Runner(scenario).run()
+    if block.marker == "# fails":
+        assert not result.passed, f"{block.where()}: the example is marked '# fails' but passes"
+        missing = [ln for ln in result.report.replace(NAME, "").splitlines() if ln not in TEXT]
+        assert not missing, f"{block.where()}: the page does not show these lines of the real report: {missing}"
+        return
+    assert result.passed, f"{block.where()}: the example fails ({NAME} line 1 is that line):\n{result.report}"
+
+
+@pytest.mark.parametrize("block", FRAGMENTS, ids=_ids(FRAGMENTS))
+def test_fragment_is_yaml(block: Block) -> None:
+    if block.marker == "# invalid":
+        with pytest.raises(yaml.YAMLError):
+            yaml.safe_load(block.text)
+        return
+    try:
+        yaml.safe_load(block.text)
+    except yaml.YAMLError as e:
+        raise AssertionError(f"{block.where()}: not valid YAML: {e}") from None
+
+
+# -- the tables ----------------------------------------------------------------------
+def _section(heading: str) -> str:
+    """The text under ``## heading`` up to the next ``## ``."""
+    start = TEXT.index(f"\n## {heading}\n")
+    end = TEXT.find("\n## ", start + 1)
+    return TEXT[start : end if end != -1 else len(TEXT)]
+
+
+def _row(key: str, text: str = TEXT) -> list[str]:
+    """The cells of the table row whose first cell is ``key`` in backquotes."""
+    for line in text.splitlines():
+        if line.startswith(f"| `{key}` |"):
+            return [cell.strip() for cell in line.strip().strip("|").split("|")]
+    raise AssertionError(f"{DOC.relative_to(ROOT)} has no table row for `{key}`")
+
+
+def _kind_words(kind: Kind) -> str:
+    if isinstance(kind, IntKind):
+        return f"integer, {kind.bits} bits"
+    if isinstance(kind, MacKind):
+        return "MAC"
+    if isinstance(kind, IpKind):
+        return "IPv4"
+    if isinstance(kind, BoolKind):
+        return "boolean"
+    assert isinstance(kind, BytesKind), kind
+    return "bytes"
+
+
+def test_field_table_is_fields() -> None:
+    """Every field of FIELDS has a row with its kind and named values, and no row names a field that is gone."""
+    section = _section("Fields")
+    expected = set()
+    for layer, table in FIELDS.items():
+        for name, kind in table.items():
+            key = f"{layer}.{name}" if name else layer
+            expected.add(key)
+            cells = _row(key, section)
+            assert cells[1] == _kind_words(kind), f"`{key}` is {_kind_words(kind)}, the page says {cells[1]}"
+            if isinstance(kind, IntKind):
+                for named, value in kind.names.items():
+                    assert re.search(rf"`{re.escape(named)}` = (0x[0-9a-f]+|\d+)", cells[2]), f"`{key}`: {named}"
+                    number = re.search(rf"`{re.escape(named)}` = (0x[0-9a-f]+|\d+)", cells[2])
+                    assert number is not None and int(number.group(1), 0) == value, f"`{key}`: {named} is {value}"
+    listed = set(re.findall(r"^\| `([a-z0-9]+(?:\.[a-z0-9]+)?)` \| (?:integer|MAC|IPv4|boolean|bytes)", section, re.MULTILINE))
+    assert listed == expected, f"rows for fields FIELDS lacks: {listed - expected}"
+
+
+def _show(value: object) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def test_stack_keys_and_defaults() -> None:
+    default = loads("description: defaults\nsteps:\n  - expect: nothing\n    for: 1\n")
+    config = default.config
+    shown = {
+        "mac": f"`{mac_to_str(config.mac)}`",
+        "ip": f"`{ip_to_str(config.ip)}/{config.prefix_len}`",
+        "gateway": "none" if config.gateway is None else ip_to_str(config.gateway),
+        "mtu": str(config.mtu),
+        "ttl": str(config.ttl),
+        "vlan": "none" if config.vlan is None else str(config.vlan),
+        "seed": str(default.seed),
+        "services": "none" if not default.services else ", ".join(default.services),
+    }
+    section = _section("The file")
+    for key in STACK_KEYS:
+        cells = _row(key, section)
+        if key in shown:
+            assert cells[1] == shown[key], f"stack.{key} defaults to {shown[key]}, the page says {cells[1]}"
+    for service in SERVICES:
+        assert f"`{service}`" in _row("services", section)[2]
+    for prefix, config_class in (("arp", ArpConfig), ("reassembly", ReassemblyConfig)):
+        for f in dataclasses.fields(config_class):
+            cells = _row(f"{prefix}.{f.name}", section)
+            assert cells[1] == _show(f.default), f"{prefix}.{f.name} defaults to {f.default}, the page says {cells[1]}"
+    options = {"allow_unexpected": default.allow_unexpected, "expect_within": default.expect_within,
+               "tolerance": default.tolerance}
+    assert set(options) == OPTION_KEYS
+    for key, value in options.items():
+        assert _row(key, section)[1] == _show(value), f"options.{key} defaults to {value}"
+    for key in TOP_KEYS:
+        _row(key, section)
+
+
+def test_app_operations_and_error_names() -> None:
+    section = _section("Applications")
+    for op, args in APP_OPS.items():
+        if op == "ping":
+            for arg in args:
+                _row(arg, section)
+            continue
+        cells = _row(op, section)
+        documented = set(re.findall(r"`(\w+)`", cells[1]))
+        assert documented == set(args), f"app: {op} takes {sorted(args)}, the page lists {sorted(documented)}"
+    for name in ERROR_NAMES:
+        assert f"`{name}`" in section, f"error name {name} is not on the page"
+
+
+_DROP = re.compile(r"""\bdrop\(\s*"(\w+)",\s*"(\w+)"\s*\)""")
+_MALFORMED = re.compile(r"""Malformed\(\s*"(\w+)\"""")
+_INC = re.compile(r"""\binc\(\s*"([\w.]+)"\s*\)""")
+_LAYER_OF_MODULE = {"ethernet": "eth", "arp": "arp", "ipv4": "ipv4", "icmp": "icmp", "udp": "udp"}
+
+
+def test_every_counter_in_protocols_is_listed() -> None:
+    section = _section("Counters")
+    missing = []
+    for path in sorted((ROOT / "protocols").glob("*.py")):
+        source = path.read_text()
+        names = {f"{layer}.drop.{reason}" for layer, reason in _DROP.findall(source)}
+        names |= set(_INC.findall(source))
+        layer = _LAYER_OF_MODULE.get(path.stem)
+        for reason in _MALFORMED.findall(source):
+            if layer is not None:
+                names.add(f"{layer}.drop.{reason}")
+            elif f".drop.{reason}" not in section and f"`{reason}`" not in section:
+                missing.append(f"{path.name}: Malformed reason {reason}")
+        missing += [f"{path.name}: {name}" for name in sorted(names) if f"`{name}`" not in section]
+    assert not missing, f"counters missing from the Counters section of {DOC.relative_to(ROOT)}: {missing}"
+
+
+# -- the quoted outputs ---------------------------------------------------------------
+def test_first_example_is_scenarios_ping() -> None:
+    assert f"```yaml\n{PING.read_text()}```" in TEXT, "the walk-through must quote scenarios/ping.yaml as it is"
+
+
+def test_verbose_output_is_real(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(ROOT)
+    out = io.StringIO()
+    assert run_files(["scenarios/ping.yaml"], verbose=True, out=out) == 0
+    assert f"$ simstack replay -v scenarios/ping.yaml\n{out.getvalue()}" in TEXT
+
+
+def test_failure_output_is_real(tmp_path: Path) -> None:
+    """The page's ``sed '/echo-reply/s/seq: 1/seq: 2/'`` copy of ping.yaml, and what replay says about it."""
+    lines = [ln.replace("seq: 1", "seq: 2") if "echo-reply" in ln else ln for ln in PING.read_text().splitlines(True)]
+    bad = tmp_path / "ping-wrong-seq.yaml"
+    bad.write_text("".join(lines))
+    out = io.StringIO()
+    assert run_files([str(bad)], out=out) == 1
+    shown = out.getvalue().replace(str(bad), "/tmp/ping-wrong-seq.yaml")
+    assert f"$ simstack replay /tmp/ping-wrong-seq.yaml\n{shown}" in TEXT

@@ -1,0 +1,161 @@
+"""The recorder: a traced replay written back as a scenario must replay, inject the same bytes, and fail when edited."""
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SCENARIOS
+
+from simstack.engine.fields import Context, Host, build_frame, normalize_spec
+from simstack.engine.recorder import Recorder, render_bytes, time_text
+from simstack.engine.replay import run_files
+from simstack.engine.runner import Runner
+from simstack.engine.scenario import load, loads
+from simstack.protocols import ethernet
+from simstack.protocols.addresses import ip_to_bytes, mac_to_bytes
+from simstack.protocols.stack import StackConfig
+
+STACK = StackConfig(mac_to_bytes("aa:bb:cc:dd:ee:ff"), ip_to_bytes("10.0.0.1"))
+PEER = Host("peer", mac_to_bytes("02:00:00:00:00:02"), ip_to_bytes("10.0.0.2"))
+CTX = Context(Host("stack", STACK.mac, STACK.ip), {"peer": PEER}, PEER)
+
+
+def record(path: Path) -> Recorder:
+    scenario = load(path)
+    rec = Recorder(scenario.config, scenario.seed, scenario.services, source=f"from {path.name}")
+    result = Runner(scenario, trace=rec.record).run()
+    assert result.passed, result.report
+    return rec
+
+
+def replay(path: Path) -> tuple[int, str]:
+    out = io.StringIO()
+    return run_files([str(path)], out=out), out.getvalue()
+
+
+def frame(spec: dict[str, object]) -> bytes:
+    return build_frame(normalize_spec(spec, CTX), CTX)
+
+
+@pytest.mark.parametrize("name", ["ping.yaml", "udp/echo.yaml", "fragments/echo-fragmented-both-ways.yaml",
+                                  "udp/closed-port-unreachable.yaml", "ipv4/truncated-frames.yaml",
+                                  "arp/resolve-then-flush.yaml", "arp/cache-aging.yaml"])
+def test_round_trip_replays_and_injects_the_same_bytes(tmp_path: Path, name: str) -> None:
+    rec = record(SCENARIOS / name)
+    out = tmp_path / "recorded.yaml"
+    rec.write(out)
+    assert replay(out)[0] == 0, replay(out)[1]
+    injected = [f for _, d, f in rec.events if d == "<"]
+    steps = [s for s in load(out).steps if s.kind == "inject"]
+    assert [s.frames[0] for s in steps] == injected  # built back by fields.build_frame when loaded
+
+
+def test_recorded_file_is_readable_scenario_language(tmp_path: Path) -> None:
+    text = record(SCENARIOS / "udp/echo.yaml").to_yaml()
+    doc = yaml.safe_load(text)
+    assert doc["stack"] == {"mac": "aa:bb:cc:dd:ee:ff", "ip": "10.0.0.1/24", "mtu": 1500, "seed": 1,
+                            "services": ["echo", "discard"]}
+    assert doc["hosts"] == {"host2": {"mac": "02:00:00:00:00:02", "ip": "10.0.0.2"}}
+    assert doc["options"] == {"tolerance": 0.05}
+    assert "5 frames" in doc["description"] and "ARP, IPv4 and UDP" in doc["description"]
+    assert "# 0.001000 < IP 10.0.0.2.40000 > 10.0.0.1.7: UDP, length 11" in text  # the decoded summary per step
+    assert 'udp: {sport: 40000, dport: 7, data: "hello, echo"}' in text
+    assert "eth: {dst: host2, src: stack, type: ipv4}" in text
+    assert re.search(r"ipv4: \{src: stack, dst: host2, proto: udp, ttl: 64, id: 0x[0-9a-f]{4}, tos: 0, df: false, "
+                     r"mf: false, frag: 0, len: 39\}", text), text
+    assert text == record(SCENARIOS / "udp/echo.yaml").to_yaml()  # deterministic
+
+
+def test_changed_expected_payload_byte_fails_with_field_diff(tmp_path: Path) -> None:
+    text = record(SCENARIOS / "udp/echo.yaml").to_yaml()
+    expect_line = 'udp: {sport: 7, dport: 40000, len: 19, data: "hello, echo"}'
+    assert text.count(expect_line) == 1
+    bad = tmp_path / "edited.yaml"
+    bad.write_text(text.replace(expect_line, expect_line.replace("hello", "jello")))
+    rc, out = replay(bad)
+    assert rc == 1, out
+    assert re.search(r"udp\.data\s+6a656c6c6f2c206563686f \(11 bytes\)\s+68656c6c6f2c206563686f \(11 bytes\)", out), out
+
+
+def test_changed_size_payload_fails_too(tmp_path: Path) -> None:
+    text = record(SCENARIOS / "ping.yaml").to_yaml()
+    head, sep, tail = text.rpartition("data: {size: 56}")  # the last one is the expected echo reply
+    assert sep and "echo-reply" in head[-120:]
+    bad = tmp_path / "edited.yaml"
+    bad.write_text(head + 'data: {size: 56, fill: {hex: "00"}}' + tail)
+    rc, out = replay(bad)
+    assert rc == 1 and "icmp.data" in out, out
+
+
+def test_frames_the_fields_cannot_rebuild_become_raw_or_noted(tmp_path: Path) -> None:
+    arp_request = frame({"eth": {"dst": "broadcast"}, "arp": {"op": "request"}})
+    padded = arp_request + bytes(60 - len(arp_request))  # as a NIC pads it
+    bad_sum = frame({"ipv4": {"id": 7}, "icmp": {"type": "echo-request", "id": 1, "seq": 1, "checksum": 0x1234}})
+    zero_udp = frame({"udp": {"sport": 5000, "dport": 9, "checksum": 0, "data": "x"}})
+    dei = ethernet.emit(ethernet.Ethernet(STACK.mac, PEER.mac or b"", ethernet.TYPE_ARP, arp_request[14:], 5, 0, True),
+                        pad=False)  # an 802.1Q tag with DEI set: no field says DEI
+    cut = frame({"icmp": {"type": "echo-request"}})[:30]
+    odd = frame({"ipv4": {"ttl": 3, "tos": 0x10, "id": 0xBEEF, "df": True}, "udp": {"sport": 1, "dport": 2}})
+    rec = Recorder(STACK, 7)
+    for i, f in enumerate([padded, bad_sum, zero_udp, dei, cut, odd]):
+        rec.record(i * 0.5, "<", f)
+    text = rec.to_yaml()
+    assert "18 bytes of Ethernet padding" in text
+    assert "checksum: 0x1234" in text and "checksum: 0x0000" in text
+    assert len(re.findall(r"^ +raw: ", text, re.M)) == 2
+    steps = loads(text).steps
+    assert [s.frames[0] for s in steps] == [arp_request, bad_sum, zero_udp, dei, cut, odd]
+    assert [s.at for s in steps] == [0, 0.5, 0.5, 0.5, 0.5, 0.5] and all(s.relative for s in steps[1:])
+
+
+def test_hosts_are_named_from_their_addresses() -> None:
+    rec = Recorder(StackConfig(STACK.mac, STACK.ip, 16), 1)  # a /16: 10.0.1.2 is on the link too
+    for ip, mac in (("10.0.0.2", "02:00:00:00:00:02"), ("10.0.1.2", "02:00:00:00:01:02"), ("10.0.0.7", "02:00:00:00:00:07")):
+        peer = Host("p", mac_to_bytes(mac), ip_to_bytes(ip))
+        ctx = Context(CTX.stack, {"p": peer}, peer)
+        rec.record(0, "<", build_frame(normalize_spec({"arp": {"op": "request"}, "eth": {"dst": "broadcast"}}, ctx), ctx))
+    rec.record(0, "<", frame({"eth": {"src": "02:00:00:00:00:99", "type": 0x86DD}, "payload": {"hex": "60"}}))
+    hosts = yaml.safe_load(rec.to_yaml())["hosts"]
+    assert list(hosts) == ["host0_2", "host1_2", "host7", "peer1"]
+    assert hosts["host7"] == {"mac": "02:00:00:00:00:07", "ip": "10.0.0.7"} and hosts["peer1"] == {"mac": "02:00:00:00:00:99"}
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (b"", '""'),
+    (bytes(range(56)), "{size: 56}"),
+    (b"hello, echo", '"hello, echo"'),
+    (b'say "hi" \\o/: # {x}', '"say \\"hi\\" \\\\o/: # {x}"'),
+    (bytes(100), '{size: 100, fill: {hex: "00"}}'),
+    (b"ab" * 20, '{size: 40, fill: "ab"}'),
+    (b"\x01\xff\x10", '{hex: "01ff10"}'),
+])
+def test_payload_forms(value: bytes, text: str) -> None:
+    assert render_bytes(value) == text
+    got = yaml.safe_load(f"v: {text}")["v"]
+    assert normalize_spec({"udp": {"data": got}}, CTX)["udp.data"] == value
+
+
+def test_long_binary_payload_is_folded_hex() -> None:
+    value = bytes(range(255, -1, -1)) * 2
+    lines = render_bytes(value)
+    assert isinstance(lines, list) and lines[0] == "hex: >-" and all(len(x) <= 64 for x in lines[1:])
+    doc = yaml.safe_load("data:\n  " + "\n  ".join([lines[0], *("  " + x for x in lines[1:])]))
+    assert normalize_spec({"icmp": {"data": doc["data"]}}, CTX)["icmp.data"] == value
+
+
+@pytest.mark.parametrize(("prev", "t"), [(0.0, 0.001), (0.1, 0.30000000000000004), (0.001, 1.0020000000000002),
+                                         (12.345678, 42.0), (1.0, 1.0)])
+def test_relative_times_land_exactly(prev: float, t: float) -> None:
+    text = time_text(prev, t)
+    assert text.startswith("+")
+    assert prev + float(text[1:]) == t
+
+
+def test_the_stacks_own_ping_is_started_by_an_app_step_before_its_arp_request() -> None:
+    text = record(SCENARIOS / "arp/resolve-then-flush.yaml").to_yaml()
+    steps = loads(text).steps
+    assert [(s.kind, s.app) for s in steps][:2] == [("app", "ping"), ("expect", "")]
+    assert steps[1].expected["arp.op"] == 1  # the ARP request the ping caused comes after it
+    assert steps[0].args == {"dst": ip_to_bytes("10.0.0.2"), "id": 3, "seq": 1, "data": b"queued"}
