@@ -9,6 +9,7 @@ import time
 from typing import TextIO
 
 from .pcap import PcapWriter
+from .recorder import Recorder
 from .runner import describe
 
 
@@ -21,16 +22,19 @@ class FrameLog:
         mono = time.monotonic()
         self.start = mono if start is None else start
         self.wall_offset = time.time() - mono
+        self.recorder: Recorder | None = None  # --record: the session becomes a scenario
 
     def __call__(self, direction: str, frame: bytes, now: float) -> None:
         if self.pcap is not None:
             self.pcap.write(now + self.wall_offset, frame)
         if self.verbose is not None:
             print(f"  {now - self.start:10.6f} {direction} {describe(frame)}", file=self.verbose, flush=True)
+        if self.recorder is not None:
+            self.recorder.record(now, direction, frame)
 
     @property
     def active(self) -> bool:
-        return self.pcap is not None or self.verbose is not None
+        return self.pcap is not None or self.verbose is not None or self.recorder is not None
 
     def close(self) -> None:
         if self.pcap is not None:

@@ -63,15 +63,18 @@ class LiveDriver:
     stack (inbound) or the device (outbound) does: the pcap writer and the
     ``-v`` printer hang there. ``batch`` bounds how many queued frames one
     wake-up reads, so a flood cannot starve timers or application calls.
-    ``error`` is set when the device failed (it was deleted, say) and the
-    loop ended because of it.
+    ``on_activity`` runs under the lock wherever waiters are notified, before
+    the frames it queues are sent: readiness callbacks (a socket host's
+    ``run_readers``) belong there. ``error`` is set when the device failed
+    (it was deleted, say) and the loop ended because of it.
     """
 
     def __init__(self, stack: Stack, device: FrameDevice, *, hook: FrameHook | None = None, batch: int = 64,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, on_activity: Callable[[], None] | None = None) -> None:
         self.stack = stack
         self.device = device
         self.hook = hook
+        self.on_activity = on_activity
         self.batch = batch
         self.clock = clock
         self.lock = threading.RLock()
@@ -108,13 +111,15 @@ class LiveDriver:
             try:
                 return fn(self.stack, now)
             finally:
+                if self.on_activity is not None:
+                    self.on_activity()
                 self._flush(now)
                 self.condition.notify_all()
                 if threading.get_ident() != self._loop_thread:
                     self.wake()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
-        """Block until ``predicate()`` holds, the loop stops, or ``timeout`` passes.
+        """Block until ``predicate()`` holds, the loop is not running, or ``timeout`` passes.
 
         Returns the predicate's last value. It is evaluated with the lock held.
         """
@@ -220,7 +225,9 @@ class LiveDriver:
                 if deadline is not None and deadline <= now:
                     stack.on_timer(now)
                     busy = True
-                    deadline = stack.next_deadline()
+                if busy and self.on_activity is not None:
+                    self.on_activity()
+                deadline = stack.next_deadline()
                 try:
                     self._flush(now)
                 except OSError as e:

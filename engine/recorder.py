@@ -465,7 +465,7 @@ def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
 
-def time_text(prev: float, t: float) -> str:
+def time_text(prev: float, t: float, digits: int | None = None) -> str:
     """``at:`` for a step at ``t`` when the replay's clock stands at ``prev``: ``+delta``, as short as exact.
 
     The runner computes ``prev + delta`` in floating point, so a decimal whose
@@ -477,6 +477,8 @@ def time_text(prev: float, t: float) -> str:
     d = t - prev
     if d <= 0:
         return "+0"
+    if digits is not None:  # times were rounded when recorded: keep them round
+        return "+" + (f"{d:.{digits}f}".rstrip("0").rstrip(".") or "0")
     for digits in range(6, 10):
         text = f"{d:.{digits}f}".rstrip("0").rstrip(".")
         if prev + float(text) == t:
@@ -591,11 +593,14 @@ class Recorder:
     ``Runner(scenario, trace=recorder.record)`` records a replay. ``start``
     is the stack's time zero (live mode passes the clock reading at which it
     created the stack, since the stack's timers count from there); ``when``
-    and ``source`` only go into the description.
+    and ``source`` only go into the description. ``digits`` rounds recorded
+    times (live clocks have nanoseconds nobody should read in a scenario).
     """
 
     def __init__(self, config: StackConfig, seed: int, services: Iterable[str] = (), *, start: float = 0.0,
-                 when: str | None = None, source: str | None = None, tolerance: float = DEFAULT_TOLERANCE) -> None:
+                 when: str | None = None, source: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
+                 digits: int | None = None) -> None:
+        self.digits = digits
         self.config = config
         self.seed = seed
         self.services = tuple(services)
@@ -608,7 +613,8 @@ class Recorder:
     def record(self, t: float, direction: str, frame: bytes) -> None:
         if direction not in ("<", ">"):
             raise ValueError(f"direction must be '<' (received) or '>' (sent), got {direction!r}")
-        self.events.append((t - self.start, direction, bytes(frame)))
+        rel = t - self.start if self.digits is None else round(t - self.start, self.digits)
+        self.events.append((rel, direction, bytes(frame)))
 
     def to_yaml(self) -> str:
         stack = Host("stack", self.config.mac, self.config.ip)
@@ -622,9 +628,9 @@ class Recorder:
         prev = 0.0
         for i, ((t, direction, frame), d) in enumerate(zip(self.events, decoded, strict=True)):
             for ping in starts.get(i, ()):
-                steps.append(_ping_step(decoded[ping], hosts, time_text(prev, t) if steps else _first_time(t)))
+                steps.append(_ping_step(decoded[ping], hosts, time_text(prev, t, self.digits) if steps else _first_time(t)))
                 prev = t
-            at = time_text(prev, t) if steps else _first_time(t)
+            at = time_text(prev, t, self.digits) if steps else _first_time(t)
             prev = t
             comment = f"{t:.6f} {direction} {d.summary}"
             if direction == "<":

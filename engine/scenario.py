@@ -47,7 +47,11 @@ class RelativeTime(float):
     """``at: +0.5``: YAML reads the plus sign away, the loader keeps it."""
 
 
-class _Loader(yaml.SafeLoader):
+# libyaml's loader when present (about ten times faster on big files); both keep line marks.
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
     pass
 
 
@@ -257,7 +261,7 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
         except ValueError as e:
             key = next(k for k in ("mac", "ip", "gateway") if k in s and str(s[k]) in str(e))
             raise chk.fail(s.key_lines[key], str(e)) from None
-        for key, lo, hi in (("mtu", 68, 65535), ("ttl", 1, 255), ("vlan", 1, 4094), ("seed", 0, 2**63)):
+        for key, lo, hi in (("mtu", 68, 65535), ("ttl", 1, 255), ("vlan", 1, 4094), ("seed", 0, 2**64 - 1)):
             if key in s:
                 v = s[key]
                 if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:

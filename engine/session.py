@@ -26,9 +26,12 @@ from simstack.protocols.stack import Stack, StackConfig
 from .errors import SetupError
 from .framelog import FrameLog
 from .live import LiveDriver
+from .livehost import LiveHost
 from .netlink import Link, Netlink
 from .pcap import PcapWriter
 from .ping import Pinger, PingError
+from .recorder import Recorder
+from .services import DEFAULT_SERVICES, SERVICES, start_services
 from .tap import Tap
 
 log = logging.getLogger("simstack.live")
@@ -54,6 +57,8 @@ class LiveOptions:
     interval: float = 1.0
     size: int = 56
     linger: float | None = None
+    serve: tuple[str, ...] = DEFAULT_SERVICES
+    record: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,20 +94,42 @@ def plan(opts: LiveOptions) -> Plan:
             raise SetupError(f"--interval {opts.interval:g}: want a time in seconds, 0 or more")
         if not 0 <= opts.size <= config.mtu - 28:
             raise SetupError(f"--size {opts.size}: want 0 to {config.mtu - 28} (no fragmentation)")
+    unknown = [name for name in opts.serve if name not in SERVICES]
+    if unknown:
+        raise SetupError(f"--serve {unknown[0]}: unknown service; known: {', '.join(SERVICES)}")
+    if opts.record is not None and not Path(opts.record).parent.is_dir():
+        raise SetupError(f"--record {opts.record}: no such directory")
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
     return Plan(config, host, ping, seed)
 
 
-def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
-    """The whole live session; SetupError escapes for the caller to print (exit 2).
+@dataclass
+class Session:
+    """A stack running on a TAP: what ``open_session`` hands to its caller."""
 
-    Returns 0, or 1 when ``--ping`` got no reply or the device failed under the running stack.
+    opts: LiveOptions
+    plan: Plan
+    stack: Stack
+    driver: LiveDriver
+    host: LiveHost
+    link: Link
+    created: bool
+    started: float
+    recorder: Recorder | None
+
+
+@contextlib.contextmanager
+def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
+    """Set up the TAP, the stack, its driver and services; undo all of it on exit.
+
+    The loop does not run yet: call ``session.driver.start()`` (background
+    thread, for applications) or ``run_until_signal()`` (foreground).
+    Raises SetupError with the one line the user should see.
     """
     p = plan(opts)
     name = opts.ifname
     started = time.monotonic()
     with contextlib.ExitStack() as undo:
-        undo.enter_context(_restoring_signals())
         frames = FrameLog(_open_pcap(opts.pcap), out if opts.verbose else None, started)
         undo.callback(frames.close)
         nl = undo.enter_context(Netlink())
@@ -125,12 +152,34 @@ def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
             nl.add_address(link, *p.host)
             log.info("gave the kernel side of %s %s", name, opts.host_ip)
         log.info("stack seed %d (repeat with --seed %d)", p.seed, p.seed)
-        stack = Stack(replace(p.config, mtu=link.mtu), random.Random(p.seed))
+        config = replace(p.config, mtu=link.mtu)
+        stack_start = time.monotonic()
+        stack = Stack(config, random.Random(p.seed), now=stack_start)
+        recorder = None
+        if opts.record is not None:
+            recorder = Recorder(config, p.seed, tuple(opts.serve), start=stack_start, source=f"simstack live {name}",
+                                when=time.strftime("%Y-%m-%d %H:%M:%S"), digits=6)
+            frames.recorder = recorder
         driver = LiveDriver(stack, tap, hook=frames if frames.active else None)
         undo.callback(driver.close)
+        host = LiveHost(driver)
+        services = start_services(host, list(opts.serve))
+        for service in services:
+            undo.callback(service.stop)
+        yield Session(opts, p, stack, driver, host, link, created, started, recorder)
+
+
+def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
+    """The whole live session; SetupError escapes for the caller to print (exit 2).
+
+    Returns 0, or 1 when ``--ping`` got no reply or the device failed under the running stack.
+    """
+    name = opts.ifname
+    with _restoring_signals(), open_session(opts, out) as session:
+        driver, p, created = session.driver, session.plan, session.created
 
         def ready() -> None:
-            _print_ready(out, opts, p, created, link)
+            _print_ready(out, opts, p, created, session.link)
 
         if p.ping is not None:
             code = _ping(driver, p.ping, opts, out, ready)
@@ -142,6 +191,10 @@ def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
         for s in STOP_SIGNALS:
             signal.signal(s, signal.SIG_IGN)
     # Everything is undone here: loop stopped, pcap closed, TAP released.
+    stack = session.stack
+    if session.recorder is not None and opts.record is not None:
+        session.recorder.write(opts.record)
+        print(f"simstack: recorded {opts.record}", file=out)
     if driver.error is not None:
         e = driver.error
         what = "was deleted under the running stack" if e.errno == errno.EBADFD else f"failed: {e.strerror or e}"
@@ -152,7 +205,7 @@ def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
             print(file=out)  # end the line the terminal's "^C" echo started
         why = f" by {signal.Signals(stopped).name}" if stopped is not None else ""
         gone = f"; removed {name}" if created and driver.error is None else ""
-        print(f"simstack: stopped{why} after {time.monotonic() - started:.1f} s{gone}", file=out)
+        print(f"simstack: stopped{why} after {time.monotonic() - session.started:.1f} s{gone}", file=out)
         print(stack.counters.report(), file=out, flush=True)
     return code
 

@@ -185,7 +185,7 @@ class Layout:
 
     def _checked_pack(self) -> Callable[..., bytes] | None:
         # struct pads or cuts an "ns" field silently; construct's Bytes(n) refuses a
-        # wrong length, and so does this.
+        # wrong length (its compiled build writes whatever it is given), and so does this.
         sized = [(i, f.name, f.size) for i, f in enumerate(self.fields) if f.code.endswith("s")]
         consts = [(i, f.name, f.const) for i, f in enumerate(self.fields) if f.const is not MISSING]
         if not sized and not consts:

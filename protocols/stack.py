@@ -13,6 +13,7 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from . import arp, ethernet, icmp, ipv4, udp
 from .addresses import BROADCAST_IP, BROADCAST_MAC, ZERO_IP, ZERO_MAC, is_multicast_mac
@@ -41,18 +42,22 @@ class StackConfig:
     echo_ignore_broadcasts: bool = True  # Linux icmp_echo_ignore_broadcasts
     udp_rcvbuf: int = 212992  # Linux's default rmem_default
 
-    @property
+    # Cached: read on every packet, and the config never changes.
+    @cached_property
     def netmask(self) -> int:
         return (0xFFFFFFFF << (32 - self.prefix_len)) & 0xFFFFFFFF if self.prefix_len else 0
 
-    @property
+    @cached_property
     def subnet_broadcast(self) -> bytes:
         net = int.from_bytes(self.ip, "big") & self.netmask
         return (net | (~self.netmask & 0xFFFFFFFF)).to_bytes(4, "big")
 
+    @cached_property
+    def network(self) -> int:
+        return int.from_bytes(self.ip, "big") & self.netmask
+
     def on_link(self, ip: bytes) -> bool:
-        mask = self.netmask
-        return int.from_bytes(ip, "big") & mask == int.from_bytes(self.ip, "big") & mask
+        return int.from_bytes(ip, "big") & self.netmask == self.network
 
 
 @dataclass(frozen=True, slots=True)

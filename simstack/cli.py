@@ -56,6 +56,11 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     lv.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                     help="diagnostics on stderr (default %(default)s)")
     lv.add_argument("--seed", type=int, metavar="N", help="seed for the stack's random numbers (default: random)")
+    lv.add_argument("--serve", action="append", choices=["echo", "discard"], metavar="SERVICE",
+                    help="run a built-in UDP service: echo (port 7) or discard (port 9); repeatable "
+                         "(default: both)")
+    lv.add_argument("--no-serve", action="store_true", help="run no built-in service")
+    lv.add_argument("--record", metavar="OUT.yaml", help="on exit, write the session as a replayable scenario")
     pg = lv.add_argument_group("ping from the stack")
     pg.add_argument("--ping", metavar="IP", help="send echo requests to IP, print replies like ping(8), then exit")
     pg.add_argument("-c", "--count", type=int, default=5, help="requests to send (default %(default)s)")
@@ -96,7 +101,8 @@ def live(args: argparse.Namespace) -> int:
     logger.addHandler(handler)
     logger.setLevel(args.log_level.upper())
     opts = LiveOptions(args.ifname, args.ip, args.mac, args.gateway, args.host_ip, args.host_config, args.pcap,
-                       args.verbose, args.seed, args.ping, args.count, args.interval, args.size, args.linger)
+                       args.verbose, args.seed, args.ping, args.count, args.interval, args.size, args.linger,
+                       () if args.no_serve else tuple(args.serve or ("echo", "discard")), args.record)
     try:
         return run(opts, sys.stdout, sys.stderr)
     except SetupError as e:

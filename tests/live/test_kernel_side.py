@@ -56,7 +56,8 @@ def test_live_pcap_decodes_with_good_checksums(netns: Netns, tmp_path: Path) -> 
     pcap = tmp_path / "live.pcap"
     s = netns.live("--pcap", str(pcap))
     assert received(netns.run("ping", "-c", "3", "-i", "0.1", "-W", "1", "-w", "10", "10.0.0.1").stdout) == (3, 3)
-    fields = ["frame.protocols", "arp.opcode", "icmp.type", "ip.checksum.status", "icmp.checksum.status"]
+    fields = ["frame.protocols", "arp.opcode", "icmp.type", "ip.checksum.status", "icmp.checksum.status",
+              "frame.time_epoch"]
 
     def decode() -> list[list[str]]:
         r = netns.run(tshark, "-r", str(pcap), "-o", "ip.check_checksum:TRUE", "-T", "fields",
@@ -77,6 +78,9 @@ def test_live_pcap_decodes_with_good_checksums(netns: Netns, tmp_path: Path) -> 
     assert [row[2] for row in icmp] == ["8", "0"] * 3, rows
     for row in icmp:
         assert (row[3], row[4]) == ("1", "1"), row  # 1 = Good (0 Bad, 2 Unverified)
+    stamps = [float(row[5]) for row in rows]
+    assert stamps == sorted(stamps)
+    assert abs(stamps[0] - time.time()) < 60, "pcap timestamps are not wall-clock time"
 
 
 def test_idle_stack_uses_no_cpu(netns: Netns) -> None:

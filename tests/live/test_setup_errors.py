@@ -3,6 +3,7 @@
 import subprocess
 
 import pytest
+from conftest import require_tool
 
 from .conftest import Netns, received
 
@@ -60,27 +61,36 @@ def test_tap_already_attached(netns: Netns) -> None:
     assert first.stop() == 0
 
 
+def with_private_dev_net(netns: Netns, setup: str, *prefix: str) -> subprocess.CompletedProcess[str]:
+    """Run simstack with its own /dev/net (a tmpfs in a private mount namespace) prepared by ``setup``.
+
+    The real kernel paths are exercised, and the host's /dev/net/tun, whatever its mode, is untouched.
+    """
+    require_tool("unshare")
+    command = " ".join([*prefix, *netns.simstack_argv("tap0")[4:]])  # drop "ip netns exec NS"
+    script = f"mount -t tmpfs tmpfs /dev/net && {setup} exec {command}"
+    return subprocess.run(netns.argv("unshare", "-m", "sh", "-c", script), capture_output=True, text=True, timeout=30)
+
+
 def test_unprivileged_cannot_open_tun(netns: Netns) -> None:
-    """/dev/net/tun is root-only here (mode 0600), so open(2) fails with EACCES."""
-    assert_one_line(netns.simstack_once("tap0", prefix=NOBODY), "permission denied opening /dev/net/tun",
-                    "run as root")
+    """A root-only tun node (mode 0600, the kernel's default): open(2) fails with EACCES."""
+    require_tool("setpriv")
+    r = with_private_dev_net(netns, "mknod -m 600 /dev/net/tun c 10 200 &&", *NOBODY)
+    assert_one_line(r, "permission denied opening /dev/net/tun", "run as root")
     assert not netns.link_exists("tap0")
 
 
 def test_unprivileged_cannot_create_tap(netns: Netns) -> None:
-    """With a world-writable tun node (as many distributions ship it), TUNSETIFF says EPERM."""
-    script = ("mount -t tmpfs tmpfs /dev/net && mknod -m 666 /dev/net/tun c 10 200 && exec "
-              + " ".join([*NOBODY, *netns.simstack_argv("tap0")[4:]]))
-    r = subprocess.run(netns.argv("unshare", "-m", "sh", "-c", script), capture_output=True, text=True, timeout=30)
+    """A world-writable tun node (as many distributions ship it): TUNSETIFF fails with EPERM."""
+    require_tool("setpriv")
+    r = with_private_dev_net(netns, "mknod -m 666 /dev/net/tun c 10 200 &&", *NOBODY)
     assert_one_line(r, "tap0: operation not permitted", "root or CAP_NET_ADMIN")
     assert not netns.link_exists("tap0")
 
 
 def test_no_tun_device(netns: Netns) -> None:
-    """A private mount namespace with an empty /dev/net: the real ENOENT, not a mocked path."""
-    script = "mount -t tmpfs tmpfs /dev/net && exec " + " ".join(netns.simstack_argv("tap0")[4:])
-    r = subprocess.run(netns.argv("unshare", "-m", "sh", "-c", script), capture_output=True, text=True, timeout=30)
-    assert_one_line(r, "/dev/net/tun does not exist", "modprobe tun")
+    """An empty /dev/net: the real ENOENT, not a mocked path."""
+    assert_one_line(with_private_dev_net(netns, ""), "/dev/net/tun does not exist", "modprobe tun")
 
 
 def test_unwritable_pcap(netns: Netns) -> None:

@@ -57,3 +57,19 @@ def test_interrupted_ping_still_prints_its_summary(netns: Netns) -> None:
     assert 3 <= int(m.group(2)) <= int(m.group(1)) < 1000
     assert SUMMARY.search(s.stdout), s.stdout
     assert s.stderr == ""
+
+
+def test_verbose_decodes_each_frame_and_seed_fixes_the_identifier(netns: Netns) -> None:
+    idents = []
+    for _ in range(2):
+        r = netns.simstack_once("tap0", "--ping", "10.0.0.2", "--count", "1", "--seed", "42", "-v")
+        assert r.returncode == 0, r.stdout + r.stderr
+        out = r.stdout
+        assert re.search(r"^ +[\d.]+ > ARP, Request who-has 10\.0\.0\.2 tell 10\.0\.0\.1", out, re.M), out
+        assert re.search(r"^ +[\d.]+ < ARP, Reply 10\.0\.0\.2 is-at ", out, re.M), out
+        request = re.search(r"^ +[\d.]+ > IP 10\.0\.0\.1 > 10\.0\.0\.2: ICMP echo request, id (\d+), seq 1", out, re.M)
+        assert request, out
+        assert re.search(rf"^ +[\d.]+ < IP 10\.0\.0\.2 > 10\.0\.0\.1: ICMP echo reply, id {request.group(1)}, seq 1",
+                         out, re.M), out
+        idents.append(request.group(1))
+    assert idents[0] == idents[1]

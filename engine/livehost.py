@@ -1,0 +1,33 @@
+"""The socket host of a live stack: sockets and services on a ``LiveDriver``.
+
+Blocking calls from application threads wait on the driver's condition
+variable; readiness callbacks (the built-in services) run in the loop thread
+after every batch of frames or timers, under the driver's lock.
+"""
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from simstack.protocols.stack import Stack
+
+from .live import LiveDriver
+from .sockets import SocketHost
+
+T = TypeVar("T")
+
+
+class LiveHost(SocketHost):
+    def __init__(self, driver: LiveDriver) -> None:
+        super().__init__()
+        self.driver = driver
+        driver.on_activity = self.run_readers
+
+    def call(self, fn: Callable[[Stack, float], T]) -> T:
+        return self.driver.call(fn)
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        return self.driver.wait_for(ready, timeout)
+
+    @property
+    def stack(self) -> Stack:
+        return self.driver.stack
