@@ -112,7 +112,9 @@ class IntKind(Kind):
     def __init__(self, bits: int, names: Mapping[str, int] | None = None) -> None:
         self.bits = bits
         self.names = dict(names or {})
-        self.by_value = {v: k for k, v in self.names.items()}
+        # Show a name beside a number only where the number has one name.
+        values = list(self.names.values())
+        self.by_value = {v: k for k, v in self.names.items() if values.count(v) == 1}
 
     def normalize(self, value: Any, ctx: Context, path: str) -> int:
         if isinstance(value, str) and value in self.names:
@@ -269,11 +271,14 @@ def normalize_spec(spec: Any, ctx: Context, path: str = "") -> dict[str, Any]:
             fields = {}
         if not isinstance(fields, Mapping):
             raise SpecError(f"{path}{layer}", f"want a mapping of fields, got {fields!r}")
+        flat[f"{layer}."] = True  # the layer is there, even with no field named
         for name, value in fields.items():
             kind = table.get(name)
             if kind is None:
                 raise SpecError(f"{path}{layer}.{name}", f"unknown field; {layer} has {', '.join(table)}")
             flat[f"{layer}.{name}"] = kind.normalize(value, ctx, f"{path}{layer}.{name}")
+    if not flat:
+        raise SpecError(path, f"name at least one layer ({', '.join(LAYER_ORDER)})")
     layers = {k.partition(".")[0] for k in flat}
     if "arp" in layers and layers & {"ipv4", *TRANSPORTS}:
         raise SpecError(path, "a frame carries arp or ipv4, not both")
@@ -324,7 +329,10 @@ def build_frame(flat: Mapping[str, Any], ctx: Context) -> bytes:
         g("eth.vlan"),
         g("eth.pcp", 0),
     )
-    return ethernet.emit(eth, pad=False)
+    try:
+        return ethernet.emit(eth, pad=False)
+    except ValueError as e:
+        raise SpecError("eth", str(e)) from None
 
 
 def _build_transport(flat: Mapping[str, Any]) -> tuple[bytes, int]:
@@ -394,6 +402,7 @@ def decode_frame(frame: bytes) -> Decoded:
         eth = ethernet.parse(frame)
     except Malformed as e:
         return Decoded(out, f"[malformed ethernet: {e}] length {len(frame)}")
+    out["eth."] = True
     out["eth.dst"] = eth.dst
     out["eth.src"] = eth.src
     out["eth.type"] = eth.ethertype
@@ -415,7 +424,7 @@ def _decode_arp(data: bytes, out: dict[str, Any]) -> str:
         a = arp.parse(data)
     except Malformed as e:
         return f"ARP [malformed: {e}]"
-    out.update({"arp.op": a.op, "arp.sha": a.sha, "arp.spa": a.spa, "arp.tha": a.tha, "arp.tpa": a.tpa,
+    out.update({"arp.": True, "arp.op": a.op, "arp.sha": a.sha, "arp.spa": a.spa, "arp.tha": a.tha, "arp.tpa": a.tpa,
                 "arp.htype": a.htype, "arp.ptype": a.ptype, "arp.hlen": a.hlen, "arp.plen": a.plen})
     if a.op == arp.REQUEST:
         return f"ARP, Request who-has {ip_to_str(a.tpa)} tell {ip_to_str(a.spa)}, length {arp.LENGTH}"
@@ -432,7 +441,7 @@ def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str]) -> str:
     assert ip.ihl is not None
     if not verify(data[: ip.ihl * 4]):
         bad.append("ipv4.checksum")
-    out.update({"ipv4.src": ip.src, "ipv4.dst": ip.dst, "ipv4.proto": ip.protocol, "ipv4.ttl": ip.ttl,
+    out.update({"ipv4.": True, "ipv4.src": ip.src, "ipv4.dst": ip.dst, "ipv4.proto": ip.protocol, "ipv4.ttl": ip.ttl,
                 "ipv4.id": ip.identification, "ipv4.tos": ip.tos, "ipv4.df": ip.df, "ipv4.mf": ip.mf,
                 "ipv4.frag": ip.frag_offset, "ipv4.ihl": ip.ihl, "ipv4.len": ip.total_length,
                 "ipv4.checksum": ip.checksum, "ipv4.options": ip.options})
@@ -457,7 +466,7 @@ def _decode_icmp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> str:
         return head + f"[malformed: {e}]"
     if not verify(ip.payload):
         bad.append("icmp.checksum")
-    out.update({"icmp.type": m.type, "icmp.code": m.code, "icmp.checksum": m.checksum, "icmp.data": m.data})
+    out.update({"icmp.": True, "icmp.type": m.type, "icmp.code": m.code, "icmp.checksum": m.checksum, "icmp.data": m.data})
     if m.type in (icmp.ECHO_REQUEST, icmp.ECHO_REPLY):
         out["icmp.id"] = m.identifier
         out["icmp.seq"] = m.sequence
@@ -497,7 +506,7 @@ def _decode_udp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> str:
             udp.parse(ip.payload, ip.src, ip.dst)
         except Malformed:
             bad.append("udp.checksum")
-    out.update({"udp.sport": d.src_port, "udp.dport": d.dst_port, "udp.len": d.length, "udp.checksum": d.checksum,
+    out.update({"udp.": True, "udp.sport": d.src_port, "udp.dport": d.dst_port, "udp.len": d.length, "udp.checksum": d.checksum,
                 "udp.data": d.payload})
     return f"{head}.{d.src_port} > {ip_to_str(ip.dst)}.{d.dst_port}: UDP, length {len(d.payload)}"
 
@@ -509,6 +518,8 @@ _TRANSPORT_DECODERS = {ipv4.PROTO_ICMP: _decode_icmp, ipv4.PROTO_UDP: _decode_ud
 def show(key: str, value: Any) -> str:
     if value is None:
         return "(absent)"
+    if key.endswith(".") and key != "payload.":
+        return "present"
     return kind_of(key).show(value)
 
 

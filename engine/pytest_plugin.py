@@ -35,7 +35,10 @@ class ScenarioItem(pytest.Item):
             scenario = load(self.path)
         except ScenarioError as e:
             raise ScenarioFailed(str(e)) from None
-        result = Runner(scenario).run()
+        try:
+            result = Runner(scenario).run()
+        except ScenarioError as e:  # found while running, e.g. a time in the past
+            raise ScenarioFailed(str(e)) from None
         if not result.passed:
             raise ScenarioFailed(result.report)
 

@@ -377,8 +377,11 @@ def render_fields(flat: Mapping[str, Any], hosts: HostTable, indent: int) -> lis
     pad = " " * indent
     lines: list[str] = []
     for layer in LAYER_ORDER:
-        keys = [k for k in flat if k.partition(".")[0] == layer]
+        present = f"{layer}." in flat
+        keys = [k for k in flat if k.partition(".")[0] == layer and (k != f"{layer}." or layer == "payload")]
         if not keys:
+            if present:
+                lines.append(f"{pad}{layer}: {{}}")  # the layer, with no field to name
             continue
         if layer == "payload":
             v = render_value("payload.", flat["payload."], hosts)

@@ -313,4 +313,7 @@ def _names_of(e: OSError) -> set[str]:
 
 
 def _show_expected(step: Step) -> str:
-    return ", ".join(f"{k.rstrip('.')}={show(k, v)}" for k, v in step.expected.items()) or "any frame"
+    keys = step.expected
+    # A layer's presence marker ("icmp.") says nothing a named field of it does not.
+    shown = [k for k in keys if not (k.endswith(".") and k != "payload." and any(o.startswith(k) and o != k for o in keys))]
+    return ", ".join(f"{k.rstrip('.')}={show(k, keys[k])}" for k in shown) or "any frame"

@@ -67,7 +67,8 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
         if key in out:
             raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
         value = loader.construct_object(value_node, deep=True)
-        if isinstance(value_node, yaml.ScalarNode) and value_node.value.startswith("+") and isinstance(value, int | float):
+        if key == "at" and isinstance(value_node, yaml.ScalarNode) and value_node.value.startswith("+") \
+                and isinstance(value, int | float):
             value = RelativeTime(value)
         out[key] = value
         out.key_lines[key] = line
@@ -125,6 +126,7 @@ TOP_KEYS = {"description", "stack", "hosts", "options", "steps"}
 STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp", "reassembly", "services"}
 OPTION_KEYS = {"allow_unexpected", "expect_within", "tolerance"}
 STEP_ACTIONS = {"inject", "expect", "app", "counters"}
+COUNTER_LAYERS = {"eth", "arp", "ipv4", "icmp", "udp", "tap"}
 STEP_KEYS = {
     "inject": {"at", "note", "fragment"},
     "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments"},
@@ -169,6 +171,12 @@ class _Checker:
         for key in m:
             if key not in allowed:
                 raise self.fail(m.key_lines[key], f"unknown key {key!r} in {what}; allowed: {', '.join(sorted(allowed))}")
+
+    def integer(self, m: LineDict, key: str, lo: int, hi: int) -> int:
+        value = m[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.fail(m.key_lines[key], f"{key} must be an integer from {lo} to {hi}, got {value!r}")
+        return value
 
     def number(self, m: LineDict, key: str, *, minimum: float = 0.0) -> float:
         value = m[key]
@@ -233,6 +241,8 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
         name = step.args.get("socket")
         if step.kind == "app" and name is not None:
             if step.app == "socket":
+                if name in sockets:
+                    raise chk.fail(step.line, f"socket {name!r} is already open; close it first")
                 sockets.add(name)
             elif name not in sockets:
                 raise chk.fail(step.line, f"socket {name!r} is not open here; open it with 'app: socket'")
@@ -250,17 +260,19 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
     if "stack" in top:
         s = chk.mapping(top["stack"], top.key_lines["stack"], "stack")
         chk.keys(s, STACK_KEYS, "stack")
-        try:
-            if "mac" in s:
-                mac = mac_to_bytes(str(s["mac"]))
-            if "ip" in s:
-                text = str(s["ip"])
-                ip, prefix = parse_interface(text if "/" in text else text + "/24")
-            if "gateway" in s:
-                kwargs["gateway"] = ip_to_bytes(str(s["gateway"]))
-        except ValueError as e:
-            key = next(k for k in ("mac", "ip", "gateway") if k in s and str(s[k]) in str(e))
-            raise chk.fail(s.key_lines[key], str(e)) from None
+        for key in ("mac", "ip", "gateway"):
+            if key not in s:
+                continue
+            text = str(s[key])
+            try:
+                if key == "mac":
+                    mac = mac_to_bytes(text)
+                elif key == "ip":
+                    ip, prefix = parse_interface(text if "/" in text else text + "/24")
+                else:
+                    kwargs["gateway"] = ip_to_bytes(text)
+            except ValueError as e:
+                raise chk.fail(s.key_lines[key], str(e)) from None
         for key, lo, hi in (("mtu", 68, 65535), ("ttl", 1, 255), ("vlan", 1, 4094), ("seed", 0, 2**64 - 1)):
             if key in s:
                 v = s[key]
@@ -276,13 +288,15 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
             chk.keys(a, names, "stack.arp")
             arp_kw: dict[str, Any] = {}
             for key in a:
-                value = chk.number(a, key, minimum=0 if key not in ("max_probes", "queue_len", "max_entries") else 1)
-                arp_kw[key] = int(value) if key in ("max_probes", "queue_len", "max_entries") else value
+                if key in ("max_probes", "queue_len", "max_entries"):
+                    arp_kw[key] = chk.integer(a, key, 1, 1_000_000)
+                else:
+                    arp_kw[key] = chk.number(a, key)
             kwargs["arp"] = ArpConfig(**arp_kw)
         if "reassembly" in s:
             r = chk.mapping(s["reassembly"], s.key_lines["reassembly"], "stack.reassembly")
             chk.keys(r, set(ReassemblyConfig.__dataclass_fields__), "stack.reassembly")
-            values: dict[str, Any] = {k: chk.number(r, k) if k == "timeout" else int(chk.number(r, k, minimum=1)) for k in r}
+            values: dict[str, Any] = {k: chk.number(r, k) if k == "timeout" else chk.integer(r, k, 1, 1 << 32) for k in r}
             kwargs["reassembly"] = ReassemblyConfig(**values)
         if "services" in s:
             names = s["services"]
@@ -353,18 +367,25 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
                     raise chk.fail(m.key_lines["for"], "'for' goes with 'expect: nothing'")
                 step.expected = normalize_spec(m["expect"], ctx)
                 if "within" in m:
+                    if "at" in m:
+                        raise chk.fail(m.key_lines["within"], "'within' and 'at' exclude each other: 'at' fixes the time")
                     step.within = chk.number(m, "within")
                 if "tolerance" in m:
                     step.tolerance = chk.number(m, "tolerance")
                 if "optional" in m:
-                    step.optional = bool(m["optional"])
+                    if not isinstance(m["optional"], bool):
+                        raise chk.fail(m.key_lines["optional"], "optional must be true or false")
+                    step.optional = m["optional"]
                 if "fragments" in m:
-                    step.fragments = int(chk.number(m, "fragments", minimum=2))
+                    step.fragments = chk.integer(m, "fragments", 2, 1024)
         elif action == "app":
             _app(chk, m, step, ctx)
         else:
             c = chk.mapping(m["counters"], aline, "counters")
             for name, value in c.items():
+                if name.partition(".")[0] not in COUNTER_LAYERS or "." not in name:
+                    raise chk.fail(c.key_lines[name], f"counter {name}: names start with a layer "
+                                                      f"({', '.join(sorted(COUNTER_LAYERS))}) and a dot")
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise chk.fail(c.key_lines[name], f"counter {name} must be a count, got {value!r}")
                 step.counters[name] = value
@@ -394,7 +415,7 @@ def _fragment(chk: _Checker, m: LineDict, frame: bytes) -> list[bytes]:
         for p in fragment(whole, whole.header_len + size)
     ]
     order = spec.get("order", list(range(len(pieces))))
-    if not isinstance(order, list) or not all(isinstance(i, int) and 0 <= i < len(pieces) for i in order):
+    if not isinstance(order, list) or not order or not all(isinstance(i, int) and 0 <= i < len(pieces) for i in order):
         raise chk.fail(line, f"order must list fragment indexes from 0 to {len(pieces) - 1}")
     return [pieces[i] for i in order]
 
