@@ -16,8 +16,9 @@ from typing import TextIO
 from .errors import SetupError
 from .livehost import LiveHost
 from .session import LiveOptions, open_session
+from .sockets import Socket
 
-__all__ = ["LiveHost", "SetupError", "simstack_host"]
+__all__ = ["LiveHost", "SetupError", "Socket", "simstack_host"]  # what an application needs, from one place
 
 
 @contextlib.contextmanager

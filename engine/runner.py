@@ -164,7 +164,9 @@ class Runner(SocketHost):
             raise StepFailed(f"  {'field':<{width}}{'expected':<{wcol}}actual\n{table}\n  frame: {t:.6f} > {decoded.summary}")
         for _ in range(wanted):
             self.pending.popleft()
-        self.now = max(self.now, t)
+        # A timed expect leaves the clock at its own time, not the (earlier) send
+        # time it tolerated, so a recording's relative times do not drift.
+        self.now = max(self.now, target if timed else t)
 
     def _do_nothing(self, step: Step) -> None:
         start = self._target(step)

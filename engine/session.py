@@ -25,6 +25,7 @@ from simstack.protocols.stack import Stack, StackConfig
 
 from .errors import SetupError
 from .framelog import FrameLog
+from .lab import Lab, LabPlan, plan_lab
 from .live import LiveDriver
 from .livehost import LiveHost
 from .netlink import Link, Netlink
@@ -59,6 +60,9 @@ class LiveOptions:
     linger: float | None = None
     serve: tuple[str, ...] = DEFAULT_SERVICES
     record: str | None = None
+    lab: str | None = None  # --lab NAME: client namespaces on a bridge with the TAP (engine/lab.py)
+    lab_clients: int | None = None  # None: 1
+    lab_route: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,7 @@ class Plan:
     host: tuple[bytes, int] | None
     ping: bytes | None
     seed: int
+    lab: LabPlan | None = None
 
 
 def plan(opts: LiveOptions) -> Plan:
@@ -76,7 +81,8 @@ def plan(opts: LiveOptions) -> Plan:
     ip, prefix = _checked("--ip", _interface, opts.ip)
     mac = _checked("--mac", mac_to_bytes, opts.mac)
     gateway = _checked("--gateway", ip_to_bytes, opts.gateway) if opts.gateway is not None else None
-    host = _checked("--host-ip", _interface, opts.host_ip) if opts.host_config else None
+    # In a lab the TAP is a bridge port: its kernel side gets no address, whatever --host-ip says.
+    host = _checked("--host-ip", _interface, opts.host_ip) if opts.host_config and opts.lab is None else None
     ping = _checked("--ping", ip_to_bytes, opts.ping) if opts.ping is not None else None
     if is_multicast_mac(mac) or mac == bytes(6):
         raise SetupError(f"bad MAC address {opts.mac!r}: the stack needs a unicast address")
@@ -99,8 +105,9 @@ def plan(opts: LiveOptions) -> Plan:
         raise SetupError(f"--serve {unknown[0]}: unknown service; known: {', '.join(SERVICES)}")
     if opts.record is not None and not Path(opts.record).parent.is_dir():
         raise SetupError(f"--record {opts.record}: no such directory")
+    lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname)
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
-    return Plan(config, host, ping, seed)
+    return Plan(config, host, ping, seed, lab)
 
 
 @dataclass
@@ -116,6 +123,7 @@ class Session:
     created: bool
     started: float
     recorder: Recorder | None
+    lab: Lab | None = None
 
 
 @contextlib.contextmanager
@@ -133,6 +141,9 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         frames = FrameLog(_open_pcap(opts.pcap), out if opts.verbose else None, started)
         undo.callback(frames.close)
         nl = undo.enter_context(Netlink())
+        lab = Lab(p.lab) if p.lab is not None else None
+        if lab is not None:
+            lab.check()  # every name the lab needs, the TAP's included, before anything exists
         before = nl.link(name)
         if before is not None:
             why = before.why_not_single_queue_tap()
@@ -145,6 +156,9 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         link = nl.link(name)
         if link is None:
             raise SetupError(f"{name} vanished right after it was attached")
+        if lab is not None:
+            undo.callback(lab.destroy)
+            lab.create(link.index)  # the bridge, this TAP enslaved to it, the clients
         nl.set_up(link)
         if before is not None and not before.up:
             undo.callback(nl.set_up, link, False)
@@ -166,7 +180,7 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         services = start_services(host, list(opts.serve))
         for service in services:
             undo.callback(service.stop)
-        yield Session(opts, p, stack, driver, host, link, created, started, recorder)
+        yield Session(opts, p, stack, driver, host, link, created, started, recorder, lab)
 
 
 def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
@@ -179,7 +193,7 @@ def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
         driver, p, created = session.driver, session.plan, session.created
 
         def ready() -> None:
-            _print_ready(out, opts, p, created, session.link)
+            _print_ready(out, opts, p, created, session.link, session.lab)
 
         if p.ping is not None:
             code = _ping(driver, p.ping, opts, out, ready)
@@ -205,6 +219,8 @@ def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
             print(file=out)  # end the line the terminal's "^C" echo started
         why = f" by {signal.Signals(stopped).name}" if stopped is not None else ""
         gone = f"; removed {name}" if created and driver.error is None else ""
+        if session.lab is not None:
+            gone += f"{' and' if gone else '; removed'} lab {session.lab.plan.name}"
         print(f"simstack: stopped{why} after {time.monotonic() - session.started:.1f} s{gone}", file=out)
         print(stack.counters.report(), file=out, flush=True)
     return code
@@ -278,8 +294,10 @@ def _network(config: StackConfig) -> bytes:
     return (int.from_bytes(config.ip, "big") & config.netmask).to_bytes(4, "big")
 
 
-def _print_ready(out: TextIO, opts: LiveOptions, p: Plan, created: bool, link: Link) -> None:
-    if created:
+def _print_ready(out: TextIO, opts: LiveOptions, p: Plan, created: bool, link: Link, lab: Lab | None = None) -> None:
+    if lab is not None:
+        origin = f"created {link.name} on {lab.describe()}"
+    elif created:
         host = f"kernel side {opts.host_ip}" if p.host is not None else "kernel side not configured"
         origin = f"created {link.name}, {host}"
     else:
@@ -287,3 +305,5 @@ def _print_ready(out: TextIO, opts: LiveOptions, p: Plan, created: bool, link: L
     stop = "" if opts.ping else "; Ctrl-C to stop"
     print(f"simstack: live on {link.name} as {opts.ip} ({opts.mac.lower()}), mtu {link.mtu}; {origin}{stop}",
           file=out, flush=True)
+    if lab is not None:
+        print("\n".join(lab.hints()), file=out, flush=True)

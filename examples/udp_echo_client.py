@@ -16,8 +16,7 @@ import sys
 import time
 from socket import AF_INET, SOCK_DGRAM  # the constants are the standard ones
 
-from simstack.engine.app import SetupError, simstack_host
-from simstack.engine.sockets import Socket
+from simstack.engine.app import SetupError, Socket, simstack_host
 
 
 def ping_pong(sock: Socket, server: tuple[str, int], count: int, size: int, timeout: float) -> int:

@@ -15,8 +15,7 @@ import argparse
 import sys
 from socket import AF_INET, SOCK_DGRAM  # the constants are the standard ones
 
-from simstack.engine.app import SetupError, simstack_host
-from simstack.engine.sockets import Socket
+from simstack.engine.app import SetupError, Socket, simstack_host
 
 
 def serve(sock: Socket, port: int) -> None:

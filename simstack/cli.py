@@ -69,6 +69,13 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     pg.add_argument("-s", "--size", type=int, default=56, metavar="BYTES", help="echo payload size (default %(default)s)")
     pg.add_argument("-W", "--linger", type=float, metavar="SECONDS",
                     help="how long to wait for answers after the last request (default: until ARP gives up, 4 s)")
+    lb = lv.add_argument_group("lab: client hosts in network namespaces, on a bridge with the stack (docs/live.md)")
+    lb.add_argument("--lab", nargs="?", const="simstack", metavar="NAME",
+                    help="create bridge NAME-br with the TAP and client namespaces NAME-1..NAME-N on it, removed on "
+                         "exit; the TAP's kernel side gets no address (NAME default: simstack)")
+    lb.add_argument("--lab-clients", type=int, metavar="N", help="number of client namespaces (default 1)")
+    lb.add_argument("--lab-route", action="store_true",
+                    help="give clients a default route via the stack (a host, not a router: it forwards nothing)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,7 +109,8 @@ def live(args: argparse.Namespace) -> int:
     logger.setLevel(args.log_level.upper())
     opts = LiveOptions(args.ifname, args.ip, args.mac, args.gateway, args.host_ip, args.host_config, args.pcap,
                        args.verbose, args.seed, args.ping, args.count, args.interval, args.size, args.linger,
-                       () if args.no_serve else tuple(args.serve or ("echo", "discard")), args.record)
+                       () if args.no_serve else tuple(args.serve or ("echo", "discard")), args.record,
+                       lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route)
     try:
         return run(opts, sys.stdout, sys.stderr)
     except SetupError as e:

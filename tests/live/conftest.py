@@ -8,6 +8,7 @@ line on simstack's stdout, or a process exit.
 
 import contextlib
 import itertools
+import json
 import os
 import re
 import signal
@@ -17,12 +18,13 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from conftest import require, require_tool
 
 TUN = Path("/dev/net/tun")
+UDP_PEER = Path(__file__).with_name("udp_peer.py")  # the kernel side's UDP traffic, run inside a namespace
 READY = re.compile(r"^simstack: live on (\S+) ")
 _names = itertools.count(1)
 
@@ -134,6 +136,20 @@ class Netns:
     def simstack_once(self, *args: str, prefix: tuple[str, ...] = (), timeout: float = 30.0
                       ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.simstack_argv(*args, prefix=prefix), capture_output=True, text=True, timeout=timeout)
+
+    def spawn(self, *cmd: str) -> Simstack:
+        """Start any long-running command in the namespace, output collected (``wait_for_line``), killed at teardown."""
+        s = Simstack(self.argv(*cmd))
+        self.procs.append(s)
+        return s
+
+    def udp_peer(self, *args: str, timeout: float = 30.0) -> tuple[int, dict[str, Any]]:
+        """Run ``udp_peer.py ARGS`` on the kernel's side; its exit code and the JSON line it printed last."""
+        r = self.run(sys.executable, str(UDP_PEER), *args, timeout=timeout)
+        lines = r.stdout.strip().splitlines()
+        if not lines:
+            pytest.fail(f"udp_peer.py {' '.join(args)} printed nothing (exit {r.returncode}):\n{r.stderr}")
+        return r.returncode, json.loads(lines[-1])
 
     def link_exists(self, name: str) -> bool:
         return self.run("ip", "link", "show", name).returncode == 0
