@@ -7,7 +7,7 @@ every direction. Building and decoding go through ``simstack.protocols``: the
 formats are declared once, there.
 """
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,48 +64,36 @@ class Kind:
         return str(value)
 
 
-class MacKind(Kind):
+class AddressKind(Kind):
+    """A MAC or IPv4 address, written as text, a host name, or a special word."""
+
+    def __init__(self, what: str, attr: str, specials: Mapping[str, bytes], parse: Callable[[str], bytes],
+                 text: Callable[[bytes], str]) -> None:
+        self.what = what
+        self.attr = attr  # "mac" or "ip": which of a host's addresses the name stands for
+        self.specials = dict(specials)
+        self.parse = parse
+        self.text = text
+
     def normalize(self, value: Any, ctx: Context, path: str) -> bytes:
         if not isinstance(value, str):
-            raise SpecError(path, f"want a MAC address or host name, got {value!r}")
-        if value == "broadcast":
-            return BROADCAST_MAC
-        if value == "zero":
-            return ZERO_MAC
+            raise SpecError(path, f"want {self.what} or host name, got {value!r}")
+        special = self.specials.get(value)
+        if special is not None:
+            return special
         host = ctx.host(value)
         if host is not None:
-            if host.mac is None:
-                raise SpecError(path, f"host {value!r} has no mac")
-            return host.mac
+            address: bytes | None = getattr(host, self.attr)
+            if address is None:
+                raise SpecError(path, f"host {value!r} has no {self.attr}")
+            return address
         try:
-            return mac_to_bytes(value)
+            return self.parse(value)
         except ValueError as e:
             raise SpecError(path, f"{e}, or a host name ({', '.join(['stack', *ctx.hosts])})") from None
 
     def show(self, value: Any) -> str:
-        return mac_to_str(value)
-
-
-class IpKind(Kind):
-    def normalize(self, value: Any, ctx: Context, path: str) -> bytes:
-        if not isinstance(value, str):
-            raise SpecError(path, f"want an IPv4 address or host name, got {value!r}")
-        if value == "broadcast":
-            return BROADCAST_IP
-        if value == "any":
-            return ZERO_IP
-        host = ctx.host(value)
-        if host is not None:
-            if host.ip is None:
-                raise SpecError(path, f"host {value!r} has no ip")
-            return host.ip
-        try:
-            return ip_to_bytes(value)
-        except ValueError as e:
-            raise SpecError(path, f"{e}, or a host name ({', '.join(['stack', *ctx.hosts])})") from None
-
-    def show(self, value: Any) -> str:
-        return ip_to_str(value)
+        return self.text(value)
 
 
 class IntKind(Kind):
@@ -174,8 +162,8 @@ def payload_bytes(value: Any, path: str) -> bytes:
     raise SpecError(path, f"want text, {{hex: ...}} or {{size: N, fill: ...}}, got {value!r}")
 
 
-MAC = MacKind()
-IP = IpKind()
+MAC = AddressKind("a MAC address", "mac", {"broadcast": BROADCAST_MAC, "zero": ZERO_MAC}, mac_to_bytes, mac_to_str)
+IP = AddressKind("an IPv4 address", "ip", {"broadcast": BROADCAST_IP, "any": ZERO_IP}, ip_to_bytes, ip_to_str)
 BOOL = BoolKind()
 BYTES = BytesKind()
 ETHERTYPES = {"ipv4": ethernet.TYPE_IPV4, "arp": ethernet.TYPE_ARP, "vlan": ethernet.TYPE_VLAN}

@@ -43,15 +43,15 @@ from .fields import (
     ETHERTYPES,
     FIELDS,
     ICMP_TYPES,
+    IP,
     IP_PROTOS,
     LAYER_ORDER,
+    MAC,
     BytesKind,
     Context,
     Decoded,
     Host,
     IntKind,
-    IpKind,
-    MacKind,
     SpecError,
     build_frame,
     decode_frame,
@@ -342,13 +342,13 @@ def render_bytes(value: bytes) -> str | list[str]:
 def render_value(key: str, value: Any, hosts: HostTable, context: Mapping[str, Any] | None = None) -> str | list[str]:
     """One field value in the scenario language; host names where a host is known."""
     kind = FIELDS[key.partition(".")[0]][key.partition(".")[2]]
-    if isinstance(kind, MacKind):
+    if kind is MAC:
         if value == BROADCAST_MAC:
             return "broadcast"
         if value == ZERO_MAC:
             return "zero"
         return hosts.mac_name(value) or _quote(mac_to_str(value))
-    if isinstance(kind, IpKind):
+    if kind is IP:
         name = hosts.ip_name(value)
         if name:
             return name

@@ -27,7 +27,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from simstack.engine.fields import FIELDS, BoolKind, BytesKind, IntKind, IpKind, Kind, MacKind
+from simstack.engine.fields import FIELDS, IP, MAC, BoolKind, BytesKind, IntKind, Kind
 from simstack.engine.replay import run_files
 from simstack.engine.runner import Runner
 from simstack.engine.scenario import (
@@ -161,9 +161,9 @@ def _row(key: str, text: str = TEXT) -> list[str]:
 def _kind_words(kind: Kind) -> str:
     if isinstance(kind, IntKind):
         return f"integer, {kind.bits} bits"
-    if isinstance(kind, MacKind):
+    if kind is MAC:
         return "MAC"
-    if isinstance(kind, IpKind):
+    if kind is IP:
         return "IPv4"
     if isinstance(kind, BoolKind):
         return "boolean"
