@@ -159,7 +159,7 @@ class Lab:
     """
 
     plan: LabPlan
-    _made: list[_Made] = field(default_factory=list)
+    _made: list[_Made] = field(default_factory=list, init=False, repr=False)
 
     def check(self) -> None:
         """Refuse, before anything exists, when a name the lab would create is taken."""
@@ -277,8 +277,8 @@ class Lab:
                 prefixlen=p.prefix_len)
             _do(ns, f"cannot set {CLIENT_IFNAME} up {where}", "link", "set", index=eth, state="up")
             if p.route:
-                # The stack is a host, not a router (RFC 1122 3.3.1): this only makes clients send
-                # off-subnet datagrams to it, where they are dropped as not addressed to it.
+                # The stack is a host, not a router: this only makes clients send
+                # off-subnet datagrams to it, which discards them as not addressed to it (RFC 1122 3.2.1.3).
                 gateway = ip_to_str(p.stack_ip)
                 _do(ns, f"cannot add a default route via {gateway} {where}", "route", "add", dst="0.0.0.0/0",
                     gateway=gateway)
@@ -363,18 +363,27 @@ def _why(e: Exception) -> str:
 def _warn_if_private_mounts() -> None:
     """Say so when the lab's namespaces will be invisible to the shell that started simstack.
 
-    ``ip netns exec`` runs its command in a mount namespace of its own whose
-    mounts do not propagate back (ip-netns(8)), so namespaces created there are
-    bind mounts nobody outside can enter.
+    A named namespace is a bind mount under /run/netns. ``ip netns exec`` runs
+    its command in a mount namespace of its own whose mounts are slaves of the
+    caller's (ip-netns(8)): mounts made inside do not propagate back, so
+    namespaces created there cannot be entered from outside.
+    ("master:N" in /proc/self/mountinfo marks a slave mount, proc(5).)
     """
+    path = os.path.realpath(NETNS_DIR)
+    best, tags = "", []
     try:
-        private = os.stat("/proc/self/ns/mnt").st_ino != os.stat("/proc/1/ns/mnt").st_ino
-    except OSError:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                fields = line.split()
+                point = fields[4]
+                if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                    best, tags = point, fields[6:fields.index("-")]
+    except (OSError, ValueError, IndexError):
         return
-    if private:
-        log.warning("simstack runs in a mount namespace of its own (under ip netns exec?): the lab's namespaces "
-                    "can be entered only from inside it; use nsenter --net=%s/NS to run simstack in a namespace",
-                    NETNS_DIR)
+    if any(tag.startswith("master:") for tag in tags):
+        log.warning("%s is a slave mount here (under ip netns exec?): the lab's namespaces can be entered only "
+                    "from this mount namespace; to run simstack in a namespace use nsenter --net=%s/NS",
+                    path, path)
 
 
 @contextlib.contextmanager
