@@ -112,3 +112,18 @@ def test_tshark_decodes_replay_pcap_with_valid_checksums(tmp_path: Path) -> None
     expert = subprocess.run([tshark, "-r", str(pcap), "-o", "ip.check_checksum:TRUE", "-z", "expert,warn", "-q"],
                             capture_output=True, text=True, timeout=60)
     assert "checksum" not in expert.stdout.lower(), expert.stdout
+
+
+def test_leftover_frames_fail_unless_allowed(tmp_path: Path) -> None:
+    # The ping scenario without its last expectation: the echo reply is left over.
+    text = PING.read_text()
+    cut = text[: text.index("  - expect:\n      eth: {dst: kernel, src: stack, type: ipv4}")]
+    left = tmp_path / "left.yaml"
+    left.write_text(cut)
+    r = run("replay", str(left))
+    assert r.returncode == 1
+    assert "the stack sent frames no step expected" in r.stdout
+    assert "ICMP echo reply, id 7213, seq 1" in r.stdout
+    allowed = tmp_path / "allowed.yaml"
+    allowed.write_text(cut.replace("steps:\n", "options:\n  allow_unexpected: true\n\nsteps:\n", 1))
+    assert run("replay", str(allowed)).returncode == 0
