@@ -18,9 +18,11 @@ from dataclasses import dataclass
 
 from construct import Default, GreedyBytes, Int16ub, Struct, len_, this
 
+from . import layout
 from .checksum import internet_checksum, ones_sum
 from .errors import Malformed
 from .ipv4 import PROTO_UDP, pseudo_header_sum
+from .layout import CODEC
 
 HEADER_LEN = 8
 MAX_PAYLOAD = 65535 - 20 - HEADER_LEN  # 65507: the largest datagram IPv4 can carry
@@ -33,6 +35,9 @@ HEADER = Struct(
     "payload" / GreedyBytes,
 )
 _COMPILED = HEADER.compile()
+_FIXED = layout.derive(HEADER, tail={"payload": GreedyBytes})  # ports, length, checksum
+_unpack = _FIXED.unpack_from
+_pack = _FIXED.pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,15 +64,21 @@ def parse(data: bytes, src: bytes, dst: bytes, verify_checksum: bool = True) -> 
     # RFC 768: a zero checksum means the sender computed none; accept it.
     if verify_checksum and checksum != 0 and ones_sum(data, pseudo_header_sum(src, dst, PROTO_UDP, length)) != 0xFFFF:
         raise Malformed("bad_checksum")
-    c = _COMPILED.parse(data)
-    return Udp(c.src_port, c.dst_port, c.payload, length, checksum)
+    if CODEC.construct:
+        c = _COMPILED.parse(data)
+        return Udp(c.src_port, c.dst_port, c.payload, length, checksum)
+    src_port, dst_port, _length, _checksum = _unpack(data)
+    return Udp(src_port, dst_port, data[HEADER_LEN:], length, checksum)
 
 
 def emit(dgram: Udp, src: bytes, dst: bytes) -> bytes:
-    out = bytearray(
-        _COMPILED.build({"src_port": dgram.src_port, "dst_port": dgram.dst_port, "length": dgram.length, "checksum": 0,
-                         "payload": dgram.payload})
-    )
+    if CODEC.construct:
+        out = bytearray(_COMPILED.build({"src_port": dgram.src_port, "dst_port": dgram.dst_port, "length": dgram.length,
+                                         "checksum": 0, "payload": dgram.payload}))
+    else:
+        # HEADER's Default: length = 8 + len(payload).
+        length = HEADER_LEN + len(dgram.payload) if dgram.length is None else dgram.length
+        out = bytearray(_pack(dgram.src_port, dgram.dst_port, length, 0) + dgram.payload)
     if dgram.checksum is None:
         csum = internet_checksum(out, pseudo_header_sum(src, dst, PROTO_UDP, len(out)))
         # RFC 768: a computed zero is sent as all ones, zero meaning "none".

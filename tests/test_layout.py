@@ -43,7 +43,7 @@ from construct import (
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simstack.protocols import arp, checksum, ethernet, icmp, ipv4, layout
+from simstack.protocols import arp, checksum, ethernet, icmp, ipv4, layout, udp
 from simstack.protocols.errors import Malformed
 from simstack.protocols.layout import COMPUTED, LayoutError, construct_codec, derive, member
 
@@ -489,3 +489,17 @@ def test_checksum_matches_rfc1071(data: bytes, initial: int) -> None:
         zeroed = data[:-2] + b"\0\0"
         filled = data[:-2] + checksum.internet_checksum(zeroed, initial).to_bytes(2, "big")
         assert checksum.verify(filled, initial)
+
+
+@EXAMPLES
+@given(u16, u16, st.binary(max_size=1500), st.binary(max_size=8))
+def test_udp_agrees_with_construct(sport: int, dport: int, payload: bytes, trailer: bytes) -> None:
+    src, dst = b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02"
+    built = udp.emit(udp.Udp(sport, dport, payload), src, dst)
+    # The length Default and the checksum field as construct builds them from the same declaration.
+    reference = udp.HEADER.build({"src_port": sport, "dst_port": dport, "checksum": built[6] << 8 | built[7],
+                                  "payload": payload})
+    assert built == reference
+    assert both_codecs(lambda: udp.emit(udp.Udp(sport, dport, payload), src, dst)) == (built, built)
+    parsed = both_codecs(lambda: udp.parse(built + trailer, src, dst))
+    assert parsed[0] == parsed[1] == udp.Udp(sport, dport, payload, 8 + len(payload), built[6] << 8 | built[7])
