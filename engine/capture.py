@@ -3,9 +3,9 @@
 ``simstack import`` turns a capture into a scenario, so it must read what
 tcpdump (pcap, microsecond magic), ``tcpdump --time-stamp-precision nano``
 (pcap, nanosecond magic) and tshark/dumpcap (pcapng) write, on any machine's
-byte order. Every header is a construct declaration, one per byte order, as
-``engine/pcap.py`` declares the writer's; the only code here walks records
-and turns timestamps into integer nanoseconds, so no precision is lost to
+byte order. Every header is a construct declaration, one per byte order
+(classic pcap's live in ``engine/pcap.py``, shared with the writer); the only
+code here walks records and turns timestamps into integer nanoseconds, so no precision is lost to
 floats before the importer computes time differences.
 
 Anything that is not a capture, ends in the middle of a record, or carries
@@ -28,8 +28,6 @@ from construct import (
     GreedyRange,
     Int16ub,
     Int16ul,
-    Int32sb,
-    Int32sl,
     Int32ub,
     Int32ul,
     Int64sb,
@@ -40,7 +38,8 @@ from construct import (
     this,
 )
 
-LINKTYPE_ETHERNET = 1
+from .pcap import LINKTYPE_ETHERNET, PCAP_BE, PCAP_LE, PCAP_MAGIC_NSEC, PCAP_MAGIC_USEC
+
 LINKTYPE_NAMES = {
     0: "NULL (BSD loopback)",
     1: "ETHERNET",
@@ -53,8 +52,6 @@ LINKTYPE_NAMES = {
     276: "LINUX_SLL2 (tcpdump -i any)",
 }
 
-PCAP_MAGIC_USEC = 0xA1B2C3D4
-PCAP_MAGIC_NSEC = 0xA1B23C4D
 PCAPNG_SHB = 0x0A0D0D0A  # reads the same in both byte orders, on purpose
 PCAPNG_BOM = 0x1A2B3C4D
 PCAPNG_IDB = 1
@@ -93,27 +90,6 @@ class Capture:
 
 
 # -- classic pcap ------------------------------------------------------------------
-def _pcap_formats(i16: Any, i32: Any, s32: Any) -> tuple[Any, Any]:
-    header = Struct(
-        "magic" / OneOf(i32, (PCAP_MAGIC_USEC, PCAP_MAGIC_NSEC)),
-        "version_major" / i16,
-        "version_minor" / i16,
-        "thiszone" / s32,
-        "sigfigs" / i32,
-        "snaplen" / i32,
-        "network" / i32,  # low 16 bits: the link type; high bits may flag an FCS
-    )
-    record = Struct(
-        "ts_sec" / i32,
-        "ts_frac" / i32,  # micro- or nanoseconds, as the magic says
-        "incl_len" / i32,
-        "orig_len" / i32,
-    )
-    return header, record
-
-
-PCAP_LE = _pcap_formats(Int16ul, Int32ul, Int32sl)
-PCAP_BE = _pcap_formats(Int16ub, Int32ub, Int32sb)
 
 
 def _read_pcap(stream: io.BytesIO, size: int) -> Capture:

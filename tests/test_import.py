@@ -19,7 +19,7 @@ import pytest
 import yaml
 from conftest import SCENARIOS, require, require_tool
 
-from simstack.engine import capture
+from simstack.engine import capture, pcap
 from simstack.engine.capture import CaptureError, read_capture
 from simstack.engine.fields import Context, Host, build_frame, normalize_spec
 from simstack.engine.replay import run_files
@@ -36,8 +36,8 @@ CTX = Context(KERNEL, {"peer": PEER}, PEER)
 
 # -- writing captures with the reader's own declarations ----------------------------------------------------
 def write_pcap(path: Path, frames: Frames, *, big: bool = False, nano: bool = False, linktype: int = 1) -> Path:
-    header, record = capture.PCAP_BE if big else capture.PCAP_LE
-    magic = capture.PCAP_MAGIC_NSEC if nano else capture.PCAP_MAGIC_USEC
+    header, record = pcap.PCAP_BE if big else pcap.PCAP_LE
+    magic = pcap.PCAP_MAGIC_NSEC if nano else pcap.PCAP_MAGIC_USEC
     out = header.build({"magic": magic, "version_major": 2, "version_minor": 4, "thiszone": 0, "sigfigs": 0,
                         "snaplen": 65535, "network": linktype})
     for ns, data in frames:
