@@ -489,11 +489,8 @@ def _decode_udp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> str:
     except Malformed as e:
         out["payload."] = ip.payload
         return f"{head} > {ip_to_str(ip.dst)}: UDP [malformed: {e}]"
-    if d.checksum:
-        try:
-            udp.parse(ip.payload, ip.src, ip.dst)
-        except Malformed:
-            bad.append("udp.checksum")
+    if not udp.checksum_ok(ip.payload[: d.length], ip.src, ip.dst):
+        bad.append("udp.checksum")
     out.update({"udp.": True, "udp.sport": d.src_port, "udp.dport": d.dst_port, "udp.len": d.length, "udp.checksum": d.checksum,
                 "udp.data": d.payload})
     return f"{head}.{d.src_port} > {ip_to_str(ip.dst)}.{d.dst_port}: UDP, length {len(d.payload)}"

@@ -87,7 +87,7 @@ def plan(opts: LiveOptions) -> Plan:
     if is_multicast_mac(mac) or mac == bytes(6):
         raise SetupError(f"bad MAC address {opts.mac!r}: the stack needs a unicast address")
     config = StackConfig(mac=mac, ip=ip, prefix_len=prefix, gateway=gateway)
-    if prefix <= 30 and ip in (_network(config), config.subnet_broadcast):
+    if prefix <= 30 and ip in (config.network.to_bytes(4, "big"), config.subnet_broadcast):
         raise SetupError(f"bad address/prefix {opts.ip!r}: that is the subnet's network or broadcast address")
     if gateway is not None and not config.on_link(gateway):
         raise SetupError(f"--gateway {opts.gateway} is not on the stack's subnet {opts.ip}")
@@ -288,10 +288,6 @@ def _interface(text: str) -> tuple[bytes, int]:
     if "/" not in text:
         raise ValueError(f"bad address/prefix {text!r}: want A.B.C.D/N with N from 0 to 32")
     return parse_interface(text)
-
-
-def _network(config: StackConfig) -> bytes:
-    return (int.from_bytes(config.ip, "big") & config.netmask).to_bytes(4, "big")
 
 
 def _print_ready(out: TextIO, opts: LiveOptions, p: Plan, created: bool, link: Link, lab: Lab | None = None) -> None:
