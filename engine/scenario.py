@@ -441,7 +441,9 @@ def _app(chk: _Checker, m: LineDict, step: Step, ctx: Context) -> None:
     for name, kind in APP_OPS[op].items():
         if name in m:
             step.args[name] = _app_arg(chk, m, name, kind, ctx)
-    for name in ("socket", *REQUIRED_ARGS.get(op, ())) if op != "ping" else REQUIRED_ARGS["ping"]:
+    # Every socket operation names its socket; some need more.
+    required = (("socket",) if "socket" in APP_OPS[op] else ()) + REQUIRED_ARGS.get(op, ())
+    for name in required:
         if name not in step.args:
             raise chk.fail(m.line, f"app: {op} needs {name}")
 

@@ -336,13 +336,15 @@ class Stack:
                 or ip.src == cfg.ip:
             c.drop("ipv4", "bad_source")
             return
-        raw = eth.payload[: ip.total_length]
+        # The datagram's own bytes, kept (not copied) for an ICMP error's quote;
+        # send_icmp_error trims them to Total Length.
+        raw = eth.payload
         if ip.mf or ip.frag_offset:
             whole = self.reassembler.add(ip, raw, self.now, broadcast)
             if whole is None:
                 return
             ip = whole
-            raw = ipv4.emit(whole)
+            raw = b""  # a reassembled datagram's header exists only as fields until an error needs it
         handler = self._ip_protocols.get(ip.protocol)
         if handler is None:
             c.drop("ipv4", "unknown_protocol")
@@ -354,7 +356,11 @@ class Stack:
 
     # -- ICMP --------------------------------------------------------------
     def send_icmp_error(self, ip: ipv4.Ipv4, raw: bytes, type_: int, code: int, mtu: int = 0) -> bool:
-        """RFC 1122 3.2.2 and RFC 1812 4.3.2.7: when an error must not be sent."""
+        """RFC 1122 3.2.2 and RFC 1812 4.3.2.7: when an error must not be sent.
+
+        ``raw`` starts with the offending datagram and may run past its end
+        (Ethernet padding); empty means "build it from ``ip``".
+        """
         c = self.counters
         if ip.protocol == ipv4.PROTO_ICMP and ip.payload[:1] and ip.payload[0] in icmp.ERROR_TYPES:
             c.inc("icmp.suppressed.about_error")
@@ -368,7 +374,10 @@ class Stack:
         if not self._icmp_limiter.allow(ip.src, self.now):
             c.inc("icmp.suppressed.rate_limited")
             return False
-        quote = raw[: ICMP_ERROR_MAX - ipv4.MIN_HEADER - icmp.HEADER_LEN]
+        if not raw:
+            raw = ipv4.emit(ip)
+        limit = ICMP_ERROR_MAX - ipv4.MIN_HEADER - icmp.HEADER_LEN
+        quote = raw[: min(limit, ip.total_length or len(raw))]
         msg = icmp.emit(icmp.Icmp(type_, code, quote, next_hop_mtu=mtu))
         if not self._reply_ipv4(ip.src, ipv4.PROTO_ICMP, msg):
             return False
