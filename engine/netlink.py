@@ -32,10 +32,6 @@ class Link:
     up: bool
     mtu: int
 
-    @property
-    def is_tap(self) -> bool:
-        return self.kind == "tun" and self.tun_type == TUN_TYPE_TAP
-
     def why_not_single_queue_tap(self) -> str | None:
         """Why attaching with IFF_TAP|IFF_NO_PI would fail, before trying it."""
         if self.kind != "tun":

@@ -36,7 +36,6 @@ class Result:
     path: str
     passed: bool
     report: str = ""
-    steps_run: int = 0
 
 
 def describe(frame: bytes) -> str:
@@ -105,18 +104,16 @@ class Runner(SocketHost):
     # -- running ----------------------------------------------------------------
     def run(self) -> Result:
         sc = self.scenario
-        done = 0
         for index, step in enumerate(sc.steps, 1):
             try:
                 getattr(self, f"_do_{step.kind}")(step)
             except StepFailed as e:
                 head = f"{sc.path}:{step.line}: step {index} ({step.kind}) failed at t={self.now:.6f}"
-                return Result(sc.path, False, f"{head}\n{e}", done)
-            done += 1
+                return Result(sc.path, False, f"{head}\n{e}")
         if self.pending and not sc.allow_unexpected:
             lines = "\n".join(f"  {t:.6f} > {describe(f)}" for t, f in self.pending)
-            return Result(sc.path, False, f"{sc.path}: the stack sent frames no step expected:\n{lines}", done)
-        return Result(sc.path, True, "", done)
+            return Result(sc.path, False, f"{sc.path}: the stack sent frames no step expected:\n{lines}")
+        return Result(sc.path, True)
 
     def _do_inject(self, step: Step) -> None:
         t = self._target(step)

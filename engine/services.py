@@ -21,7 +21,6 @@ class UdpService:
 
     def __init__(self) -> None:
         self.sock: Socket | None = None
-        self.handled = 0
 
     def start(self, host: SocketHost) -> None:
         sock = host.socket(AF_INET, SOCK_DGRAM)
@@ -45,7 +44,6 @@ class UdpService:
                 return
             except OSError:
                 continue  # an error reported by ICMP; nothing to do for a service
-            self.handled += 1
             self.handle(sock, data, addr)
 
     def handle(self, sock: Socket, data: bytes, addr: tuple[str, int]) -> None:

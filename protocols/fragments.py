@@ -27,7 +27,6 @@ class ReassemblyConfig:
 
 @dataclass
 class _Pending:
-    first_seen: float
     pieces: dict[int, bytes] = field(default_factory=dict)  # offset -> data
     total: int | None = None  # payload length, known once the last fragment came
     first: Ipv4 | None = None  # the offset-0 fragment: header fields and ICMP quote
@@ -73,7 +72,7 @@ class Reassembler:
         entry = self.pending.get(key)
         if entry is None:
             self._make_room(0, new_entry=True)
-            entry = self.pending[key] = _Pending(now)
+            entry = self.pending[key] = _Pending()
             self.timers.schedule(("frag", key), now + self.config.timeout)
         if entry.poisoned:
             c.drop("ipv4", "frag_overlap")

@@ -88,10 +88,6 @@ class Ipv4:
     def header_len(self) -> int:
         return MIN_HEADER + len(self.options)
 
-    @property
-    def is_fragment(self) -> bool:
-        return self.mf or self.frag_offset != 0
-
 
 def parse(data: bytes, verify_checksum: bool = True) -> Ipv4:
     """Integrity checks on the raw bytes, then the compiled parse, then sanity checks.
