@@ -19,7 +19,6 @@ from .errors import SetupError
 
 IFF_UP = 0x1
 TUN_TYPE_TUN = 1
-TUN_TYPE_TAP = 2
 
 
 @dataclass(frozen=True)
