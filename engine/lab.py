@@ -400,9 +400,19 @@ def _interruptible() -> Iterator[None]:
         return
     saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
     fired = False
+    owner = os.getpid()
 
-    def stop(_signum: int, _frame: FrameType | None) -> None:
+    def stop(signum: int, _frame: FrameType | None) -> None:
         nonlocal fired
+        if os.getpid() != owner:
+            # A child forked while the lab is built (pyroute2 forks to create a
+            # namespace and to open a socket inside one, then ends the child with
+            # SIGTERM) inherits this handler. Raising there would unwind a copy of
+            # simstack's stack in the child, which would then tear the lab down
+            # under the parent; the child must die as SIGTERM's default says.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
         if not fired:
             fired = True
             raise KeyboardInterrupt
