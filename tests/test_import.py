@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -305,6 +305,26 @@ def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: flo
         time.sleep(0.05)
 
 
+def _is_reply_from(ip: bytes) -> Callable[[bytes], bool]:
+    def match(frame: bytes) -> bool:  # untagged Ethernet, IPv4 without options, ICMP echo reply
+        return frame[12:14] == b"\x08\x00" and frame[23] == 1 and frame[26:30] == ip and frame[34:35] == b"\x00"
+    return match
+
+
+def _wait_for_frame(path: Path, proc: subprocess.Popen[bytes], match: Callable[[bytes], bool],
+                    timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if any(match(f.data) for f in read_capture(path).frames):
+                return
+        except CaptureError:
+            pass  # not there yet, or caught part-way through a record
+        if proc.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"{proc.args!r} did not capture the last frame in {timeout} s")
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def kernel_captures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """One exchange with a real kernel, captured by tcpdump (pcap) and tshark (pcapng) side by side."""
@@ -349,7 +369,11 @@ def kernel_captures(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
         assert "echoed" in run("ip", "netns", "exec", ns_b, sys.executable, "-c", UDP_CLIENT)
         run("ip", "netns", "exec", ns_a, "ping", "-c", "1", "-W", "2", "10.9.0.2")  # the stack's own ping
         server.wait(10)
-        time.sleep(0.5)  # let both capturers write the last frames
+        # SIGINT ends a capturer at once, losing what it has not read yet (on a
+        # loaded machine, "28 packets received by filter, 15 captured"): stop
+        # each only once its file holds the last frame, the reply to that ping.
+        for path, p in ((pcap, tcpdump), (pcapng, tshark)):
+            _wait_for_frame(path, p, _is_reply_from(bytes([10, 9, 0, 2])))
         for p in (tcpdump, tshark):
             p.send_signal(signal.SIGINT)
             p.wait(15)
