@@ -27,7 +27,9 @@ def test_stack_pings_kernel_and_reports_rtts(netns: Netns) -> None:
     m = SUMMARY.search(r.stdout)
     assert m, r.stdout
     lo, avg, hi = (float(x) for x in m.groups()[:3])
-    assert lo == pytest.approx(min(rtts), abs=0.0015) and hi == pytest.approx(max(rtts), abs=0.0015)
+    # Each line shows about three significant digits (1.23, 12.3 on a loaded machine); the summary shows three decimals.
+    assert lo == pytest.approx(min(rtts), rel=0.006, abs=0.0015)
+    assert hi == pytest.approx(max(rtts), rel=0.006, abs=0.0015)
     assert lo <= avg <= hi
     assert not netns.link_exists("tap0")
 
