@@ -24,11 +24,8 @@ import errno
 import logging
 import os
 import re
-import signal
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError, netns
@@ -38,6 +35,7 @@ from simstack.protocols.stack import StackConfig
 
 from .errors import SetupError
 from .netlink import _message
+from .signals import interrupt_once
 from .tap import IFNAMSIZ
 
 log = logging.getLogger("simstack.live")
@@ -50,7 +48,6 @@ MAX_NAME = IFNAMSIZ - 1 - len(BRIDGE_SUFFIX)  # NAME-br must fit an interface na
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
 NETNS_DIR: str = netns.NETNS_RUN_DIR  # where ip-netns(8) and pyroute2 keep named namespaces
 IN6_ADDR_GEN_MODE_NONE = 1  # include/uapi/linux/if_link.h: the kernel makes no IPv6 link-local address
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -177,7 +174,7 @@ class Lab:
 
     def create(self, tap_index: int | None = None) -> None:
         """Make the bridge, enslave the TAP (by ifindex), then every client; all of it or nothing."""
-        with _interruptible():
+        with interrupt_once():
             try:
                 with _root() as ipr:
                     self._create(ipr, tap_index)
@@ -384,43 +381,3 @@ def _warn_if_private_mounts() -> None:
         log.warning("%s is a slave mount here (under ip netns exec?): the lab's namespaces can be entered only "
                     "from this mount namespace; to run simstack in a namespace use nsenter --net=%s/NS",
                     path, path)
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """While the lab is built, the first SIGINT or SIGTERM raises KeyboardInterrupt; later ones are ignored.
-
-    SIGTERM's default action would end the process with the namespaces and
-    bridge in place; raising instead lets ``create`` unwind, and ignoring what
-    follows keeps that unwinding from being cut short. Signal handlers can only
-    be set from the main thread; elsewhere the caller's handling stands.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    fired = False
-    owner = os.getpid()
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        nonlocal fired
-        if os.getpid() != owner:
-            # A child forked while the lab is built (pyroute2 forks to create a
-            # namespace and to open a socket inside one, then ends the child with
-            # SIGTERM) inherits this handler. Raising there would unwind a copy of
-            # simstack's stack in the child, which would then tear the lab down
-            # under the parent; the child must die as SIGTERM's default says.
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        if not fired:
-            fired = True
-            raise KeyboardInterrupt
-
-    for s in STOP_SIGNALS:
-        signal.signal(s, stop)
-    try:
-        yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)

@@ -33,13 +33,13 @@ from .pcap import PcapWriter
 from .ping import Pinger, PingError
 from .recorder import Recorder
 from .services import DEFAULT_SERVICES, SERVICES, start_services
+from .signals import STOP_SIGNALS, Caught, interrupt_once, restoring
 from .tap import Tap
 
 log = logging.getLogger("simstack.live")
 T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass(frozen=True)
@@ -187,9 +187,23 @@ def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
     """The whole live session; SetupError escapes for the caller to print (exit 2).
 
     Returns 0, or 1 when ``--ping`` got no reply or the device failed under the running stack.
+    A stop signal during setup undoes what was set up, and also returns 0.
     """
+    caught = Caught()
+    with restoring():
+        try:
+            with interrupt_once() as caught:
+                return _run(opts, out, err)
+        except KeyboardInterrupt:
+            if caught.signum is None:
+                raise  # a KeyboardInterrupt of someone else's making
+            print(f"simstack: stopped by {caught.name} before the stack ran; undid its setup", file=out, flush=True)
+            return EXIT_OK
+
+
+def _run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
     name = opts.ifname
-    with _restoring_signals(), open_session(opts, out) as session:
+    with open_session(opts, out) as session:
         driver, p, created = session.driver, session.plan, session.created
 
         def ready() -> None:
@@ -243,16 +257,6 @@ def _ping(driver: LiveDriver, dst: bytes, opts: LiveOptions, out: TextIO, ready:
         raise SetupError(str(e)) from None
     finally:
         driver.stop()
-
-
-@contextlib.contextmanager
-def _restoring_signals() -> Iterator[None]:
-    saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h)
 
 
 def _release(nl: Netlink, tap: Tap, created: bool) -> None:

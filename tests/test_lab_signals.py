@@ -14,11 +14,11 @@ import textwrap
 
 CHILD_SIGNALLED = textwrap.dedent("""
     import os, signal
-    from simstack.engine.lab import _interruptible
+    from simstack.engine.signals import interrupt_once
 
     unwound = []
     try:
-        with _interruptible():
+        with interrupt_once():
             pid = os.fork()
             if pid == 0:
                 os.kill(os.getpid(), signal.{name})
@@ -49,9 +49,9 @@ def test_a_forked_child_dies_by_sigint_and_the_parent_goes_on() -> None:
 def test_the_parent_itself_is_still_interrupted() -> None:
     script = textwrap.dedent("""
         import os, signal
-        from simstack.engine.lab import _interruptible
+        from simstack.engine.signals import interrupt_once
         try:
-            with _interruptible():
+            with interrupt_once():
                 os.kill(os.getpid(), signal.SIGTERM)
                 print("not interrupted")
         except KeyboardInterrupt:

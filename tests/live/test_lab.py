@@ -311,6 +311,29 @@ def test_sigterm_part_way_through_create_unwinds_it(lab: Lab) -> None:
     assert lab.leftovers() == []
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_a_signal_after_the_lab_is_up_but_before_the_loop_runs_undoes_it_all(lab: Lab, sig: str) -> None:
+    """The gap between ``Lab.create`` returning and the loop's own handler: the session unwinds, exit 0."""
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        from simstack.engine import session
+
+        start_services = session.start_services
+
+        def stop_then_start(host, names):  # runs after the lab, the TAP's link and its address exist
+            os.kill(os.getpid(), signal.{sig})
+            return start_services(host, names)
+
+        session.start_services = stop_then_start
+        opts = session.LiveOptions({lab.tap!r}, lab={lab.name!r}, lab_clients=2)
+        sys.exit(session.run(opts, sys.stdout, sys.stderr))
+    """)
+    r = _run("nsenter", f"--net={NETNS_DIR}/{lab.host.name}", sys.executable, "-c", script)
+    assert (r.returncode, r.stdout, r.stderr) == (
+        0, f"simstack: stopped by {sig} before the stack ran; undid its setup\n", "")
+    assert lab.leftovers() == []
+
+
 def test_under_ip_netns_exec_it_warns_that_the_namespaces_are_private(lab: Lab) -> None:
     s = lab.simstack(enter=("ip", "netns", "exec", lab.host.name))
     assert s.stop() == 0
