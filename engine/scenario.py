@@ -288,7 +288,7 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
             chk.keys(a, names, "stack.arp")
             arp_kw: dict[str, Any] = {}
             for key in a:
-                if key in ("max_probes", "queue_len", "max_entries"):
+                if key in ("max_probes", "queue_len", "queue_bytes", "queue_total_bytes", "max_entries"):
                     arp_kw[key] = chk.integer(a, key, 1, 1_000_000)
                 else:
                     arp_kw[key] = chk.number(a, key)

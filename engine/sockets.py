@@ -38,6 +38,7 @@ class SocketHost(ABC):
 
     def __init__(self) -> None:
         self._readers: dict[Socket, Callable[[], None]] = {}
+        self._woken_on_close: set[Socket] = set()
 
     @abstractmethod
     def call(self, fn: Callable[[Stack, float], T]) -> T:
@@ -51,17 +52,33 @@ class SocketHost(ABC):
         return Socket(self, family, type, proto)
 
     # -- readiness callbacks, like asyncio's loop.add_reader ----------------------
-    def add_reader(self, sock: "Socket", callback: Callable[[], None]) -> None:
-        """Call ``callback`` (where the stack lives) whenever ``sock`` has data or an error."""
+    def add_reader(self, sock: "Socket", callback: Callable[[], None], *, on_close: bool = False) -> None:
+        """Call ``callback`` (where the stack lives) whenever ``sock`` has data or an error.
+
+        With ``on_close``, closing the socket calls it once more, so that a
+        coroutine waiting on it wakes and sees EBADF rather than wait forever.
+        """
         self._readers[sock] = callback
+        if on_close:
+            self._woken_on_close.add(sock)
+        else:
+            self._woken_on_close.discard(sock)
 
     def remove_reader(self, sock: "Socket") -> None:
         self._readers.pop(sock, None)
+        self._woken_on_close.discard(sock)
+
+    def _closed(self, sock: "Socket") -> None:
+        callback = self._readers.pop(sock, None)
+        if sock in self._woken_on_close:
+            self._woken_on_close.discard(sock)
+            if callback is not None:
+                callback()
 
     def run_readers(self, rounds: int = 64) -> None:
         """Called by the driver after the stack took in frames or fired timers."""
         for _ in range(rounds):
-            ready = [cb for s, cb in list(self._readers.items()) if s._endpoint.readable]
+            ready = [cb for s, cb in list(self._readers.items()) if s.readable]
             if not ready:
                 return
             for cb in ready:
@@ -148,6 +165,16 @@ class Socket:
     def fileno(self) -> int:
         return -1  # there is no kernel descriptor behind a simstack socket
 
+    # -- readiness, for event loops (engine/aio.py); read where the stack lives ---------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def readable(self) -> bool:
+        """A datagram or an error is waiting: a receive now would not block."""
+        return self._closed or self._endpoint.readable
+
     # -- addresses --------------------------------------------------------------
     def bind(self, address: Address) -> None:
         ep = self._check()
@@ -219,6 +246,10 @@ class Socket:
         if self._closed:
             return
         self._closed = True
-        self.host.remove_reader(self)
         ep = self._endpoint
-        self.host.call(lambda st, now: st.udp_close(ep))
+
+        def close(st: Stack, _now: float) -> None:
+            st.udp_close(ep)
+            self.host._closed(self)
+
+        self.host.call(close)

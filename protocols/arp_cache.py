@@ -54,14 +54,19 @@ class ArpConfig:
     reachable_time: float = 30.0  # Linux base_reachable_time
     retrans_time: float = 1.0  # RFC 1122 2.3.2.1: at most one request a second
     max_probes: int = 3
-    queue_len: int = 8  # packets held per unresolved entry
+    # Packets held while an entry resolves (RFC 1122 2.3.2.2 asks for at least
+    # one): Linux's unres_qlen and unres_qlen_bytes, so a burst an application
+    # sends to a new neighbour survives, and a cap over all entries together.
+    queue_len: int = 101
+    queue_bytes: int = 212_992
+    queue_total_bytes: int = 1 << 20
     stale_time: float = 60.0  # an unused STALE entry is removed after this
     failed_time: float = 20.0  # a FAILED entry answers "unreachable" this long
     max_entries: int = 512
 
 
 class Neighbor:
-    __slots__ = ("ip", "mac", "probes", "queue", "state")
+    __slots__ = ("ip", "mac", "probes", "queue", "queued_bytes", "state")
 
     def __init__(self, ip: bytes) -> None:
         self.ip = ip
@@ -69,6 +74,7 @@ class Neighbor:
         self.state = INCOMPLETE
         self.probes = 0
         self.queue: deque[bytes] = deque()
+        self.queued_bytes = 0
 
 
 class NeighborCache:
@@ -92,6 +98,7 @@ class NeighborCache:
         self.timers = timers
         self.counters = counters
         self.entries: dict[bytes, Neighbor] = {}
+        self.queued_bytes = 0  # over every entry's queue, bounded by queue_total_bytes
         self._solicit = solicit
         self._deliver = deliver
         self._unreachable = unreachable
@@ -128,10 +135,31 @@ class NeighborCache:
         return None
 
     def _enqueue(self, entry: Neighbor, packet: bytes) -> None:
-        if len(entry.queue) >= self.config.queue_len:
-            entry.queue.popleft()  # RFC 1122 2.3.2.2: SHOULD keep the latest
+        c, size = self.config, len(packet)
+        if size > c.queue_bytes or size > c.queue_total_bytes:
             self.counters.drop("arp", "queue_full")
+            return
+        # RFC 1122 2.3.2.2: SHOULD keep the latest, so the oldest of this entry make room...
+        while entry.queue and (len(entry.queue) >= c.queue_len or entry.queued_bytes + size > c.queue_bytes
+                               or self.queued_bytes + size > c.queue_total_bytes):
+            old = entry.queue.popleft()
+            entry.queued_bytes -= len(old)
+            self.queued_bytes -= len(old)
+            self.counters.drop("arp", "queue_full")
+        if self.queued_bytes + size > c.queue_total_bytes:
+            # ...but other entries' packets are not ours to push out.
+            self.counters.drop("arp", "queue_full")
+            return
         entry.queue.append(packet)
+        entry.queued_bytes += size
+        self.queued_bytes += size
+
+    def _take_queue(self, entry: Neighbor) -> list[bytes]:
+        packets = list(entry.queue)
+        entry.queue.clear()
+        self.queued_bytes -= entry.queued_bytes
+        entry.queued_bytes = 0
+        return packets
 
     def _probe(self, entry: Neighbor, now: float) -> None:
         entry.probes += 1
@@ -156,7 +184,9 @@ class NeighborCache:
         return False
 
     def _remove(self, ip: bytes) -> None:
-        self.entries.pop(ip, None)
+        entry = self.entries.pop(ip, None)
+        if entry is not None:
+            self._take_queue(entry)  # empty already: only INCOMPLETE and PROBE entries hold packets
         self.timers.cancel(("arp", ip))
 
     # -- input path --------------------------------------------------------
@@ -187,8 +217,8 @@ class NeighborCache:
         else:
             self.timers.schedule(("arp", ip), now + self.config.stale_time)
         self.counters.inc("arp.learned")
-        while entry.queue:
-            self._deliver(mac, entry.queue.popleft())
+        for packet in self._take_queue(entry):
+            self._deliver(mac, packet)
 
     # -- timers ------------------------------------------------------------
     def on_timer(self, ip: bytes, now: float) -> None:
@@ -202,8 +232,7 @@ class NeighborCache:
                 return
             fire("give_up", entry)
             entry.mac = None
-            packets = list(entry.queue)
-            entry.queue.clear()
+            packets = self._take_queue(entry)
             for _ in packets:
                 self.counters.drop("arp", "unresolved")
             self._unreachable(ip, packets)

@@ -462,6 +462,10 @@ class Stack:
         self.route(ip)
         if not ep.local_port:
             self.udp_ports.bind(ep, ANY, 0)
+        if ep.local_ip == ANY:
+            # As Linux's ip4_datagram_connect: the route's source address becomes
+            # the local one, for getsockname and for what the socket receives.
+            ep.local_ip = self.config.ip
         ep.remote = (ip, port)
         ep.error = None
 
