@@ -52,6 +52,7 @@ class Runner(SocketHost):
         self.stack = Stack(scenario.config, scenario.rng())
         self.now = 0.0
         self.pending: deque[tuple[float, bytes]] = deque()
+        self.ignored = 0  # frames dropped by options.ignore
         self.echo: dict[int, EchoEndpoint] = {}
         self.sockets: dict[str, Socket] = {}
         self.services = start_services(self, scenario.services)
@@ -88,10 +89,20 @@ class Runner(SocketHost):
         self.now = max(self.now, t)
 
     def _collect(self) -> None:
+        ignore = self.scenario.ignore
         for frame in self.stack.transmit():
             if self.trace:
                 self.trace(self.now, ">", frame)
+            if ignore and self._ignored(frame, ignore):
+                self.ignored += 1
+                continue
             self.pending.append((self.now, frame))
+
+    @staticmethod
+    def _ignored(frame: bytes, ignore: list[dict[str, Any]]) -> bool:
+        """``options.ignore``: frames the stack sends by its own choice, at moments a replay need not repeat."""
+        decoded = decode_frame(frame)
+        return any(not compare(spec, decoded) for spec in ignore)
 
     def _target(self, step: Step) -> float:
         if step.at is None:

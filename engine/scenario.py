@@ -115,6 +115,7 @@ class Scenario:
     steps: list[Step]
     services: tuple[str, ...] = ()
     allow_unexpected: bool = False
+    ignore: list[dict[str, Any]] = field(default_factory=list)  # frames of the stack's own choosing, never expected
     expect_within: float = 5.0
     tolerance: float = 0.0
 
@@ -124,7 +125,7 @@ class Scenario:
 
 TOP_KEYS = {"description", "stack", "hosts", "options", "steps"}
 STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp", "reassembly", "services"}
-OPTION_KEYS = {"allow_unexpected", "expect_within", "tolerance"}
+OPTION_KEYS = {"allow_unexpected", "ignore", "expect_within", "tolerance"}
 STEP_ACTIONS = {"inject", "expect", "app", "counters"}
 COUNTER_LAYERS = {"eth", "arp", "ipv4", "icmp", "udp", "tap"}
 STEP_KEYS = {
@@ -227,6 +228,8 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
             if not isinstance(opts["allow_unexpected"], bool):
                 raise chk.fail(opts.key_lines["allow_unexpected"], "allow_unexpected must be true or false")
             scenario.allow_unexpected = opts["allow_unexpected"]
+        if "ignore" in opts:
+            scenario.ignore = _ignore(chk, opts, ctx)
         if "expect_within" in opts:
             scenario.expect_within = chk.number(opts, "expect_within")
         if "tolerance" in opts:
@@ -392,6 +395,21 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
     except SpecError as e:
         raise chk.fail(_line_of(m[action], e.path, aline), str(e)) from None
     return step
+
+
+def _ignore(chk: _Checker, opts: LineDict, ctx: Context) -> list[dict[str, Any]]:
+    """``ignore: [SPEC, ...]``: each SPEC names fields the way ``expect`` does."""
+    specs, line = opts["ignore"], opts.key_lines["ignore"]
+    if not isinstance(specs, LineList) or not specs:
+        raise chk.fail(line, "ignore must be a non-empty list of frame descriptions, as expect takes them")
+    out = []
+    for spec in specs:
+        where = spec.line if isinstance(spec, LineDict) else line
+        try:
+            out.append(normalize_spec(spec, ctx))
+        except SpecError as e:
+            raise chk.fail(_line_of(spec, e.path, where), f"ignore: {e}") from None
+    return out
 
 
 def _fragment(chk: _Checker, m: LineDict, frame: bytes) -> list[bytes]:

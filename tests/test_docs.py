@@ -223,13 +223,14 @@ def test_stack_keys_and_defaults() -> None:
             cells = _row(f"{prefix}.{f.name}", section)
             assert cells[1] == _show(f.default), f"{prefix}.{f.name} defaults to {f.default}, the page says {cells[1]}"
     options = {
-        "allow_unexpected": default.allow_unexpected,
-        "expect_within": default.expect_within,
-        "tolerance": default.tolerance,
+        "allow_unexpected": _show(default.allow_unexpected),
+        "ignore": "none" if not default.ignore else str(default.ignore),
+        "expect_within": _show(default.expect_within),
+        "tolerance": _show(default.tolerance),
     }
     assert set(options) == OPTION_KEYS
     for key, value in options.items():
-        assert _row(key, section)[1] == _show(value), f"options.{key} defaults to {value}"
+        assert _row(key, section)[1] == value, f"options.{key} defaults to {value}"
     for key in TOP_KEYS:
         _row(key, section)
 

@@ -65,6 +65,10 @@ def test_unknown_step_key_exits_2_with_its_line(tmp_path: Path) -> None:
         ("  - inject:\n      eth: {dst: nobody}\n", 4, "eth.dst: bad MAC address 'nobody'"),
         ("  - expect: nothing\n", 3, "expect: nothing needs 'for: SECONDS'"),
         ("  - app: teleport\n", 3, "unknown app operation 'teleport'"),
+        ("  - expect: nothing\n    for: 1\noptions:\n  ignore:\n    - arp: {opcode: 1}\n", 7,
+         "ignore: arp.opcode: unknown field"),
+        ("  - expect: nothing\n    for: 1\noptions:\n  ignore: {arp: {op: request}}\n", 6,
+         "ignore must be a non-empty list of frame descriptions"),
     ],
 )
 def test_invalid_fields_name_their_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str, line: int,
