@@ -19,15 +19,16 @@ pytestmark = pytest.mark.live
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "udp_echo_asyncio.py"
 
 
-def test_example_client_keeps_two_hundred_datagrams_in_flight(netns: Netns) -> None:
+def test_example_client_keeps_a_hundred_datagrams_in_flight(netns: Netns) -> None:
+    """All leave before the kernel's ARP reply can come back: the stack holds them (arp.queue_len is 101)."""
     server = netns.spawn(sys.executable, str(UDP_PEER), "serve", "10.0.0.2", "5007")
     server.wait_for_line('"ready"')
-    r = netns.run(sys.executable, str(EXAMPLE), "tap0", "--count", "200", "--size", "300", timeout=30)
+    r = netns.run(sys.executable, str(EXAMPLE), "tap0", "--count", "100", "--size", "300", timeout=30)
     assert (r.returncode, r.stderr) == (0, ""), r.stdout + r.stderr
-    assert r.stdout == "200 sent, 200 echoed intact, 0 lost or corrupted\n"
+    assert r.stdout == "100 sent, 100 echoed intact, 0 lost or corrupted\n"
     server.kill()
     echoed = re.findall(r'^\{"echoed": 300, "source": "10\.0\.0\.1:(\d+)"\}$', server.stdout, re.M)
-    assert len(echoed) == 200 and len(set(echoed)) == 1, server.stdout  # one endpoint, one ephemeral port
+    assert len(echoed) == 100 and len(set(echoed)) == 1, server.stdout  # one endpoint, one ephemeral port
 
 
 def test_example_server_echoes_the_kernels_datagrams(netns: Netns) -> None:
