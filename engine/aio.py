@@ -40,38 +40,45 @@ BATCH = 64  # datagrams handed to a protocol per turn of the event loop, so one 
 
 
 class _Readiness:
-    """One readiness callback per socket, waking every coroutine that waits on it."""
+    """One readiness callback per socket, waking every coroutine that waits on it.
+
+    It holds its socket weakly: a strong reference from this value to its key
+    in ``_readiness`` would keep every socket ever awaited alive.
+    """
 
     def __init__(self, sock: Socket) -> None:
-        self.sock = sock
+        self._sock = weakref.ref(sock)
+        self.host = sock.host
         self.waiters: list[tuple[asyncio.AbstractEventLoop, Callable[[], None]]] = []
 
     def arm(self, loop: asyncio.AbstractEventLoop, wake: Callable[[], None]) -> None:
         """Call ``wake`` in ``loop`` once the socket has a datagram or an error; at once if it has one now."""
-        host = self.sock.host
 
         def register(_st: Any, _now: float) -> None:  # under the driver's lock: no wake-up falls in between
+            sock = self._sock()
             self.waiters.append((loop, wake))
-            if self.sock.readable:
+            if sock is None or sock.readable:
                 self.fire()
             else:
-                host.add_reader(self.sock, self.fire, on_close=True)
+                self.host.add_reader(sock, self.fire, on_close=True)
 
-        host.call(register)
+        self.host.call(register)
 
     def disarm(self, wake: Callable[[], None]) -> None:
         def unregister(_st: Any, _now: float) -> None:
             self.waiters = [(lp, w) for lp, w in self.waiters if w is not wake]
-            if not self.waiters:
-                self.sock.host.remove_reader(self.sock)
+            sock = self._sock()
+            if not self.waiters and sock is not None:
+                self.host.remove_reader(sock)
 
-        if not self.sock.closed:
-            self.sock.host.call(unregister)
+        self.host.call(unregister)
 
     def fire(self) -> None:
         """Where the stack lives: hand every waiter its wake-up, once."""
         waiters, self.waiters = self.waiters, []
-        self.sock.host.remove_reader(self.sock)
+        sock = self._sock()
+        if sock is not None:
+            self.host.remove_reader(sock)
         for loop, wake in waiters:
             with contextlib.suppress(RuntimeError):  # that event loop is closed: nobody is left to wake
                 loop.call_soon_threadsafe(wake)
