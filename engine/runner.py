@@ -52,7 +52,6 @@ class Runner(SocketHost):
         self.stack = Stack(scenario.config, scenario.rng())
         self.now = 0.0
         self.pending: deque[tuple[float, bytes]] = deque()
-        self.ignored = 0  # frames dropped by options.ignore
         self.echo: dict[int, EchoEndpoint] = {}
         self.sockets: dict[str, Socket] = {}
         self.services = start_services(self, scenario.services)
@@ -94,7 +93,6 @@ class Runner(SocketHost):
             if self.trace:
                 self.trace(self.now, ">", frame)
             if ignore and self._ignored(frame, ignore):
-                self.ignored += 1
                 continue
             self.pending.append((self.now, frame))
 

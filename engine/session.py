@@ -33,7 +33,7 @@ from .pcap import PcapWriter
 from .ping import Pinger, PingError
 from .recorder import Recorder
 from .services import DEFAULT_SERVICES, SERVICES, start_services
-from .signals import STOP_SIGNALS, Caught, interrupt_once, restoring
+from .signals import STOP_SIGNALS, Caught, interrupt_once
 from .tap import Tap
 
 log = logging.getLogger("simstack.live")
@@ -190,15 +190,14 @@ def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
     A stop signal during setup undoes what was set up, and also returns 0.
     """
     caught = Caught()
-    with restoring():
-        try:
-            with interrupt_once() as caught:
-                return _run(opts, out, err)
-        except KeyboardInterrupt:
-            if caught.signum is None:
-                raise  # a KeyboardInterrupt of someone else's making
-            print(f"simstack: stopped by {caught.name} before the stack ran; undid its setup", file=out, flush=True)
-            return EXIT_OK
+    try:
+        with interrupt_once() as caught:  # which also puts back, on the way out, the handlers found on the way in
+            return _run(opts, out, err)
+    except KeyboardInterrupt:
+        if caught.signum is None:
+            raise  # a KeyboardInterrupt of someone else's making
+        print(f"simstack: stopped by {caught.name} before the stack ran; undid its setup", file=out, flush=True)
+        return EXIT_OK
 
 
 def _run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:

@@ -72,13 +72,3 @@ def interrupt_once() -> Iterator[Caught]:
         for s, handler in saved.items():
             signal.signal(s, handler if handler is not None else signal.SIG_DFL)
 
-
-@contextlib.contextmanager
-def restoring() -> Iterator[None]:
-    """Put back, on the way out, the handlers in force on the way in."""
-    saved = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, h in saved.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)

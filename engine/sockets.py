@@ -37,8 +37,7 @@ class SocketHost(ABC):
     """What sockets need from whoever drives the stack."""
 
     def __init__(self) -> None:
-        self._readers: dict[Socket, Callable[[], None]] = {}
-        self._woken_on_close: set[Socket] = set()
+        self._readers: dict[Socket, tuple[Callable[[], None], bool]] = {}  # callback, and whether close calls it
 
     @abstractmethod
     def call(self, fn: Callable[[Stack, float], T]) -> T:
@@ -58,27 +57,20 @@ class SocketHost(ABC):
         With ``on_close``, closing the socket calls it once more, so that a
         coroutine waiting on it wakes and sees EBADF rather than wait forever.
         """
-        self._readers[sock] = callback
-        if on_close:
-            self._woken_on_close.add(sock)
-        else:
-            self._woken_on_close.discard(sock)
+        self._readers[sock] = (callback, on_close)
 
     def remove_reader(self, sock: "Socket") -> None:
         self._readers.pop(sock, None)
-        self._woken_on_close.discard(sock)
 
     def _closed(self, sock: "Socket") -> None:
-        callback = self._readers.pop(sock, None)
-        if sock in self._woken_on_close:
-            self._woken_on_close.discard(sock)
-            if callback is not None:
-                callback()
+        callback, on_close = self._readers.pop(sock, (None, False))
+        if callback is not None and on_close:
+            callback()
 
     def run_readers(self, rounds: int = 64) -> None:
         """Called by the driver after the stack took in frames or fired timers."""
         for _ in range(rounds):
-            ready = [cb for s, cb in list(self._readers.items()) if s.readable]
+            ready = [cb for s, (cb, _) in list(self._readers.items()) if s.readable]
             if not ready:
                 return
             for cb in ready:
