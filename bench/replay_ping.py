@@ -27,8 +27,8 @@ import statistics
 import sys
 import time
 
-from simstack.engine.runner import Runner
-from simstack.engine.scenario import Scenario, loads
+from simstack.engine.scenario.loader import Scenario, loads
+from simstack.engine.scenario.runner import Runner
 from simstack.protocols import layout
 
 TARGET = 20_000  # exchanges per second, the goal on a 2-core machine

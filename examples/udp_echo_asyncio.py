@@ -21,8 +21,8 @@ import asyncio
 import sys
 
 from simstack.engine import aio
+from simstack.engine.api.sockets import SocketHost
 from simstack.engine.app import SetupError, simstack_host
-from simstack.engine.sockets import SocketHost
 
 
 class EchoClient(asyncio.DatagramProtocol):

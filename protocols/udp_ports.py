@@ -2,7 +2,7 @@
 
 An endpoint is what a socket is inside the stack: an address, an optional
 peer, a bounded receive queue and a pending error. Blocking, timeouts and the
-Python socket shape live in ``engine/sockets.py``, outside the core.
+Python socket shape live in ``engine/api/sockets.py``, outside the core.
 """
 
 import errno

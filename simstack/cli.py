@@ -81,7 +81,7 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "replay":
-        from simstack.engine.replay import run_files
+        from simstack.engine.scenario.replay import run_files
 
         try:
             return run_files(args.files, args.pcap, args.verbose)
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "live":
         return live(args)
     if args.command == "import":
-        from simstack.engine import importer
+        from simstack.engine.scenario import importer
 
         return importer.main(importer.ImportOptions(args.capture, args.output, args.stack, tuple(args.map), args.strict,
                                                     args.ip, args.mac))
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def live(args: argparse.Namespace) -> int:
-    from simstack.engine.errors import SetupError
-    from simstack.engine.session import EXIT_SETUP, LiveOptions, run
+    from simstack.engine.live.session import EXIT_SETUP, LiveOptions, run
+    from simstack.engine.wire.errors import SetupError
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("simstack: %(levelname)s: %(message)s"))

@@ -1,4 +1,4 @@
-"""``engine/aio.py`` on a replay host: wake-ups, endpoints and what is left behind, without root.
+"""``engine/api/aio.py`` on a replay host: wake-ups, endpoints and what is left behind, without root.
 
 The replay host runs the stack in the test's own thread, so a datagram
 "arrives" when a callback the event loop scheduled injects it. The live tests
@@ -13,8 +13,8 @@ import pytest
 from scapy.all import UDP, Ether
 from test_sockets import host, inject_udp, sent
 
-from simstack.engine import aio
-from simstack.engine.runner import Runner
+from simstack.engine.api import aio
+from simstack.engine.scenario.runner import Runner
 
 __all__ = ["host"]  # the fixture, shared with test_sockets
 

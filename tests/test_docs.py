@@ -27,10 +27,9 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from simstack.engine.fields import FIELDS, IP, MAC, BoolKind, BytesKind, IntKind, Kind
-from simstack.engine.replay import run_files
-from simstack.engine.runner import Runner
-from simstack.engine.scenario import (
+from simstack.engine.api.services import SERVICES
+from simstack.engine.scenario.fields import FIELDS, IP, MAC, BoolKind, BytesKind, IntKind, Kind
+from simstack.engine.scenario.loader import (
     APP_OPS,
     ERROR_NAMES,
     OPTION_KEYS,
@@ -40,7 +39,8 @@ from simstack.engine.scenario import (
     ScenarioError,
     loads,
 )
-from simstack.engine.services import SERVICES
+from simstack.engine.scenario.replay import run_files
+from simstack.engine.scenario.runner import Runner
 from simstack.protocols.addresses import ip_to_str, mac_to_str
 from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.fragments import ReassemblyConfig

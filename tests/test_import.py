@@ -19,12 +19,12 @@ import pytest
 import yaml
 from conftest import SCENARIOS, require, require_tool
 
-from simstack.engine import capture, pcap
-from simstack.engine.capture import CaptureError, read_capture
-from simstack.engine.fields import Context, Host, build_frame, normalize_spec
-from simstack.engine.replay import run_files
-from simstack.engine.runner import Runner
-from simstack.engine.scenario import load
+from simstack.engine.wire import capture, pcap
+from simstack.engine.scenario.fields import Context, Host, build_frame, normalize_spec
+from simstack.engine.scenario.loader import load
+from simstack.engine.scenario.replay import run_files
+from simstack.engine.scenario.runner import Runner
+from simstack.engine.wire.capture import CaptureError, read_capture
 from simstack.protocols.addresses import ip_to_bytes, mac_to_bytes
 
 Frames = list[tuple[int, bytes]]  # (nanoseconds, frame)

@@ -14,7 +14,7 @@ import textwrap
 
 CHILD_SIGNALLED = textwrap.dedent("""
     import os, signal
-    from simstack.engine.signals import interrupt_once
+    from simstack.engine.live.signals import interrupt_once
 
     unwound = []
     try:
@@ -49,7 +49,7 @@ def test_a_forked_child_dies_by_sigint_and_the_parent_goes_on() -> None:
 def test_the_parent_itself_is_still_interrupted() -> None:
     script = textwrap.dedent("""
         import os, signal
-        from simstack.engine.signals import interrupt_once
+        from simstack.engine.live.signals import interrupt_once
         try:
             with interrupt_once():
                 os.kill(os.getpid(), signal.SIGTERM)

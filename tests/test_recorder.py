@@ -8,11 +8,11 @@ import pytest
 import yaml
 from conftest import SCENARIOS
 
-from simstack.engine.fields import Context, Host, build_frame, normalize_spec
-from simstack.engine.recorder import Recorder, render_bytes, time_text
-from simstack.engine.replay import run_files
-from simstack.engine.runner import Runner
-from simstack.engine.scenario import load, loads
+from simstack.engine.scenario.fields import Context, Host, build_frame, normalize_spec
+from simstack.engine.scenario.loader import load, loads
+from simstack.engine.scenario.recorder import Recorder, render_bytes, time_text
+from simstack.engine.scenario.replay import run_files
+from simstack.engine.scenario.runner import Runner
 from simstack.protocols import ethernet
 from simstack.protocols.addresses import ip_to_bytes, mac_to_bytes
 from simstack.protocols.stack import StackConfig

@@ -6,9 +6,9 @@ import socket as pysocket
 import pytest
 from scapy.all import ARP, IP, UDP, Ether, raw
 
-from simstack.engine.runner import Runner
-from simstack.engine.scenario import loads
-from simstack.engine.sockets import AF_INET, SOCK_DGRAM, Socket
+from simstack.engine.api.sockets import AF_INET, SOCK_DGRAM, Socket
+from simstack.engine.scenario.loader import loads
+from simstack.engine.scenario.runner import Runner
 
 SCENARIO = """
 description: a bare stack for socket tests

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from simstack.engine.live import LiveDriver
+from simstack.engine.live.driver import LiveDriver
 from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.stack import EchoReply, Stack, StackConfig
 

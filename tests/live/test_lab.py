@@ -261,8 +261,8 @@ def test_a_failure_part_way_removes_what_was_made_and_nothing_else(lab: Lab) -> 
     name = lab.name
     script = textwrap.dedent(f"""
         import subprocess
-        from simstack.engine.errors import SetupError
-        from simstack.engine.lab import Lab, plan_lab
+        from simstack.engine.wire.errors import SetupError
+        from simstack.engine.live.lab import Lab, plan_lab
         from simstack.protocols.stack import StackConfig
 
         plan = plan_lab({name!r}, 3, True, StackConfig(mac=bytes(5) + b"\\x01", ip=bytes([10, 0, 0, 1])))
@@ -287,7 +287,7 @@ def test_sigterm_part_way_through_create_unwinds_it(lab: Lab) -> None:
     """SIGTERM's default action would leave the namespaces behind: during ``create`` it unwinds instead."""
     script = textwrap.dedent(f"""
         import os, signal
-        from simstack.engine.lab import Lab, plan_lab
+        from simstack.engine.live.lab import Lab, plan_lab
         from simstack.protocols.stack import StackConfig
 
         plan = plan_lab({lab.name!r}, 5, False, StackConfig(mac=bytes(5) + b"\x01", ip=bytes([10, 0, 0, 1])))
@@ -316,7 +316,7 @@ def test_a_signal_after_the_lab_is_up_but_before_the_loop_runs_undoes_it_all(lab
     """The gap between ``Lab.create`` returning and the loop's own handler: the session unwinds, exit 0."""
     script = textwrap.dedent(f"""
         import os, signal, sys
-        from simstack.engine import session
+        from simstack.engine.live import session
 
         start_services = session.start_services
 

@@ -4,9 +4,9 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from .pcap import PcapWriter
+from ..wire.pcap import PcapWriter
+from .loader import ScenarioError, load
 from .runner import Result, Runner, describe
-from .scenario import ScenarioError, load
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
 

@@ -17,10 +17,10 @@ from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.errors import Malformed
 from simstack.protocols.stack import EchoEndpoint, Stack
 
+from ..api.services import start_services
+from ..api.sockets import AF_INET, SOCK_DGRAM, Socket, SocketHost
 from .fields import BYTES, compare, decode_frame, show
-from .scenario import Scenario, ScenarioError, Step
-from .services import start_services
-from .sockets import AF_INET, SOCK_DGRAM, Socket, SocketHost
+from .loader import Scenario, ScenarioError, Step
 
 T = TypeVar("T")
 

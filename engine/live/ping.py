@@ -17,7 +17,7 @@ from simstack.protocols import icmp
 from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.stack import EchoEndpoint, EchoReply, IcmpErrorEvent, NoRoute, Stack
 
-from .live import LiveDriver
+from .driver import LiveDriver
 
 HEADERS = 28  # IPv4 (20) + ICMP (8), for the "56(84) bytes" banner
 

@@ -15,7 +15,7 @@ from pyroute2 import IPRoute, NetlinkError
 
 from simstack.protocols.addresses import ip_to_str
 
-from .errors import SetupError
+from ..wire.errors import SetupError
 
 IFF_UP = 0x1
 TUN_TYPE_TUN = 1

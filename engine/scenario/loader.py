@@ -20,8 +20,8 @@ from simstack.protocols.errors import Malformed
 from simstack.protocols.fragments import ReassemblyConfig, fragment
 from simstack.protocols.stack import StackConfig
 
+from ..api.services import SERVICES
 from .fields import IP, Context, Host, SpecError, build_frame, normalize_spec, payload_bytes
-from .services import SERVICES
 
 
 class ScenarioError(Exception):

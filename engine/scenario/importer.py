@@ -50,7 +50,7 @@ from simstack.protocols.checksum import internet_checksum
 from simstack.protocols.errors import Malformed
 from simstack.protocols.stack import StackConfig
 
-from .capture import Capture, CaptureError, read_capture
+from ..wire.capture import Capture, CaptureError, read_capture
 from .fields import Context, Decoded, Host, build_frame, decode_frame
 from .recorder import (
     DEFAULT_TOLERANCE,

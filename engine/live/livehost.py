@@ -10,8 +10,8 @@ from typing import TypeVar
 
 from simstack.protocols.stack import Stack
 
-from .live import LiveDriver
-from .sockets import SocketHost
+from ..api.sockets import SocketHost
+from .driver import LiveDriver
 
 T = TypeVar("T")
 

@@ -23,18 +23,18 @@ from typing import TextIO, TypeVar
 from simstack.protocols.addresses import ip_to_bytes, is_multicast_mac, mac_to_bytes, parse_interface
 from simstack.protocols.stack import Stack, StackConfig
 
-from .errors import SetupError
+from ..api.services import DEFAULT_SERVICES, SERVICES, start_services
+from ..scenario.recorder import Recorder
+from ..wire.errors import SetupError
+from ..wire.pcap import PcapWriter
+from ..wire.tap import Tap
+from .driver import LiveDriver
 from .framelog import FrameLog
 from .lab import Lab, LabPlan, plan_lab
-from .live import LiveDriver
 from .livehost import LiveHost
 from .netlink import Link, Netlink
-from .pcap import PcapWriter
 from .ping import Pinger, PingError
-from .recorder import Recorder
-from .services import DEFAULT_SERVICES, SERVICES, start_services
 from .signals import STOP_SIGNALS, Caught, interrupt_once
-from .tap import Tap
 
 log = logging.getLogger("simstack.live")
 T = TypeVar("T")

@@ -8,9 +8,9 @@ exact spacing the stack saw even if the wall clock is stepped meanwhile.
 import time
 from typing import TextIO
 
-from .pcap import PcapWriter
-from .recorder import Recorder
-from .runner import describe
+from ..scenario.recorder import Recorder
+from ..scenario.runner import describe
+from ..wire.pcap import PcapWriter
 
 
 class FrameLog:

@@ -33,10 +33,10 @@ from pyroute2 import IPRoute, NetlinkError, netns
 from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.stack import StackConfig
 
-from .errors import SetupError
+from ..wire.errors import SetupError
+from ..wire.tap import IFNAMSIZ
 from .netlink import _message
 from .signals import interrupt_once
-from .tap import IFNAMSIZ
 
 log = logging.getLogger("simstack.live")
 
