@@ -19,11 +19,11 @@ import pytest
 import yaml
 from conftest import SCENARIOS, require, require_tool
 
-from simstack.engine.wire import capture, pcap
 from simstack.engine.scenario.fields import Context, Host, build_frame, normalize_spec
 from simstack.engine.scenario.loader import load
 from simstack.engine.scenario.replay import run_files
 from simstack.engine.scenario.runner import Runner
+from simstack.engine.wire import capture, pcap
 from simstack.engine.wire.capture import CaptureError, read_capture
 from simstack.protocols.addresses import ip_to_bytes, mac_to_bytes
 
