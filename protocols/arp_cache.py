@@ -81,7 +81,7 @@ class NeighborCache:
     """Resolves next hops for IPv4 output.
 
     ``solicit(ip, unicast_mac)`` sends an ARP request; ``deliver(mac, packet)``
-    sends a queued IPv4 packet; ``unreachable(ip, packets)`` reports packets
+    sends a queued IPv4 packet; ``unreachable(ip, packets, now)`` reports packets
     given up on. The stack passes these in, so the cache does no I/O.
     """
 
@@ -92,7 +92,7 @@ class NeighborCache:
         counters: Counters,
         solicit: Callable[[bytes, bytes | None], None],
         deliver: Callable[[bytes, bytes], None],
-        unreachable: Callable[[bytes, list[bytes]], None],
+        unreachable: Callable[[bytes, list[bytes], float], None],
     ) -> None:
         self.config = config
         self.timers = timers
@@ -235,7 +235,7 @@ class NeighborCache:
             packets = self._take_queue(entry)
             for _ in packets:
                 self.counters.drop("arp", "unresolved")
-            self._unreachable(ip, packets)
+            self._unreachable(ip, packets, now)
             self.timers.schedule(("arp", ip), now + self.config.failed_time)
         elif state == REACHABLE:
             fire("expire", entry)

@@ -39,14 +39,14 @@ class _Pending:
 class Reassembler:
     """Collects fragments; ``add`` returns the whole datagram once complete.
 
-    ``expired(first_fragment, raw)`` is called when a datagram times out with
+    ``expired(first_fragment, raw, now)`` is called when a datagram times out with
     its first fragment in hand, so the stack can send ICMP time exceeded
     (RFC 792, RFC 1122 3.3.2); not for a datagram that came as a link-layer
     broadcast, which must never draw an ICMP error (RFC 1122 3.2.2).
     """
 
     def __init__(self, config: ReassemblyConfig, timers: Timers, counters: Counters,
-                 expired: Callable[[Ipv4, bytes], None]) -> None:
+                 expired: Callable[[Ipv4, bytes, float], None]) -> None:
         self.config = config
         self.timers = timers
         self.counters = counters
@@ -149,7 +149,7 @@ class Reassembler:
         self.bytes -= entry.size
         self.counters.drop("ipv4", "frag_timeout")
         if entry.first is not None and not entry.broadcast:
-            self.expired(entry.first, entry.first_raw)
+            self.expired(entry.first, entry.first_raw, now)
 
 
 def fragment(header: Ipv4, mtu: int) -> list[Ipv4]:

@@ -2,28 +2,37 @@
 
 Three inputs drive it, as in aioquic: frames from the wire (``receive``), the
 timer (``on_timer`` at ``next_deadline()``), and calls from applications
-(``ping``, sockets). ``transmit()`` hands back what to put on the wire. It never
+(ping, sockets). ``transmit()`` hands back what to put on the wire. It never
 reads a clock or a file descriptor and draws randomness only from the ``rng``
-it is given, so one input sequence always gives the same output bytes.
+it is given, so one input sequence always gives the same output bytes. Every
+entry point that can send, schedule or rate-limit takes ``now``: the stack
+keeps no clock of its own that a quiet spell could leave behind.
+
+The stack itself is Ethernet, ARP, IPv4 and the routing table. Transports
+(ICMP, UDP, TCP) register themselves (``register``, see ``transport.py``), so
+the receive path and the timer dispatch know none of them by name.
 """
 
 import errno
-import os
 import random
-from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from . import arp, ethernet, icmp, ipv4, udp
+from . import arp, ethernet, icmp, ipv4
 from .addresses import BROADCAST_IP, BROADCAST_MAC, ZERO_IP, ZERO_MAC, is_multicast_mac
 from .arp_cache import ArpConfig, NeighborCache
 from .counters import Counters
 from .errors import Malformed
 from .fragments import Reassembler, ReassemblyConfig, fragment
+from .icmp_layer import EchoEndpoint, EchoReply, IcmpErrorEvent, IcmpLayer
 from .ratelimit import IcmpErrorLimiter
+from .routes import NextHop, NoRoute, RoutingTable
 from .timers import Timers
-from .udp_ports import ANY, UdpEndpoint, UdpPorts
+from .transport import Readiness, Transport
+from .udp_layer import UNREACH_ERRNO, UdpLayer
+
+__all__ = ["UNREACH_ERRNO", "EchoEndpoint", "EchoReply", "IcmpErrorEvent", "NoRoute", "Stack", "StackConfig"]
 
 ICMP_ERROR_MAX = 576  # RFC 1812 4.3.2.3: an ICMP error SHOULD fit in 576 bytes
 
@@ -41,6 +50,7 @@ class StackConfig:
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
     echo_ignore_broadcasts: bool = True  # Linux icmp_echo_ignore_broadcasts
     udp_rcvbuf: int = 212992  # Linux's default rmem_default
+    routes: tuple[tuple[bytes, int, bytes], ...] = ()  # static routes: (network, prefix length, gateway)
 
     # Cached: read on every packet, and the config never changes.
     @cached_property
@@ -60,92 +70,56 @@ class StackConfig:
         return int.from_bytes(ip, "big") & self.netmask == self.network
 
 
-@dataclass(frozen=True, slots=True)
-class EchoReply:
-    src: bytes
-    sequence: int
-    data: bytes
-    ttl: int
-    time: float
-
-
-@dataclass(frozen=True, slots=True)
-class IcmpErrorEvent:
-    src: bytes  # who reported it
-    type: int
-    code: int
-    sequence: int
-    time: float
-
-
-class NoRoute(OSError):
-    """No gateway for an off-link destination (ENETUNREACH)."""
-
-
-# ICMP destination-unreachable codes as the errno a socket reports (Linux icmp_err_convert).
-UNREACH_ERRNO = {
-    icmp.NET_UNREACHABLE: errno.ENETUNREACH,
-    icmp.HOST_UNREACHABLE: errno.EHOSTUNREACH,
-    icmp.PROTOCOL_UNREACHABLE: errno.ENOPROTOOPT,
-    icmp.PORT_UNREACHABLE: errno.ECONNREFUSED,
-    icmp.FRAG_NEEDED: errno.EMSGSIZE,
-}
-
-
-class EchoEndpoint:
-    """What a ping application sees: replies and errors for one identifier."""
-
-    MAX_EVENTS = 1024
-
-    def __init__(self, stack: "Stack", identifier: int) -> None:
-        self.stack = stack
-        self.identifier = identifier
-        self.events: deque[EchoReply | IcmpErrorEvent] = deque(maxlen=self.MAX_EVENTS)
-
-    def send(self, dst: bytes, sequence: int, data: bytes, now: float) -> None:
-        self.stack.send_echo_request(dst, self.identifier, sequence, data, now)
-
-    def close(self) -> None:
-        self.stack.echo_endpoints.pop(self.identifier, None)
-
-
 class Stack:
     def __init__(self, config: StackConfig, rng: random.Random | None = None, now: float = 0.0) -> None:
         self.config = config
         self.rng = rng if rng is not None else random.Random(0)
-        self.now = now
         self.counters = Counters()
         self.timers = Timers()
+        self.ready = Readiness()
         self._out: list[bytes] = []
         self._ip_id = self.rng.randrange(0x10000)
         self._icmp_limiter = IcmpErrorLimiter()
-        self.echo_endpoints: dict[int, EchoEndpoint] = {}
+        self.routes = RoutingTable()
+        # RFC 1122 3.3.1.1: the connected prefix is on-link; everything else goes via a gateway.
+        self.routes.add(config.ip, config.prefix_len, None, config.ip, config.mtu)
+        for network, length, via in config.routes:
+            self.routes.add(network, length, via, config.ip, config.mtu)
+        if config.gateway is not None:
+            self.routes.add(ZERO_IP, 0, config.gateway, config.ip, config.mtu)
         self.arp = NeighborCache(config.arp, self.timers, self.counters, self._send_arp_request, self._deliver_queued,
                                  self._unresolved)
         self.reassembler = Reassembler(config.reassembly, self.timers, self.counters, self._reassembly_expired)
-        self.udp_ports = UdpPorts(self.rng)
         # Dispatch tables, one per layer (the role of scapy's bind_layers).
-        self._ethertypes: dict[int, Callable[[ethernet.Ethernet], None]] = {
+        self._ethertypes: dict[int, Callable[[ethernet.Ethernet, float], None]] = {
             ethernet.TYPE_ARP: self._rx_arp,
             ethernet.TYPE_IPV4: self._rx_ipv4,
         }
-        self._ip_protocols: dict[int, Callable[[ipv4.Ipv4, bytes, bool], None]] = {
-            ipv4.PROTO_ICMP: self._rx_icmp,
-            ipv4.PROTO_UDP: self._rx_udp,
-        }
-        # Who hears about an ICMP error, by the protocol of the datagram it quotes.
-        self._error_handlers: dict[int, Callable[[bytes, icmp.Icmp, bytes, bytes], None]] = {
-            ipv4.PROTO_ICMP: self._echo_error,
-            ipv4.PROTO_UDP: self._udp_error,
-        }
-        self._timer_handlers: dict[str, Callable[[object, float], None]] = {
+        self._transports: dict[int, Transport] = {}
+        self._timer_handlers: dict[str, Callable[[Hashable, float], None]] = {
             "arp": self.arp.on_timer,  # type: ignore[dict-item]
             "frag": self.reassembler.on_timer,  # type: ignore[dict-item]
         }
+        self.icmp = IcmpLayer(config.echo_ignore_broadcasts)
+        self.udp = UdpLayer(config.udp_rcvbuf)
+        self.register(self.icmp)
+        self.register(self.udp)
+
+    def register(self, transport: Transport) -> None:
+        """Take datagrams of ``transport.protocol``, its ICMP errors and its timers from now on."""
+        if transport.protocol in self._transports:
+            raise ValueError(f"IP protocol {transport.protocol} already has a transport")
+        if transport.name in self._timer_handlers:
+            raise ValueError(f"timer kind {transport.name!r} is taken")
+        self._transports[transport.protocol] = transport
+        self._timer_handlers[transport.name] = transport.on_timer
+        transport.attach(self)
+
+    def transport_for(self, protocol: int) -> Transport | None:
+        return self._transports.get(protocol)
 
     # -- the sans-IO interface --------------------------------------------
     def receive(self, frame: bytes, now: float) -> None:
-        self.now = now
         c = self.counters
         c.inc("eth.rx")
         try:
@@ -165,7 +139,7 @@ class Stack:
         if handler is None:
             c.drop("eth", "unknown_ethertype")
             return
-        handler(eth)
+        handler(eth, now)
 
     def transmit(self) -> list[bytes]:
         out, self._out = self._out, []
@@ -175,51 +149,43 @@ class Stack:
         return self.timers.next_deadline()
 
     def on_timer(self, now: float) -> None:
-        self.now = now
         for key in self.timers.pop_due(now):
             kind, arg = key
             self._timer_handlers[kind](arg, now)
 
-    # -- applications ------------------------------------------------------
+    # -- applications (kept for the ping tools; the layers are the API) ---------
     def open_echo(self, identifier: int | None = None) -> EchoEndpoint:
-        if identifier is None:
-            identifier = self.rng.randrange(1, 0x10000)
-            while identifier in self.echo_endpoints:
-                identifier = identifier % 0xFFFF + 1
-        if identifier in self.echo_endpoints:
-            raise OSError(98, f"ICMP identifier {identifier} in use")
-        ep = self.echo_endpoints[identifier] = EchoEndpoint(self, identifier)
-        return ep
+        return self.icmp.open_echo(identifier)
 
     def send_echo_request(self, dst: bytes, identifier: int, sequence: int, data: bytes, now: float) -> None:
-        self.now = now
-        msg = icmp.emit(icmp.Icmp(icmp.ECHO_REQUEST, 0, data, identifier, sequence))
-        self.counters.inc("icmp.tx.echo_request")
-        self.send_ipv4(dst, ipv4.PROTO_ICMP, msg)
+        self.icmp.send_echo_request(dst, identifier, sequence, data, now)
 
     # -- Ethernet / ARP ----------------------------------------------------
     def _send_frame(self, dst: bytes, ethertype: int, payload: bytes) -> None:
-        self._out.append(ethernet.emit(ethernet.Ethernet(dst, self.config.mac, ethertype, payload, self.config.vlan)))
+        cfg = self.config
+        self._out.append(ethernet.emit(ethernet.Ethernet(dst=dst, src=cfg.mac, ethertype=ethertype, payload=payload,
+                                                         vlan=cfg.vlan)))
         self.counters.inc("eth.tx")
 
     def _send_arp_request(self, ip: bytes, unicast_mac: bytes | None) -> None:
         self.counters.inc("arp.tx.request")
-        req = arp.Arp(arp.REQUEST, self.config.mac, self.config.ip, ZERO_MAC, ip)
+        cfg = self.config
+        req = arp.Arp(op=arp.REQUEST, sha=cfg.mac, spa=cfg.ip, tha=ZERO_MAC, tpa=ip)
         self._send_frame(unicast_mac or BROADCAST_MAC, ethernet.TYPE_ARP, arp.emit(req))
 
     def _deliver_queued(self, mac: bytes, packet: bytes) -> None:
         self._send_frame(mac, ethernet.TYPE_IPV4, packet)
 
-    def _unresolved(self, ip: bytes, packets: list[bytes]) -> None:
+    def _unresolved(self, ip: bytes, packets: list[bytes], now: float) -> None:
         """RFC 1122 2.3.2.2 / 3.2.2.1: the local sender learns the host is unreachable."""
-        note = icmp.Icmp(icmp.DEST_UNREACHABLE, icmp.HOST_UNREACHABLE)
+        note = icmp.Icmp(type=icmp.DEST_UNREACHABLE, code=icmp.HOST_UNREACHABLE)
         for packet in packets:
             hlen = (packet[0] & 0x0F) * 4
-            handler = self._error_handlers.get(packet[9])
-            if handler is not None and len(packet) >= hlen + 8:
-                handler(self.config.ip, note, packet[16:20], packet[hlen:])
+            transport = self._transports.get(packet[9])
+            if transport is not None and len(packet) >= hlen + 8:
+                transport.icmp_error(self.config.ip, note, packet[16:20], packet[hlen:], now)
 
-    def _rx_arp(self, eth: ethernet.Ethernet) -> None:
+    def _rx_arp(self, eth: ethernet.Ethernet, now: float) -> None:
         c = self.counters
         c.inc("arp.rx")
         try:
@@ -227,11 +193,12 @@ class Stack:
         except Malformed as e:
             c.drop("arp", e.reason)
             return
-        me = self.config.ip
+        cfg = self.config
+        me = cfg.ip
         if pkt.op not in (arp.REQUEST, arp.REPLY):
             c.drop("arp", "bad_op")
             return
-        if pkt.sha == self.config.mac:
+        if pkt.sha == cfg.mac:
             c.drop("arp", "own_frame")
             return
         if pkt.spa == me:
@@ -243,66 +210,67 @@ class Stack:
         for_us = pkt.tpa == me
         # RFC 5227 probes carry sender 0.0.0.0: nothing to learn from them.
         if pkt.spa != ZERO_IP:
-            confirmed = for_us and (pkt.op == arp.REQUEST or pkt.tha == self.config.mac)
-            self.arp.learn(pkt.spa, pkt.sha, self.now, confirmed=confirmed, create=for_us)
+            confirmed = for_us and (pkt.op == arp.REQUEST or pkt.tha == cfg.mac)
+            self.arp.learn(pkt.spa, pkt.sha, now, confirmed=confirmed, create=for_us)
         if not for_us:
             c.inc("arp.rx.not_for_us")
             return
         if pkt.op == arp.REQUEST:
             # RFC 826: swap the fields, fill in our address, set the opcode to reply.
-            reply = arp.Arp(arp.REPLY, self.config.mac, me, pkt.sha, pkt.spa)
+            reply = arp.Arp(op=arp.REPLY, sha=cfg.mac, spa=me, tha=pkt.sha, tpa=pkt.spa)
             c.inc("arp.tx.reply")
             self._send_frame(pkt.sha, ethernet.TYPE_ARP, arp.emit(reply))
 
     # -- IPv4 --------------------------------------------------------------
-    def route(self, dst: bytes) -> bytes:
-        """Next hop for ``dst``: itself when on-link or broadcast, else the gateway."""
-        cfg = self.config
-        if dst == BROADCAST_IP or cfg.on_link(dst):
-            return dst
-        if cfg.gateway is None:
-            raise NoRoute(101, "Network is unreachable")
-        return cfg.gateway
+    def route(self, dst: bytes) -> NextHop:
+        """Next hop, source address and MTU for ``dst`` from the routing table; raises ``NoRoute``."""
+        return self.routes.lookup(dst)
+
+    def is_local(self, ip: bytes) -> bool:
+        """Is ``ip`` one of this host's own addresses?"""
+        return ip == self.config.ip
 
     def next_ip_id(self) -> int:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
         return self._ip_id
 
-    def send_ipv4(self, dst: bytes, protocol: int, payload: bytes, *, tos: int = 0, ttl: int | None = None,
-                  df: bool = False) -> None:
+    def send_ipv4(self, dst: bytes, protocol: int, payload: bytes, now: float, *, src: bytes | None = None,
+                  tos: int = 0, ttl: int | None = None, df: bool = False) -> None:
         """Route, build, fragment if needed (RFC 791 3.2) and send one datagram.
 
         Raises NoRoute, or OSError(EMSGSIZE) for an oversized DF datagram or one
         that no IPv4 header can describe.
         """
-        next_hop = self.route(dst)
-        cfg = self.config
+        hop = self.routes.lookup(dst)
         if len(payload) + ipv4.MIN_HEADER > ipv4.MAX_PACKET:
             raise OSError(errno.EMSGSIZE, "Message too long")
-        header = ipv4.Ipv4(cfg.ip, dst, protocol, payload, cfg.ttl if ttl is None else ttl, self.next_ip_id(), tos, df)
-        if header.header_len + len(payload) <= cfg.mtu:
+        header = ipv4.Ipv4(src=hop.src if src is None else src, dst=dst, protocol=protocol, payload=payload,
+                           ttl=self.config.ttl if ttl is None else ttl, identification=self.next_ip_id(), tos=tos,
+                           df=df)
+        mtu = hop.mtu
+        if ipv4.MIN_HEADER + len(payload) <= mtu:
             self.counters.inc("ipv4.tx")
-            self._output(next_hop, ipv4.emit(header))
+            self._output(hop.next_hop, ipv4.emit(header), now)
             return
         if df:
             raise OSError(errno.EMSGSIZE, "Message too long")
-        for piece in fragment(header, cfg.mtu):
+        for piece in fragment(header, mtu):
             self.counters.inc("ipv4.tx")
             self.counters.inc("ipv4.frag.tx")
-            self._output(next_hop, ipv4.emit(piece))
+            self._output(hop.next_hop, ipv4.emit(piece), now)
 
-    def _output(self, next_hop: bytes, packet: bytes) -> None:
+    def _output(self, next_hop: bytes, packet: bytes, now: float) -> None:
         if next_hop == BROADCAST_IP or next_hop == self.config.subnet_broadcast:
             self._send_frame(BROADCAST_MAC, ethernet.TYPE_IPV4, packet)
             return
-        mac = self.arp.resolve(next_hop, packet, self.now)
+        mac = self.arp.resolve(next_hop, packet, now)
         if mac is not None:
             self._send_frame(mac, ethernet.TYPE_IPV4, packet)
 
-    def _reply_ipv4(self, dst: bytes, protocol: int, payload: bytes, tos: int = 0) -> bool:
+    def reply_ipv4(self, dst: bytes, protocol: int, payload: bytes, now: float, tos: int = 0) -> bool:
         """Send in answer to a peer; a peer we cannot route back to is a counted drop."""
         try:
-            self.send_ipv4(dst, protocol, payload, tos=tos)
+            self.send_ipv4(dst, protocol, payload, now, tos=tos)
         except NoRoute:
             self.counters.drop("ipv4", "no_route")
             return False
@@ -311,7 +279,7 @@ class Stack:
             return False
         return True
 
-    def _rx_ipv4(self, eth: ethernet.Ethernet) -> None:
+    def _rx_ipv4(self, eth: ethernet.Ethernet, now: float) -> None:
         c = self.counters
         c.inc("ipv4.rx")
         try:
@@ -340,22 +308,22 @@ class Stack:
         # send_icmp_error trims them to Total Length.
         raw = eth.payload
         if ip.mf or ip.frag_offset:
-            whole = self.reassembler.add(ip, raw, self.now, broadcast)
+            whole = self.reassembler.add(ip, raw, now, broadcast)
             if whole is None:
                 return
             ip = whole
             raw = b""  # a reassembled datagram's header exists only as fields until an error needs it
-        handler = self._ip_protocols.get(ip.protocol)
-        if handler is None:
+        transport = self._transports.get(ip.protocol)
+        if transport is None:
             c.drop("ipv4", "unknown_protocol")
             if not broadcast:
                 # RFC 1122 3.2.2.1: protocol unreachable from the destination host.
-                self.send_icmp_error(ip, raw, icmp.DEST_UNREACHABLE, icmp.PROTOCOL_UNREACHABLE)
+                self.send_icmp_error(ip, raw, icmp.DEST_UNREACHABLE, icmp.PROTOCOL_UNREACHABLE, now)
             return
-        handler(ip, raw, broadcast)
+        transport.receive(ip, raw, broadcast, now)
 
-    # -- ICMP --------------------------------------------------------------
-    def send_icmp_error(self, ip: ipv4.Ipv4, raw: bytes, type_: int, code: int, mtu: int = 0) -> bool:
+    # -- ICMP errors, for every transport ----------------------------------------
+    def send_icmp_error(self, ip: ipv4.Ipv4, raw: bytes, type_: int, code: int, now: float, mtu: int = 0) -> bool:
         """RFC 1122 3.2.2 and RFC 1812 4.3.2.7: when an error must not be sent.
 
         ``raw`` starts with the offending datagram and may run past its end
@@ -371,165 +339,19 @@ class Stack:
         if ip.src == ZERO_IP or ip.src[0] == 127 or ip.src[0] >= 224:
             c.inc("icmp.suppressed.bad_source")
             return False
-        if not self._icmp_limiter.allow(ip.src, self.now):
+        if not self._icmp_limiter.allow(ip.src, now):
             c.inc("icmp.suppressed.rate_limited")
             return False
         if not raw:
             raw = ipv4.emit(ip)
         limit = ICMP_ERROR_MAX - ipv4.MIN_HEADER - icmp.HEADER_LEN
         quote = raw[: min(limit, ip.total_length or len(raw))]
-        msg = icmp.emit(icmp.Icmp(type_, code, quote, next_hop_mtu=mtu))
-        if not self._reply_ipv4(ip.src, ipv4.PROTO_ICMP, msg):
+        msg = icmp.emit(icmp.Icmp(type=type_, code=code, data=quote, next_hop_mtu=mtu))
+        if not self.reply_ipv4(ip.src, ipv4.PROTO_ICMP, msg, now):
             return False
         c.inc(f"icmp.tx.error.{type_}.{code}")
         return True
 
-    def _rx_icmp(self, ip: ipv4.Ipv4, raw: bytes, broadcast: bool) -> None:
-        c = self.counters
-        c.inc("icmp.rx")
-        try:
-            msg = icmp.parse(ip.payload)
-        except Malformed as e:
-            c.drop("icmp", e.reason)
-            return
-        t = msg.type
-        if t == icmp.ECHO_REQUEST:
-            if broadcast and self.config.echo_ignore_broadcasts:
-                c.drop("icmp", "broadcast_echo")
-                return
-            # RFC 1122 3.2.2.6: same identifier, sequence and data; RFC 792 swaps addresses.
-            reply = icmp.emit(icmp.Icmp(icmp.ECHO_REPLY, 0, msg.data, msg.identifier, msg.sequence))
-            if self._reply_ipv4(ip.src, ipv4.PROTO_ICMP, reply, tos=ip.tos):
-                c.inc("icmp.tx.echo_reply")
-        elif t == icmp.ECHO_REPLY:
-            ep = self.echo_endpoints.get(msg.identifier)
-            if ep is None:
-                c.drop("icmp", "no_listener")
-                return
-            c.inc("icmp.rx.echo_reply")
-            ep.events.append(EchoReply(ip.src, msg.sequence, msg.data, ip.ttl, self.now))
-        elif msg.is_error:
-            self._rx_icmp_error(ip, msg)
-        else:
-            c.drop("icmp", "unhandled_type")
-
-    def _rx_icmp_error(self, ip: ipv4.Ipv4, msg: icmp.Icmp) -> None:
-        """Hand an error to whoever sent the datagram it quotes (RFC 1122 3.2.2)."""
-        c = self.counters
-        data = msg.data
-        if len(data) < ipv4.MIN_HEADER + 8 or data[0] >> 4 != 4:
-            c.drop("icmp", "bad_quote")
-            return
-        hlen = (data[0] & 0x0F) * 4
-        if hlen < ipv4.MIN_HEADER or len(data) < hlen + 8 or data[12:16] != self.config.ip:
-            c.drop("icmp", "bad_quote")
-            return
-        c.inc("icmp.rx.error")
-        proto = data[9]
-        inner = data[hlen:]
-        handler = self._error_handlers.get(proto)
-        if handler is None:
-            c.drop("icmp", "no_listener")
-            return
-        handler(ip.src, msg, data[16:20], inner)
-
-    def _echo_error(self, reporter: bytes, msg: icmp.Icmp, _dst: bytes, inner: bytes) -> None:
-        if inner[0] != icmp.ECHO_REQUEST:
-            self.counters.drop("icmp", "no_listener")
-            return
-        ep = self.echo_endpoints.get(int.from_bytes(inner[4:6], "big"))
-        if ep is None:
-            self.counters.drop("icmp", "no_listener")
-            return
-        ep.events.append(IcmpErrorEvent(reporter, msg.type, msg.code, int.from_bytes(inner[6:8], "big"), self.now))
-
-    def _reassembly_expired(self, first: ipv4.Ipv4, raw: bytes) -> None:
+    def _reassembly_expired(self, first: ipv4.Ipv4, raw: bytes, now: float) -> None:
         # RFC 792 / RFC 1122 3.3.2: time exceeded, code 1, only if fragment zero arrived.
-        self.send_icmp_error(first, raw, icmp.TIME_EXCEEDED, icmp.REASSEMBLY_EXCEEDED)
-
-    # -- UDP -----------------------------------------------------------------
-    def udp_open(self) -> UdpEndpoint:
-        return UdpEndpoint(self.config.udp_rcvbuf)
-
-    def udp_bind(self, ep: UdpEndpoint, ip: bytes, port: int) -> None:
-        if ip != ANY and ip != self.config.ip:
-            raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
-        self.udp_ports.bind(ep, ip, port)
-
-    def udp_connect(self, ep: UdpEndpoint, ip: bytes, port: int) -> None:
-        if not 0 < port <= 0xFFFF:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        self.route(ip)
-        if not ep.local_port:
-            self.udp_ports.bind(ep, ANY, 0)
-        if ep.local_ip == ANY:
-            # As Linux's ip4_datagram_connect: the route's source address becomes
-            # the local one, for getsockname and for what the socket receives.
-            ep.local_ip = self.config.ip
-        ep.remote = (ip, port)
-        ep.error = None
-
-    def udp_send(self, ep: UdpEndpoint, data: bytes, dst: tuple[bytes, int] | None = None) -> int:
-        """Send one datagram; returns its length like ``sendto``."""
-        if ep.closed:
-            raise OSError(errno.EBADF, "Bad file descriptor")
-        err = ep.take_error()
-        if err is not None:
-            raise OSError(err, os.strerror(err))
-        if dst is None:
-            if ep.remote is None:
-                raise OSError(errno.EDESTADDRREQ, "Destination address required")
-            dst = ep.remote
-        ip, port = dst
-        if not 0 < port <= 0xFFFF:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        if len(data) > udp.MAX_PAYLOAD:
-            raise OSError(errno.EMSGSIZE, "Message too long")
-        self.route(ip)
-        if not ep.local_port:
-            self.udp_ports.bind(ep, ANY, 0)
-        dgram = udp.emit(udp.Udp(ep.local_port, port, data), self.config.ip, ip)
-        self.counters.inc("udp.tx")
-        self.send_ipv4(ip, ipv4.PROTO_UDP, dgram)
-        return len(data)
-
-    def udp_close(self, ep: UdpEndpoint) -> None:
-        self.udp_ports.unbind(ep)
-        ep.closed = True
-        ep.queue.clear()
-        ep.queued_bytes = 0
-
-    def _rx_udp(self, ip: ipv4.Ipv4, raw: bytes, broadcast: bool) -> None:
-        c = self.counters
-        c.inc("udp.rx")
-        try:
-            dgram = udp.parse(ip.payload, ip.src, ip.dst)
-        except Malformed as e:
-            c.drop("udp", e.reason)
-            return
-        ep = self.udp_ports.lookup(ip.dst, dgram.dst_port)
-        if ep is None:
-            c.drop("udp", "no_port")
-            if not broadcast:
-                # RFC 1122 4.1.3.1: port unreachable, rate-limited by send_icmp_error.
-                self.send_icmp_error(ip, raw, icmp.DEST_UNREACHABLE, icmp.PORT_UNREACHABLE)
-            return
-        if ep.remote is not None and ep.remote != (ip.src, dgram.src_port):
-            c.drop("udp", "not_connected_peer")
-            return
-        ep.deliver(dgram.payload, (ip.src, dgram.src_port), c)
-
-    def _udp_error(self, reporter: bytes, msg: icmp.Icmp, dst: bytes, inner: bytes) -> None:
-        """Linux reports ICMP errors only to connected UDP sockets (no IP_RECVERR)."""
-        sport = int.from_bytes(inner[0:2], "big")
-        dport = int.from_bytes(inner[2:4], "big")
-        ep = self.udp_ports.bound.get(sport)
-        if ep is None or ep.remote != (dst, dport) or msg.type != icmp.DEST_UNREACHABLE:
-            self.counters.drop("icmp", "no_listener")
-            return
-        err = UNREACH_ERRNO.get(msg.code, errno.EHOSTUNREACH)
-        if msg.code == icmp.FRAG_NEEDED:
-            self.counters.inc("udp.rx.icmp_frag_needed")  # path MTU: no error for a datagram socket
-            return
-        ep.error = err
-        self.counters.inc("udp.rx.icmp_error")
+        self.send_icmp_error(first, raw, icmp.TIME_EXCEEDED, icmp.REASSEMBLY_EXCEEDED, now)

@@ -10,6 +10,7 @@ import random
 from collections import deque
 
 from .counters import Counters
+from .transport import Readiness, Ready
 
 ANY = b"\x00\x00\x00\x00"
 # Linux's default net.ipv4.ip_local_port_range.
@@ -17,11 +18,12 @@ EPHEMERAL = (32768, 60999)
 
 
 class UdpEndpoint:
-    __slots__ = ("closed", "error", "local_ip", "local_port", "queue", "queued_bytes", "rcvbuf", "remote")
+    __slots__ = ("closed", "error", "local_ip", "local_port", "queue", "queued_bytes", "rcvbuf", "ready", "remote")
 
     MAX_DATAGRAMS = 1024
 
-    def __init__(self, rcvbuf: int) -> None:
+    def __init__(self, rcvbuf: int, ready: Readiness) -> None:
+        self.ready = ready  # where this endpoint says it became readable
         self.local_ip = ANY
         self.local_port = 0
         self.remote: tuple[bytes, int] | None = None
@@ -40,6 +42,8 @@ class UdpEndpoint:
         if len(self.queue) >= self.MAX_DATAGRAMS or self.queued_bytes + len(data) > self.rcvbuf:
             counters.drop("udp", "queue_full")
             return
+        if not self.queue:
+            self.ready.mark(self, Ready.READABLE)  # empty to non-empty: the edge a waiter needs
         self.queue.append((data, source))
         self.queued_bytes += len(data)
         counters.inc("udp.delivered")

@@ -28,6 +28,7 @@ from scapy.packet import Raw
 from scapy.utils import checksum as scapy_checksum
 
 from simstack.protocols import stack as stack_module
+from simstack.protocols import udp_layer as udp_layer_module
 from simstack.protocols.errors import Malformed
 from simstack.protocols.layout import construct_codec
 from simstack.protocols.stack import Stack, StackConfig
@@ -69,7 +70,7 @@ PARSERS: dict[str, Callable[[bytes], object]] = {
     "arp": _RUN_BY_STACK["arp"].parse,
     "ipv4": _RUN_BY_STACK["ipv4"].parse,
     "icmp": _RUN_BY_STACK["icmp"].parse,
-    "udp": lambda data: _RUN_BY_STACK["udp"].parse(data, ip_bytes(PEER_IP), ip_bytes(STACK_IP)),
+    "udp": lambda data: vars(udp_layer_module)["udp"].parse(data, ip_bytes(PEER_IP), ip_bytes(STACK_IP)),
 }
 
 

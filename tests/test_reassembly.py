@@ -14,7 +14,7 @@ SRC, DST = b"\x0a\x00\x00\x02", b"\x0a\x00\x00\x01"
 def make(expired: list[ipv4.Ipv4] | None = None, **config: int) -> tuple[Reassembler, Counters, Timers]:
     counters, timers = Counters(), Timers()
     sink = expired if expired is not None else []
-    r = Reassembler(ReassemblyConfig(**config), timers, counters, lambda first, raw: sink.append(first))  # type: ignore[arg-type]
+    r = Reassembler(ReassemblyConfig(**config), timers, counters, lambda first, raw, now: sink.append(first))
     return r, counters, timers
 
 

@@ -33,8 +33,7 @@ def host() -> Runner:
 
 def inject_udp(host: Runner, sport: int, dport: int, data: bytes) -> None:
     frame = raw(Ether(dst=STACK_MAC, src=PEER_MAC) / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=sport, dport=dport) / data)
-    host.stack.receive(frame, host.now)
-    host.run_readers()
+    host.wire.inject(frame)
 
 
 def sent(host: Runner) -> list[bytes]:

@@ -20,21 +20,27 @@ loop's own thread, as it gets to them, so the socket's bounded receive queue
 stays the only buffer: a slow protocol makes the stack count and drop
 overflow, as a kernel does, rather than grow a queue without bound.
 
-This needs a host whose stack runs in another thread (``simstack_host``,
-``LiveHost``). A replay moves its virtual clock only between scenario steps,
-so there blocking calls and ``app:`` steps are the way to script sockets.
+On a live host the stack runs in another thread (``simstack_host``,
+``LiveHost``). On a replay host, ``run_virtual(host, coro)`` runs the
+coroutine in an event loop whose clock is the simulated wire's: when every
+task waits, the loop moves the virtual clock to the wire's next event (a
+frame arriving, a stack timer, the loop's own ``call_later``), so asyncio code
+replays deterministically and a ``wait_for(..., 30)`` takes no real time.
 """
 
 import asyncio
 import contextlib
+import selectors
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, TypeVar
 
 from .sockets import Address, Socket, SocketHost
 
-__all__ = ["DatagramTransport", "create_datagram_endpoint", "sock_recv", "sock_recvfrom", "sock_sendall",
-           "sock_sendto"]
+__all__ = ["DatagramTransport", "VirtualClock", "create_datagram_endpoint", "run_virtual", "sock_recv",
+           "sock_recvfrom", "sock_sendall", "sock_sendto"]
+
+T = TypeVar("T")
 
 BATCH = 64  # datagrams handed to a protocol per turn of the event loop, so one busy socket cannot starve the rest
 
@@ -233,3 +239,74 @@ async def create_datagram_endpoint(host: SocketHost, protocol_factory: Callable[
     transport._start()
     return transport, protocol
 
+
+
+# -- asyncio on a virtual clock (a replay host) ----------------------------------------------
+class VirtualClock(Protocol):
+    """What ``run_virtual`` needs from a replay host (``engine/scenario/simhost.SimHost``)."""
+
+    @property
+    def now(self) -> float: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def step(self) -> bool: ...
+
+    def advance(self, t: float) -> None: ...
+
+
+class _VirtualSelector(selectors.BaseSelector):
+    """A real selector for the loop's own self-pipe; where it would sleep, the virtual clock moves instead."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self._real = selectors.DefaultSelector()
+        self._clock = clock
+
+    def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.register(fileobj, events, data)
+
+    def unregister(self, fileobj: Any) -> selectors.SelectorKey:
+        return self._real.unregister(fileobj)
+
+    def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
+        return self._real.modify(fileobj, events, data)
+
+    def get_map(self) -> Any:
+        return self._real.get_map()
+
+    def close(self) -> None:
+        self._real.close()
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        ready = self._real.select(0)
+        if ready or timeout == 0:
+            return ready
+        clock = self._clock
+        target = None if timeout is None else clock.now + timeout
+        deadline = clock.next_deadline()
+        if deadline is None and target is None:
+            raise RuntimeError("every task waits and nothing on the simulated wire can wake one")
+        if deadline is not None and (target is None or deadline <= target):
+            clock.step()
+        else:
+            assert target is not None
+            clock.advance(target)
+        return self._real.select(0)
+
+
+class _VirtualLoop(asyncio.SelectorEventLoop):
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__(_VirtualSelector(clock))
+        self._virtual = clock
+
+    def time(self) -> float:
+        return self._virtual.now
+
+
+def run_virtual(host: VirtualClock, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` to completion on ``host``'s virtual clock (``asyncio.run`` for a replay)."""
+    loop = _VirtualLoop(host)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.close()

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from simstack.protocols.addresses import ip_to_bytes, ip_to_str
 from simstack.protocols.stack import Stack
+from simstack.protocols.transport import Ready
 from simstack.protocols.udp_ports import ANY, UdpEndpoint
 
 AF_INET = _socket.AF_INET
@@ -34,10 +35,21 @@ Address = tuple[str, int]
 
 
 class SocketHost(ABC):
-    """What sockets need from whoever drives the stack."""
+    """What sockets need from whoever drives the stack.
+
+    Readiness is pushed, not polled: the stack marks endpoints in
+    ``stack.ready`` as they change, and the driver calls ``dispatch_ready``
+    after each batch of frames, timers and calls. Callbacks run there, outside
+    any locked section; a callback that calls into the stack only marks more
+    endpoints, which the same dispatch picks up in its next round, so the
+    stack depth stays flat however many datagrams a batch held.
+    """
 
     def __init__(self) -> None:
         self._readers: dict[Socket, tuple[Callable[[], None], bool]] = {}  # callback, and whether close calls it
+        self._writers: dict[Socket, Callable[[], None]] = {}
+        self._watched: dict[object, Socket] = {}  # endpoint -> socket, for sockets with a callback
+        self._dispatching = False
 
     @abstractmethod
     def call(self, fn: Callable[[Stack, float], T]) -> T:
@@ -47,34 +59,99 @@ class SocketHost(ABC):
     def wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
         """Block until ``ready()`` (checked where the stack lives) or ``timeout`` seconds pass."""
 
+    def take_ready(self) -> list[tuple[object, Ready]]:
+        """The endpoints marked since the last time, taken where the stack lives."""
+        return self.call(lambda st, _now: st.ready.drain())
+
     def socket(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0) -> "Socket":
         return Socket(self, family, type, proto)
 
-    # -- readiness callbacks, like asyncio's loop.add_reader ----------------------
+    # -- readiness callbacks, like asyncio's loop.add_reader / add_writer ----------------
     def add_reader(self, sock: "Socket", callback: Callable[[], None], *, on_close: bool = False) -> None:
-        """Call ``callback`` (where the stack lives) whenever ``sock`` has data or an error.
+        """Call ``callback`` whenever ``sock`` has data or an error (level-triggered, as asyncio's).
 
         With ``on_close``, closing the socket calls it once more, so that a
         coroutine waiting on it wakes and sees EBADF rather than wait forever.
         """
         self._readers[sock] = (callback, on_close)
+        self._watch(sock)
+        if sock.readable:
+            self._remark(sock, Ready.READABLE)
 
     def remove_reader(self, sock: "Socket") -> None:
         self._readers.pop(sock, None)
+        self._unwatch(sock)
+
+    def add_writer(self, sock: "Socket", callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever a send on ``sock`` would not block (level-triggered)."""
+        self._writers[sock] = callback
+        self._watch(sock)
+        if sock.writable:
+            self._remark(sock, Ready.WRITABLE)
+
+    def remove_writer(self, sock: "Socket") -> None:
+        self._writers.pop(sock, None)
+        self._unwatch(sock)
+
+    def _watch(self, sock: "Socket") -> None:
+        self._watched[sock._endpoint] = sock
+
+    def _unwatch(self, sock: "Socket") -> None:
+        if sock not in self._readers and sock not in self._writers:
+            self._watched.pop(sock._endpoint, None)
+
+    def _remark(self, sock: "Socket", what: Ready) -> None:
+        ep = sock._endpoint
+        self.call(lambda st, _now: st.ready.mark(ep, what))
 
     def _closed(self, sock: "Socket") -> None:
         callback, on_close = self._readers.pop(sock, (None, False))
+        self._writers.pop(sock, None)
+        self._watched.pop(sock._endpoint, None)
         if callback is not None and on_close:
             callback()
 
-    def run_readers(self, rounds: int = 64) -> None:
-        """Called by the driver after the stack took in frames or fired timers."""
-        for _ in range(rounds):
-            ready = [cb for s, (cb, _) in list(self._readers.items()) if s.readable]
-            if not ready:
-                return
-            for cb in ready:
-                cb()
+    def dispatch_ready(self, rounds: int = 64) -> bool:
+        """Run the callbacks of every endpoint marked ready; True if marks are left for another turn.
+
+        Called by the driver where the stack lives, never from inside a
+        callback: a nested call returns at once, and what the callback marked
+        is taken by the next round of the outer one.
+        """
+        if self._dispatching:
+            return False
+        self._dispatching = True
+        try:
+            for _ in range(rounds):
+                marks = self.take_ready()
+                if not marks:
+                    return False
+                for ep, what in marks:
+                    sock = self._watched.get(ep)
+                    if sock is None:
+                        continue
+                    if what & _READ_EVENTS:
+                        reader = self._readers.get(sock)
+                        if reader is not None:
+                            reader[0]()
+                            if sock in self._readers and not sock.closed and sock.readable:
+                                self._remark(sock, Ready.READABLE)  # level-triggered: again next round
+                    if what & _WRITE_EVENTS:
+                        writer = self._writers.get(sock)
+                        if writer is not None:
+                            writer()
+                            if sock in self._writers and not sock.closed and sock.writable:
+                                self._remark(sock, Ready.WRITABLE)
+            return True
+        finally:
+            self._dispatching = False
+
+
+_READ_EVENTS = Ready.READABLE | Ready.ACCEPTABLE | Ready.HUP | Ready.ERROR
+_WRITE_EVENTS = Ready.WRITABLE | Ready.CONNECTED | Ready.HUP | Ready.ERROR
+
+
+_HOSTS: dict[str, bytes] = {}  # dotted quads already parsed: a socket call per datagram should not re-parse
 
 
 def _parse_address(address: Any, what: str) -> tuple[bytes, int]:
@@ -91,11 +168,18 @@ def _parse_address(address: Any, what: str) -> tuple[bytes, int]:
         return ANY, port
     if host == "<broadcast>":
         return b"\xff\xff\xff\xff", port
+    ip = _HOSTS.get(host)
+    if ip is not None:
+        return ip, port
     try:
-        return ip_to_bytes(host), port
+        ip = ip_to_bytes(host)
     except ValueError:
         # simstack has no resolver: names other than dotted quads do not resolve.
         raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
+    if len(_HOSTS) >= 4096:
+        _HOSTS.clear()
+    _HOSTS[host] = ip
+    return ip, port
 
 
 def _oserror(code: int) -> OSError:
@@ -117,7 +201,7 @@ class Socket:
         self.type = type
         self.proto = proto or IPPROTO_UDP
         self._timeout: float | None = _socket.getdefaulttimeout()
-        self._endpoint: UdpEndpoint = host.call(lambda st, now: st.udp_open())
+        self._endpoint: UdpEndpoint = host.call(lambda st, now: st.udp.open())
         self._closed = False
 
     def __repr__(self) -> str:
@@ -167,16 +251,21 @@ class Socket:
         """A datagram or an error is waiting: a receive now would not block."""
         return self._closed or self._endpoint.readable
 
+    @property
+    def writable(self) -> bool:
+        """A send now would not block: always, for a datagram socket (the stack queues or drops)."""
+        return True
+
     # -- addresses --------------------------------------------------------------
     def bind(self, address: Address) -> None:
         ep = self._check()
         ip, port = _parse_address(address, "bind")
-        self.host.call(lambda st, now: st.udp_bind(ep, ip, port))
+        self.host.call(lambda st, now: st.udp.bind(ep, ip, port))
 
     def connect(self, address: Address) -> None:
         ep = self._check()
         ip, port = _parse_address(address, "connect")
-        self.host.call(lambda st, now: st.udp_connect(ep, ip, port))
+        self.host.call(lambda st, now: st.udp.connect(ep, ip, port, now))
 
     def getsockname(self) -> Address:
         self._check()
@@ -196,12 +285,12 @@ class Socket:
         ep = self._check()
         dst = _parse_address(args[-1], "sendto")
         payload = bytes(data)
-        return self.host.call(lambda st, now: st.udp_send(ep, payload, dst))
+        return self.host.call(lambda st, now: st.udp.send(ep, payload, dst, now))
 
     def send(self, data: bytes, flags: int = 0) -> int:
         ep = self._check()
         payload = bytes(data)
-        return self.host.call(lambda st, now: st.udp_send(ep, payload))
+        return self.host.call(lambda st, now: st.udp.send(ep, payload, None, now))
 
     def sendall(self, data: bytes, flags: int = 0) -> None:
         self.send(data, flags)
@@ -240,8 +329,8 @@ class Socket:
         self._closed = True
         ep = self._endpoint
 
-        def close(st: Stack, _now: float) -> None:
-            st.udp_close(ep)
+        def close(st: Stack, now: float) -> None:
+            st.udp.close(ep, now)
             self.host._closed(self)
 
         self.host.call(close)

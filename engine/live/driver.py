@@ -22,12 +22,23 @@ stack through one ``threading.RLock`` (``lock``):
 
   Predicates run with the lock held, so they may read stack state directly.
 
+* ``on_ready`` (a socket host's ``dispatch_ready``) runs in the loop thread,
+  outside the lock, whenever the stack marked endpoints ready: after a batch
+  of frames or timers, or after an application thread's ``call`` (which wakes
+  the loop for it). Callbacks it runs call back into the stack through
+  ``call`` and only mark more endpoints, so nothing re-enters itself.
+
+A bug in the stack must not end a live session: an exception while one frame
+is handled is counted (``stack.error``), logged with the frame in hex, and
+the loop goes on. (A replay lets the same exception fail the scenario.)
+
 Run the loop in the foreground with ``run()`` or ``run_until_signal()``, or
 in a background thread with ``start()``; ``stop()`` ends it from any thread
 or from a signal handler.
 """
 
 import contextlib
+import logging
 import os
 import selectors
 import signal
@@ -38,12 +49,16 @@ from types import FrameType
 from typing import Protocol, TypeVar
 
 from simstack.protocols.stack import Stack
+from simstack.protocols.transport import Ready
 
 T = TypeVar("T")
 FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" out of it, frame, monotonic time)
 
 _FRAMES = "frames"
 _WAKE = "wake"
+_LOG_ERRORS = 10  # frames logged in full before the log only counts
+
+log = logging.getLogger("simstack.live")
 
 
 class FrameDevice(Protocol):
@@ -63,18 +78,19 @@ class LiveDriver:
     stack (inbound) or the device (outbound) does: the pcap writer and the
     ``-v`` printer hang there. ``batch`` bounds how many queued frames one
     wake-up reads, so a flood cannot starve timers or application calls.
-    ``on_activity`` runs under the lock wherever waiters are notified, before
-    the frames it queues are sent: readiness callbacks (a socket host's
-    ``run_readers``) belong there. ``error`` is set when the device failed
-    (it was deleted, say) and the loop ended because of it.
+    ``on_ready`` runs in the loop thread, outside the lock, when endpoints
+    were marked ready; it returns True when it left marks for another turn.
+    ``error`` is set when the device failed (it was deleted, say) and the
+    loop ended because of it.
     """
 
     def __init__(self, stack: Stack, device: FrameDevice, *, hook: FrameHook | None = None, batch: int = 64,
-                 clock: Callable[[], float] = time.monotonic, on_activity: Callable[[], None] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, on_ready: Callable[[], bool] | None = None) -> None:
         self.stack = stack
         self.device = device
         self.hook = hook
-        self.on_activity = on_activity
+        self.on_ready = on_ready
+        self._errors_logged = 0
         self.batch = batch
         self.clock = clock
         self.lock = threading.RLock()
@@ -111,12 +127,15 @@ class LiveDriver:
             try:
                 return fn(self.stack, now)
             finally:
-                if self.on_activity is not None:
-                    self.on_activity()
                 self._flush(now)
                 self.condition.notify_all()
                 if threading.get_ident() != self._loop_thread:
                     self.wake()
+
+    def take_ready(self) -> list[tuple[object, Ready]]:
+        """The endpoints marked ready since the last time (for the host's ``dispatch_ready``)."""
+        with self.lock:
+            return self.stack.ready.drain()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float | None = None) -> bool:
         """Block until ``predicate()`` holds, the loop is not running, or ``timeout`` passes.
@@ -205,8 +224,12 @@ class LiveDriver:
         with self.lock:
             deadline = stack.next_deadline()
             self._flush(clock())
+        more = False
         while not self._stopping:
-            timeout = None if deadline is None else max(0.0, deadline - clock())
+            if more:
+                timeout: float | None = 0.0
+            else:
+                timeout = None if deadline is None else max(0.0, deadline - clock())
             ready = select(timeout)
             with self.lock:
                 now = clock()
@@ -223,11 +246,11 @@ class LiveDriver:
                         self._drain_wake()
                 deadline = stack.next_deadline()
                 if deadline is not None and deadline <= now:
-                    stack.on_timer(now)
+                    try:
+                        stack.on_timer(now)
+                    except Exception as e:
+                        self._bug(e, b"")
                     busy = True
-                if busy and self.on_activity is not None:
-                    self.on_activity()
-                deadline = stack.next_deadline()
                 try:
                     self._flush(now)
                 except OSError as e:
@@ -235,6 +258,16 @@ class LiveDriver:
                     self._stopping = True
                 if busy:
                     self.condition.notify_all()
+                pending = bool(stack.ready)
+            more = False
+            if pending and self.on_ready is not None:
+                try:
+                    more = self.on_ready()
+                except Exception as e:  # a service's callback: counted like a frame's bug
+                    self._bug(e, b"")
+            with self.lock:
+                deadline = stack.next_deadline()
+                more = more or bool(stack.ready)
 
     def _receive(self, now: float) -> bool:
         frames = self.device.read_batch(self.batch)
@@ -243,8 +276,21 @@ class LiveDriver:
         for frame in frames:
             if hook is not None:
                 hook("<", frame, now)
-            receive(frame, now)
+            try:
+                receive(frame, now)
+            except Exception as e:
+                self._bug(e, frame)
         return bool(frames)
+
+    def _bug(self, e: Exception, frame: bytes) -> None:
+        """An exception the stack should never raise: count it, log it, and keep the session."""
+        self.stack.counters.inc("stack.error")
+        self._errors_logged += 1
+        if self._errors_logged <= _LOG_ERRORS:
+            what = f"frame {frame.hex()}" if frame else "a timer or a readiness callback"
+            log.error("a bug in the stack while handling %s; the session goes on", what, exc_info=e)
+        elif self._errors_logged == _LOG_ERRORS + 1:
+            log.error("more bugs in the stack; counting them in stack.error from now on")
 
     def _flush(self, now: float) -> None:
         out = self.stack.transmit()

@@ -67,7 +67,7 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
         if key in out:
             raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
         value = loader.construct_object(value_node, deep=True)
-        if key == "at" and isinstance(value_node, yaml.ScalarNode) and value_node.value.startswith("+") \
+        if key in ("at", "until") and isinstance(value_node, yaml.ScalarNode) and value_node.value.startswith("+") \
                 and isinstance(value, int | float):
             value = RelativeTime(value)
         out[key] = value
@@ -101,6 +101,8 @@ class Step:
     span: float = 0.0  # nothing: how long the wire stays quiet
     app: str = ""
     args: dict[str, Any] = field(default_factory=dict)
+    until: float | None = None  # app: the call blocks across later steps and returns at this time
+    until_relative: bool = False  # ... counted from the call's start
     counters: dict[str, int] = field(default_factory=dict)
     note: str = ""
 
@@ -131,7 +133,7 @@ COUNTER_LAYERS = {"eth", "arp", "ipv4", "icmp", "udp", "tap"}
 STEP_KEYS = {
     "inject": {"at", "note", "fragment"},
     "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments"},
-    "app": {"at", "note"},
+    "app": {"at", "note", "until", "within"},
     "counters": {"at", "note"},
 }
 _SOCK = {"socket": "name", "error": "error"}
@@ -147,7 +149,10 @@ APP_OPS: dict[str, dict[str, str]] = {
     "recvfrom": {**_SOCK, "size": "int", "timeout": "float", "data": "bytes", "addr": "addr"},
     "getsockname": {**_SOCK, "addr": "addr"},
     "close": {"socket": "name"},
+    "wait": {"socket": "name"},
 }
+# Calls that may block, and so may take until:/within: (packetdrill's "0...0.1 read()").
+BLOCKING_OPS = {"recv", "recvfrom"}
 REQUIRED_ARGS = {"ping": ("dst",), "bind": ("addr",), "connect": ("addr",), "sendto": ("addr",)}
 ERROR_NAMES = {
     "OSError", "ConnectionRefusedError", "ConnectionError", "TimeoutError", "BlockingIOError", "EADDRINUSE",
@@ -456,6 +461,20 @@ def _app(chk: _Checker, m: LineDict, step: Step, ctx: Context) -> None:
     if op not in APP_OPS:
         raise chk.fail(m.key_lines["app"], f"unknown app operation {op!r}; known: {', '.join(APP_OPS)}")
     step.app = op
+    for key in ("until", "within"):
+        if key in m:
+            if op not in BLOCKING_OPS:
+                raise chk.fail(m.key_lines[key], f"{key} goes with a call that can block ({', '.join(sorted(BLOCKING_OPS))})")
+            if "timeout" in m:
+                raise chk.fail(m.key_lines[key], f"{key} and timeout exclude each other: {key} lets the call block "
+                                                 "across later steps, timeout blocks it in place")
+    if "until" in m and "within" in m:
+        raise chk.fail(m.key_lines["within"], "until and within exclude each other: until fixes the return time")
+    if "until" in m:
+        step.until = chk.number(m, "until")
+        step.until_relative = isinstance(m["until"], RelativeTime)
+    if "within" in m:
+        step.within = chk.number(m, "within")
     for name, kind in APP_OPS[op].items():
         if name in m:
             step.args[name] = _app_arg(chk, m, name, kind, ctx)

@@ -1,34 +1,45 @@
-"""The simulated wire: one scenario against one stack on a virtual clock.
+"""The scenario runner: one scenario against one stack on the simulated wire.
 
-The runner plays every host that is not the stack. Time moves only when a step
-asks for it, and then jumps from one stack deadline to the next (the way
-gVisor's fake clock fires timers in order), so a 30-second ARP timeout replays
+The runner plays every host that is not the stack. Time moves only when a
+step asks for it (``engine/wire/sim.py``), so a 30-second ARP timeout replays
 in microseconds and every run is identical.
+
+An ``app:`` call that can block runs as a generator that yields whenever the
+socket would block, naming the readiness it waits for. Without ``until:`` or
+``within:`` the runner waits for it in place, moving the clock; with them the
+call stays blocked across later steps (packetdrill's ``0...0.1 read()``): its
+readiness callback resumes it when a later inject or timer makes it ready, and
+its result and return time are checked when it returns.
 """
 
 import errno
-from collections import deque
-from collections.abc import Callable
+import math
+import traceback
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from simstack.protocols import ethernet, ipv4
 from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.errors import Malformed
-from simstack.protocols.stack import EchoEndpoint, Stack
+from simstack.protocols.icmp_layer import EchoEndpoint
+from simstack.protocols.stack import Stack
 
 from ..api.services import start_services
-from ..api.sockets import AF_INET, SOCK_DGRAM, Socket, SocketHost
+from ..api.sockets import AF_INET, SOCK_DGRAM, Socket
+from ..wire.sim import Trace
 from .fields import BYTES, compare, decode_frame, show
 from .loader import Scenario, ScenarioError, Step
+from .simhost import SimHost
 
-T = TypeVar("T")
-
-Trace = Callable[[float, str, bytes], None]  # (time, "<" into the stack | ">" out of it, frame)
+# A blocking call: yields ("read" | "write", socket) while it would block, returns its result.
+Call = Generator[tuple[str, Socket], None, Any]
 
 
 class StepFailed(Exception):
-    pass
+    def __init__(self, message: str, step: Step | None = None) -> None:
+        super().__init__(message)
+        self.step = step  # the step that failed, when it is not the one running (a blocked call)
 
 
 @dataclass
@@ -42,65 +53,36 @@ def describe(frame: bytes) -> str:
     return decode_frame(frame).summary
 
 
-class Runner(SocketHost):
+@dataclass
+class _Blocked:
+    """An app call left blocked across later steps."""
+
+    step: Step
+    sock: Socket
+    call: Call
+    check: Callable[[Any], None]
+    started: float
+    deadline: float  # when it must have returned by (until + tolerance, or start + within)
+    done: bool = False
+
+
+class Runner(SimHost):
     """Also the socket host of the replay: blocking calls move the virtual clock."""
 
     def __init__(self, scenario: Scenario, trace: Trace | None = None) -> None:
-        super().__init__()
+        stack = Stack(scenario.config, scenario.rng())
+        ignore = scenario.ignore
+        keep = (lambda frame: not any(not compare(spec, decode_frame(frame)) for spec in ignore)) if ignore else None
+        super().__init__(stack, trace=trace, keep=keep, default_wait=scenario.expect_within)
         self.scenario = scenario
-        self.trace = trace
-        self.stack = Stack(scenario.config, scenario.rng())
-        self.now = 0.0
-        self.pending: deque[tuple[float, bytes]] = deque()
         self.echo: dict[int, EchoEndpoint] = {}
         self.sockets: dict[str, Socket] = {}
+        self.blocked: dict[str, _Blocked] = {}  # by socket name
         self.services = start_services(self, scenario.services)
 
-    # -- SocketHost ----------------------------------------------------------------
-    def call(self, fn: Callable[[Stack, float], T]) -> T:
-        try:
-            return fn(self.stack, self.now)
-        finally:
-            self._collect()
-
-    def wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
-        limit = self.now + (self.scenario.expect_within if timeout is None else timeout)
-        while not ready():
-            deadline = self.stack.next_deadline()
-            if deadline is None or deadline > limit:
-                self.advance(limit)
-                return ready()
-            self.advance(deadline)
-        return True
-
-    # -- clock ----------------------------------------------------------------
-    def advance(self, t: float) -> None:
-        """Fire every stack timer due up to ``t``, in order, then stand at ``t``."""
-        stack = self.stack
-        while True:
-            deadline = stack.next_deadline()
-            if deadline is None or deadline > t:
-                break
-            self.now = max(self.now, deadline)
-            stack.on_timer(self.now)
-            self.run_readers()
-            self._collect()
-        self.now = max(self.now, t)
-
-    def _collect(self) -> None:
-        ignore = self.scenario.ignore
-        for frame in self.stack.transmit():
-            if self.trace:
-                self.trace(self.now, ">", frame)
-            if ignore and self._ignored(frame, ignore):
-                continue
-            self.pending.append((self.now, frame))
-
-    @staticmethod
-    def _ignored(frame: bytes, ignore: list[dict[str, Any]]) -> bool:
-        """``options.ignore``: frames the stack sends by its own choice, at moments a replay need not repeat."""
-        decoded = decode_frame(frame)
-        return any(not compare(spec, decoded) for spec in ignore)
+    @property
+    def pending(self) -> Any:
+        return self.wire.pending
 
     def _target(self, step: Step) -> float:
         if step.at is None:
@@ -113,26 +95,35 @@ class Runner(SocketHost):
     # -- running ----------------------------------------------------------------
     def run(self) -> Result:
         sc = self.scenario
-        for index, step in enumerate(sc.steps, 1):
-            try:
+        index = 0
+        step: Step | None = None
+        try:
+            for index, step in enumerate(sc.steps, 1):  # noqa: B007 (index names the step that failed)
                 getattr(self, f"_do_{step.kind}")(step)
-            except StepFailed as e:
-                head = f"{sc.path}:{step.line}: step {index} ({step.kind}) failed at t={self.now:.6f}"
-                return Result(sc.path, False, f"{head}\n{e}")
+            for b in self.blocked.values():
+                if not b.done:
+                    raise StepFailed(f"  {b.step.app} was still blocked when the scenario ended", b.step)
+        except StepFailed as e:
+            failed = e.step or step
+            assert failed is not None
+            where = sc.steps.index(failed) + 1 if e.step is not None else index
+            head = f"{sc.path}:{failed.line}: step {where} ({failed.kind}) failed at t={self.now:.6f}"
+            return Result(sc.path, False, f"{head}\n{e}")
+        except ScenarioError:
+            raise
+        except Exception:
+            # In a replay a bug in the stack is a failed test, shown with its traceback.
+            line = step.line if step is not None else 0
+            return Result(sc.path, False, f"{sc.path}:{line}: step {index} raised\n{traceback.format_exc()}")
         if self.pending and not sc.allow_unexpected:
             lines = "\n".join(f"  {t:.6f} > {describe(f)}" for t, f in self.pending)
             return Result(sc.path, False, f"{sc.path}: the stack sent frames no step expected:\n{lines}")
         return Result(sc.path, True)
 
     def _do_inject(self, step: Step) -> None:
-        t = self._target(step)
-        self.advance(t)
+        self.advance(self._target(step))
         for frame in step.frames:
-            if self.trace:
-                self.trace(self.now, "<", frame)
-            self.stack.receive(frame, self.now)
-            self.run_readers()
-            self._collect()
+            self.wire.inject(frame)
 
     def _do_expect(self, step: Step) -> None:
         sc = self.scenario
@@ -141,22 +132,23 @@ class Runner(SocketHost):
         tolerance = sc.tolerance if step.tolerance is None else step.tolerance
         deadline = target + tolerance if timed else self.now + (sc.expect_within if step.within is None else step.within)
         wanted = max(step.fragments, 1)
-        while len(self.pending) < wanted:
-            next_deadline = self.stack.next_deadline()
+        pending = self.wire.pending
+        while len(pending) < wanted:
+            next_deadline = self.next_deadline()
             if next_deadline is None or next_deadline > deadline:
                 break
-            self.advance(next_deadline)
-        if len(self.pending) < wanted:
+            self.step()
+        if len(pending) < wanted:
             if step.optional:
                 return
             self.advance(deadline)
-            sent = f"only {len(self.pending)} of {wanted} frames" if self.pending else "nothing"
+            sent = f"only {len(pending)} of {wanted} frames" if pending else "nothing"
             raise StepFailed(f"  expected {wanted} frame(s) by t={deadline:.6f}; the stack sent {sent}\n"
                              f"  wanted: {_show_expected(step)}")
-        t, frame = self.pending[0]
+        t, frame = pending[0]
         if step.fragments:
-            t = self.pending[wanted - 1][0]
-            frame = _reassemble([f for _, f in list(self.pending)[:wanted]], self.stack.config.mtu)
+            t = pending[wanted - 1][0]
+            frame = _reassemble([f for _, f in list(pending)[:wanted]], self.stack.config.mtu)
         decoded = decode_frame(frame)
         rows = compare(step.expected, decoded)
         if timed and abs(t - target) > tolerance + 1e-9:
@@ -169,10 +161,10 @@ class Runner(SocketHost):
             table = "\n".join(f"  {k:<{width}}{w:<{wcol}}{h}" for k, w, h in rows)
             raise StepFailed(f"  {'field':<{width}}{'expected':<{wcol}}actual\n{table}\n  frame: {t:.6f} > {decoded.summary}")
         for _ in range(wanted):
-            self.pending.popleft()
+            pending.popleft()
         # A timed expect leaves the clock at its own time, not the (earlier) send
         # time it tolerated, so a recording's relative times do not drift.
-        self.now = max(self.now, target if timed else t)
+        self.wire.now = max(self.now, target if timed else t)
 
     def _do_nothing(self, step: Step) -> None:
         start = self._target(step)
@@ -193,6 +185,7 @@ class Runner(SocketHost):
     def _do_app(self, step: Step) -> None:
         self.advance(self._target(step))
         getattr(self, f"_app_{step.app}")(step)
+        self.wire.settle()
 
     def _app_ping(self, step: Step) -> None:
         a = step.args
@@ -207,26 +200,106 @@ class Runner(SocketHost):
                 ep.send(a["dst"], a.get("seq", 1) + i, a.get("data", b""), self.now)
             except OSError as e:
                 raise StepFailed(f"  ping {ip_to_str(a['dst'])}: {e.strerror or e}") from None
-            self._collect()
+            self.wire.collect()
 
+    # -- calls that may block ------------------------------------------------------
+    def _blocking(self, step: Step, sock: Socket, call: Call, check: Callable[[Any], None]) -> None:
+        """Run ``call``: in place (moving the clock) or, with until:/within:, across later steps."""
+        if step.until is None and step.within is None:
+            timeout = step.args.get("timeout", 0.0)
+            limit = self.now + timeout
+            while True:
+                want, outcome = _run_call(call)
+                if want is None:
+                    break
+                if timeout == 0.0:
+                    outcome = (False, BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"))
+                    break
+                ready = (lambda: sock.readable) if want == "read" else (lambda: sock.writable)
+                if not self.wait_until(ready, limit - self.now):
+                    outcome = (False, TimeoutError("timed out"))
+                    break
+            result = self._hold(step, outcome)
+            if result is not _NOTHING:
+                check(result)
+            return
+        start = self.now
+        if step.until is not None:
+            until = start + step.until if step.until_relative else step.until
+            deadline = until + self.scenario.tolerance
+        else:
+            assert step.within is not None
+            deadline = start + step.within
+        blocked = _Blocked(step, sock, call, check, start, deadline)
+        self.blocked[step.args["socket"]] = blocked
+        self._resume(blocked)
+        if not blocked.done:
+            # Just past the deadline: a frame injected at the deadline itself still counts.
+            self.wire.call_at(math.nextafter(deadline, math.inf), lambda: self._expire(blocked))
+
+    def _resume(self, b: _Blocked) -> None:
+        """Run a blocked call on until it blocks again or returns; readiness callbacks call this."""
+        self.remove_reader(b.sock)
+        self.remove_writer(b.sock)
+        want, outcome = _run_call(b.call)
+        if want == "read":
+            self.add_reader(b.sock, lambda: self._resume(b))
+            return
+        if want == "write":
+            self.add_writer(b.sock, lambda: self._resume(b))
+            return
+        b.done = True
+        step = b.step
+        if step.until is not None:
+            until = b.started + step.until if step.until_relative else step.until
+            if abs(self.now - until) > self.scenario.tolerance + 1e-9:
+                raise StepFailed(f"  {step.app} returned at t={self.now:.6f}, expected t={until:.6f}"
+                                 f" ±{self.scenario.tolerance:g}", step)
+        result = self._hold(step, outcome, step)
+        if result is not _NOTHING:
+            b.check(result)
+
+    def _expire(self, b: _Blocked) -> None:
+        if not b.done:
+            self.remove_reader(b.sock)
+            self.remove_writer(b.sock)
+            raise StepFailed(f"  {b.step.app} was still blocked at t={self.now:.6f} (it started at t={b.started:.6f})",
+                             b.step)
+
+    def _hold(self, step: Step, outcome: tuple[bool, Any], blocked: Step | None = None) -> Any:
+        """Hold a call's outcome to the step's ``error:``; the result to check, or _NOTHING."""
+        ok, value = outcome
+        want = step.args.get("error")
+        if not ok:
+            if want is not None and want in _names_of(value):
+                return _NOTHING
+            expected = f", expected {want}" if want else ""
+            raise StepFailed(f"  {step.app} raised {type(value).__name__}: {value}{expected}", blocked)
+        if want is not None:
+            raise StepFailed(f"  {step.app} succeeded (returned {value!r}), expected {want}", blocked)
+        return value
+
+    def _app_wait(self, step: Step) -> None:
+        """Block here, moving the clock, until the call left blocked on this socket has returned."""
+        b = self.blocked.get(step.args["socket"])
+        if b is None:
+            raise StepFailed(f"  no call was left blocked on socket {step.args['socket']!r}")
+        while not b.done:
+            if not self.step():
+                raise StepFailed(f"  {b.step.app} can never return: nothing is left to happen")
 
     # -- socket operations (packetdrill's system calls) ---------------------------
     def _sock(self, step: Step) -> Socket:
         return self.sockets[step.args["socket"]]
 
     def _attempt(self, step: Step, fn: Callable[[], Any]) -> Any:
-        """Run one socket call and hold it to the step's ``error:``, if any."""
-        want = step.args.get("error")
+        """Run one call that never blocks and hold it to the step's ``error:``, if any."""
         try:
-            result = fn()
+            outcome: tuple[bool, Any] = (True, fn())
         except OSError as e:
-            if want is not None and want in _names_of(e):
-                return None
-            expected = f", expected {want}" if want else ""
-            raise StepFailed(f"  {step.app} raised {type(e).__name__}: {e}{expected}") from None
-        if want is not None:
-            raise StepFailed(f"  {step.app} succeeded (returned {result!r}), expected {want}")
-        return result
+            outcome = (False, e)
+        result = self._hold(step, outcome)
+        return None if result is _NOTHING else result
 
     def _app_socket(self, step: Step) -> None:
         self.sockets[step.args["socket"]] = self.socket(AF_INET, SOCK_DGRAM)
@@ -255,19 +328,29 @@ class Runner(SocketHost):
 
     def _receive(self, step: Step, with_address: bool) -> None:
         sock = self._sock(step)
-        sock.settimeout(step.args.get("timeout", 0.0))
-        got = self._attempt(step, lambda: sock.recvfrom(step.args.get("size", 65535)))
-        if got is None:
-            return
-        data, addr = got
-        rows = []
-        if "data" in step.args and data != step.args["data"]:
-            rows.append(("data", BYTES.show(step.args["data"]), BYTES.show(data)))
-        if with_address and "addr" in step.args and addr != step.args["addr"]:
-            rows.append(("addr", str(step.args["addr"]), str(addr)))
-        if rows:
-            table = "\n".join(f"  {k:<8}{w:<40}{h}" for k, w, h in rows)
-            raise StepFailed(f"  {'result':<8}{'expected':<40}actual\n{table}")
+        size = step.args.get("size", 65535)
+
+        def call() -> Call:
+            sock.setblocking(False)
+            while True:
+                try:
+                    return sock.recvfrom(size)
+                except BlockingIOError:
+                    yield "read", sock
+
+        def check(got: tuple[bytes, tuple[str, int]]) -> None:
+            data, addr = got
+            rows = []
+            if "data" in step.args and data != step.args["data"]:
+                rows.append(("data", BYTES.show(step.args["data"]), BYTES.show(data)))
+            if with_address and "addr" in step.args and addr != step.args["addr"]:
+                rows.append(("addr", str(step.args["addr"]), str(addr)))
+            if rows:
+                table = "\n".join(f"  {k:<8}{w:<40}{h}" for k, w, h in rows)
+                raise StepFailed(f"  {'result':<8}{'expected':<40}actual\n{table}",
+                                 step if step.until is not None or step.within is not None else None)
+
+        self._blocking(step, sock, call(), check)
 
     def _app_getsockname(self, step: Step) -> None:
         sock = self._sock(step)
@@ -278,6 +361,20 @@ class Runner(SocketHost):
 
     def _app_close(self, step: Step) -> None:
         self.sockets[step.args["socket"]].close()
+
+
+_NOTHING: Any = object()  # a call's outcome had no result to check (it raised the error the step expected)
+
+
+def _run_call(call: Call) -> tuple[str | None, tuple[bool, Any]]:
+    """Run a call until it blocks (what it waits for) or ends (None, (ok, result or exception))."""
+    try:
+        want, _sock = next(call)
+    except StopIteration as stop:
+        return None, (True, stop.value)
+    except OSError as e:
+        return None, (False, e)
+    return want, (True, None)
 
 
 def _reassemble(frames: list[bytes], mtu: int) -> bytes:
@@ -308,9 +405,10 @@ def _reassemble(frames: list[bytes], mtu: int) -> bytes:
     payload = b"".join(pieces[o] for o in sorted(pieces))
     if header is None or total is None or len(payload) != total or first_eth is None:
         raise StepFailed("  the fragments do not make a whole datagram (first or last missing, or a gap)")
-    whole = ipv4.Ipv4(header.src, header.dst, header.protocol, payload, header.ttl, header.identification,
-                      header.tos, header.df, False, 0, header.options)
-    return ethernet.emit(ethernet.Ethernet(first_eth.dst, first_eth.src, first_eth.ethertype, ipv4.emit(whole)), pad=False)
+    whole = ipv4.Ipv4(src=header.src, dst=header.dst, protocol=header.protocol, payload=payload, ttl=header.ttl,
+                      identification=header.identification, tos=header.tos, df=header.df, options=header.options)
+    return ethernet.emit(ethernet.Ethernet(dst=first_eth.dst, src=first_eth.src, ethertype=first_eth.ethertype,
+                                           payload=ipv4.emit(whole)), pad=False)
 
 
 def _names_of(e: OSError) -> set[str]:

@@ -1,0 +1,101 @@
+"""The routing table: connected prefixes, static routes and a default, longest prefix wins.
+
+RFC 1812 5.2.4.3 and RFC 1122 3.3.1: a datagram goes to the most specific
+route that covers its destination; a connected route's next hop is the
+destination itself, any other route's next hop is its gateway. Every sender
+(UDP, ICMP, TCP choosing its source address, a router forwarding) asks this
+one table, so a second interface or a static route is one more row.
+"""
+
+import errno
+from dataclasses import dataclass
+
+from .addresses import BROADCAST_IP
+
+
+class NoRoute(OSError):
+    """No route covers the destination (ENETUNREACH)."""
+
+    def __init__(self) -> None:
+        super().__init__(errno.ENETUNREACH, "Network is unreachable")
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One row: ``network/length`` via ``gateway`` (None: on-link), leaving with source ``src``."""
+
+    network: int
+    length: int
+    gateway: bytes | None
+    src: bytes
+    mtu: int
+
+    @property
+    def mask(self) -> int:
+        return (0xFFFFFFFF << (32 - self.length)) & 0xFFFFFFFF if self.length else 0
+
+
+@dataclass(frozen=True, slots=True)
+class NextHop:
+    """Where one datagram goes: the neighbour to resolve, the source address and the link MTU."""
+
+    next_hop: bytes
+    src: bytes
+    mtu: int
+
+
+class RoutingTable:
+    """Rows kept grouped by prefix length, longest first, so a lookup stops at the first match."""
+
+    __slots__ = ("_by_length", "_cache")
+
+    CACHE_MAX = 1024  # destinations remembered; a lookup per datagram otherwise costs a loop over lengths
+
+    def __init__(self) -> None:
+        self._by_length: dict[int, dict[int, Route]] = {}
+        self._cache: dict[bytes, NextHop] = {}
+
+    def add(self, network: bytes, length: int, gateway: bytes | None, src: bytes, mtu: int) -> Route:
+        if not 0 <= length <= 32:
+            raise ValueError(f"prefix length {length} is not in 0..32")
+        mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
+        net = int.from_bytes(network, "big") & mask
+        route = Route(net, length, gateway, src, mtu)
+        rows = self._by_length.setdefault(length, {})
+        rows[net] = route
+        self._by_length = dict(sorted(self._by_length.items(), reverse=True))
+        self._cache.clear()
+        return route
+
+    def remove(self, network: bytes, length: int) -> None:
+        mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
+        rows = self._by_length.get(length, {})
+        rows.pop(int.from_bytes(network, "big") & mask, None)
+        self._cache.clear()
+
+    def routes(self) -> list[Route]:
+        return [r for rows in self._by_length.values() for r in rows.values()]
+
+    def lookup(self, dst: bytes) -> NextHop:
+        """The next hop for ``dst``, or ``NoRoute``. The limited broadcast is on every link (RFC 919)."""
+        hit = self._cache.get(dst)
+        if hit is not None:
+            return hit
+        if dst == BROADCAST_IP:
+            link = next((r for rows in self._by_length.values() for r in rows.values() if r.gateway is None), None)
+            if link is None:
+                raise NoRoute()
+            return NextHop(dst, link.src, link.mtu)
+        addr = int.from_bytes(dst, "big")
+        for length, rows in self._by_length.items():
+            mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
+            route = rows.get(addr & mask)
+            if route is not None:
+                hop = NextHop(route.gateway or dst, route.src, route.mtu)
+                break
+        else:
+            raise NoRoute()
+        if len(self._cache) >= self.CACHE_MAX:
+            self._cache.clear()
+        self._cache[dst] = hop
+        return hop
