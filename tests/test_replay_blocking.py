@@ -138,8 +138,8 @@ def _host() -> SimHost:
 
 
 def _udp(data: bytes) -> bytes:
-    return raw(Ether(dst=STACK_MAC, src=PEER_MAC) / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=6000, dport=5000)
-               / data)
+    frame = Ether(dst=STACK_MAC, src=PEER_MAC) / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=6000, dport=5000) / data
+    return bytes(raw(frame))
 
 
 def test_asyncio_runs_on_the_virtual_clock_and_wakes_on_an_inject() -> None:
