@@ -63,18 +63,20 @@ class ArpConfig:
     stale_time: float = 60.0  # an unused STALE entry is removed after this
     failed_time: float = 20.0  # a FAILED entry answers "unreachable" this long
     max_entries: int = 512
+    gc_min_age: float = 5.0  # Linux neigh_forced_gc: an INCOMPLETE entry this young is not evicted
 
 
 class Neighbor:
-    __slots__ = ("ip", "mac", "probes", "queue", "queued_bytes", "state")
+    __slots__ = ("ip", "mac", "probes", "queue", "queued_bytes", "state", "updated")
 
-    def __init__(self, ip: bytes) -> None:
+    def __init__(self, ip: bytes, now: float) -> None:
         self.ip = ip
         self.mac: bytes | None = None
         self.state = INCOMPLETE
         self.probes = 0
         self.queue: deque[bytes] = deque()
         self.queued_bytes = 0
+        self.updated = now  # last created, confirmed or changed: the garbage collector's age
 
 
 class NeighborCache:
@@ -126,7 +128,7 @@ class NeighborCache:
                 self._probe(entry, now)
             self._enqueue(entry, packet)
             return None
-        entry = self._new_entry(ip)
+        entry = self._new_entry(ip, now)
         if entry is None:
             self.counters.drop("arp", "cache_full")
             return None
@@ -167,21 +169,37 @@ class NeighborCache:
         self._solicit(entry.ip, entry.mac if entry.state == PROBE else None)
         self.timers.schedule(("arp", entry.ip), now + self.config.retrans_time)
 
-    def _new_entry(self, ip: bytes) -> Neighbor | None:
-        if len(self.entries) >= self.config.max_entries and not self._evict():
+    def _new_entry(self, ip: bytes, now: float) -> Neighbor | None:
+        if len(self.entries) >= self.config.max_entries and not self._evict(now):
             return None
-        entry = Neighbor(ip)
+        entry = Neighbor(ip, now)
         self.entries[ip] = entry
         return entry
 
-    def _evict(self) -> bool:
-        """Make room by removing a FAILED or STALE entry, oldest first."""
-        for wanted in (FAILED, STALE):
-            for ip, entry in self.entries.items():
-                if entry.state == wanted:
-                    self._remove(ip)
-                    return True
-        return False
+    def _evict(self, now: float) -> bool:
+        """Make room as Linux's forced garbage collection does (neigh_forced_gc).
+
+        FAILED entries go first, then the entry updated longest ago, whatever
+        its state, so a burst of forged senders cannot hold the cache against
+        a new neighbour. An INCOMPLETE entry younger than ``gc_min_age`` stays:
+        a resolution under way is not cut short by the flood it competes with.
+        """
+        for ip, entry in self.entries.items():
+            if entry.state == FAILED:
+                self._remove(ip)
+                self.counters.inc("arp.evicted")
+                return True
+        victim: Neighbor | None = None
+        for entry in self.entries.values():
+            if entry.state == INCOMPLETE and now - entry.updated < self.config.gc_min_age:
+                continue
+            if victim is None or entry.updated < victim.updated:
+                victim = entry
+        if victim is None:
+            return False
+        self._remove(victim.ip)
+        self.counters.inc("arp.evicted")
+        return True
 
     def _remove(self, ip: bytes) -> None:
         entry = self.entries.pop(ip, None)
@@ -200,7 +218,7 @@ class NeighborCache:
         if entry is None:
             if not create:
                 return
-            entry = self._new_entry(ip)
+            entry = self._new_entry(ip, now)
             if entry is None:
                 self.counters.drop("arp", "cache_full")
                 return
@@ -212,6 +230,7 @@ class NeighborCache:
             fire("update", entry)
         entry.mac = mac
         entry.probes = 0
+        entry.updated = now
         if entry.state == REACHABLE:
             self.timers.schedule(("arp", ip), now + self.config.reachable_time)
         else:

@@ -66,6 +66,11 @@ class StackConfig:
     def network(self) -> int:
         return int.from_bytes(self.ip, "big") & self.netmask
 
+    @cached_property
+    def network_address(self) -> bytes:
+        """The subnet's own address (10.0.0.0 in 10.0.0.0/24): never a host's source (RFC 1122 3.2.1.3)."""
+        return self.network.to_bytes(4, "big")
+
     def on_link(self, ip: bytes) -> bool:
         return int.from_bytes(ip, "big") & self.netmask == self.network
 
@@ -185,6 +190,11 @@ class Stack:
             if transport is not None and len(packet) >= hlen + 8:
                 transport.icmp_error(self.config.ip, note, packet[16:20], packet[hlen:], now)
 
+    def _is_neighbour(self, ip: bytes) -> bool:
+        """On our subnet, and neither its network address nor its broadcast (RFC 1122 3.2.1.3)."""
+        cfg = self.config
+        return cfg.on_link(ip) and ip != cfg.subnet_broadcast and (cfg.prefix_len >= 31 or ip != cfg.network_address)
+
     def _rx_arp(self, eth: ethernet.Ethernet, now: float) -> None:
         c = self.counters
         c.inc("arp.rx")
@@ -208,10 +218,20 @@ class Stack:
             c.drop("arp", "bad_sender")
             return
         for_us = pkt.tpa == me
-        # RFC 5227 probes carry sender 0.0.0.0: nothing to learn from them.
-        if pkt.spa != ZERO_IP:
+        # What to learn is Linux's policy (arp_process with arp_accept=0):
+        # - RFC 5227 probes carry sender 0.0.0.0: nothing to learn from them;
+        # - only a sender on our own subnet, and not its network or broadcast
+        #   address, can be a neighbour (a forged off-link sender is not);
+        # - a request for us creates an entry (RFC 826 "add"); a reply creates
+        #   none, since we never asked, or it would update the entry we have;
+        # - an existing entry is updated by any ARP packet from its address,
+        #   gratuitous ARP included (RFC 826 "merge"); a packet naming us
+        #   confirms it (REACHABLE), any other one leaves it STALE to re-verify.
+        if pkt.spa != ZERO_IP and self._is_neighbour(pkt.spa):
             confirmed = for_us and (pkt.op == arp.REQUEST or pkt.tha == cfg.mac)
-            self.arp.learn(pkt.spa, pkt.sha, now, confirmed=confirmed, create=for_us)
+            self.arp.learn(pkt.spa, pkt.sha, now, confirmed=confirmed, create=for_us and pkt.op == arp.REQUEST)
+        elif pkt.spa != ZERO_IP:
+            c.inc("arp.rx.not_a_neighbour")
         if not for_us:
             c.inc("arp.rx.not_for_us")
             return
@@ -301,7 +321,7 @@ class Stack:
         # the wire (Linux calls all of these martians).
         src0 = ip.src[0]
         if ip.src == BROADCAST_IP or ip.src == cfg.subnet_broadcast or 224 <= src0 <= 239 or src0 in (0, 127) \
-                or ip.src == cfg.ip:
+                or ip.src == cfg.ip or (ip.src == cfg.network_address and cfg.prefix_len < 31):
             c.drop("ipv4", "bad_source")
             return
         # The datagram's own bytes, kept (not copied) for an ICMP error's quote;

@@ -17,7 +17,7 @@ ROWS: list[tuple[str, str, str]] = [
 
 @pytest.mark.parametrize(("trigger", "source", "dest"), ROWS, ids=[f"{t}:{s}->{d}" for t, s, d in ROWS])
 def test_every_arp_transition(trigger: str, source: str, dest: str) -> None:
-    entry = Neighbor(b"\x0a\x00\x00\x02")
+    entry = Neighbor(b"\x0a\x00\x00\x02", 0.0)
     entry.state = source
     fire(trigger, entry)
     assert entry.state == dest
@@ -29,7 +29,7 @@ def test_transitions_not_in_the_table_are_refused() -> None:
     refused = [(t, s) for t in sorted(triggers) for s in STATES if (t, s) not in allowed]
     assert refused  # the table is not "anything goes"
     for trigger, source in refused:
-        entry = Neighbor(b"\x0a\x00\x00\x02")
+        entry = Neighbor(b"\x0a\x00\x00\x02", 0.0)
         entry.state = source
         with pytest.raises(MachineError):
             fire(trigger, entry)
@@ -37,7 +37,7 @@ def test_transitions_not_in_the_table_are_refused() -> None:
 
 
 def test_entries_share_one_machine() -> None:
-    entries = [Neighbor(i.to_bytes(4, "big")) for i in range(1000)]
+    entries = [Neighbor(i.to_bytes(4, "big"), 0.0) for i in range(1000)]
     for e in entries:
         fire("confirm", e)
     assert all(e.state == "REACHABLE" for e in entries)
