@@ -40,7 +40,7 @@ or from a signal handler.
 import contextlib
 import logging
 import os
-import selectors
+import select
 import signal
 import threading
 import time
@@ -54,8 +54,6 @@ from simstack.protocols.transport import Ready
 T = TypeVar("T")
 FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" out of it, frame, monotonic time)
 
-_FRAMES = "frames"
-_WAKE = "wake"
 _LOG_ERRORS = 10  # frames logged in full before the log only counts
 
 log = logging.getLogger("simstack.live")
@@ -101,9 +99,9 @@ class LiveDriver:
         self._loop_thread: int | None = None
         self._thread: threading.Thread | None = None
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-        self._selector = selectors.EpollSelector()
-        self._selector.register(device.fileno(), selectors.EVENT_READ, _FRAMES)
-        self._selector.register(self._wake_fd, selectors.EVENT_READ, _WAKE)
+        self._epoll = select.epoll()
+        self._epoll.register(device.fileno(), select.EPOLLIN)
+        self._epoll.register(self._wake_fd, select.EPOLLIN)
 
     # -- for application threads -------------------------------------------------
     @property
@@ -211,7 +209,7 @@ class LiveDriver:
     def close(self) -> None:
         """Stop, and release the selector and the eventfd (the device is the caller's)."""
         self.stop()
-        self._selector.close()
+        self._epoll.close()
         if self._wake_fd >= 0:
             os.close(self._wake_fd)
             self._wake_fd = -1
@@ -220,22 +218,23 @@ class LiveDriver:
     def _loop(self) -> None:
         stack = self.stack
         clock = self.clock
-        select = self._selector.select
+        poll = self._epoll.poll
+        device_fd = self.device.fileno()
+        condition = self.condition
+        ready_set = stack.ready
         with self.lock:
             deadline = stack.next_deadline()
             self._flush(clock())
         more = False
         while not self._stopping:
-            if more:
-                timeout: float | None = 0.0
-            else:
-                timeout = None if deadline is None else max(0.0, deadline - clock())
-            ready = select(timeout)
+            # Marks left by a dispatch that ran out of rounds: look again at once.
+            timeout = 0.0 if more else -1.0 if deadline is None else max(0.0, deadline - clock())
+            events = poll(timeout)
             with self.lock:
                 now = clock()
                 busy = False
-                for key, _events in ready:
-                    if key.data is _FRAMES:
+                for fd, _mask in events:
+                    if fd == device_fd:
                         try:
                             busy = self._receive(now) or busy
                         except OSError as e:
@@ -251,23 +250,25 @@ class LiveDriver:
                     except Exception as e:
                         self._bug(e, b"")
                     busy = True
+                    deadline = stack.next_deadline()
                 try:
                     self._flush(now)
                 except OSError as e:
                     self.error = e
                     self._stopping = True
-                if busy:
-                    self.condition.notify_all()
-                pending = bool(stack.ready)
-            more = False
-            if pending and self.on_ready is not None:
+                if busy and condition._waiters:  # type: ignore[attr-defined]
+                    condition.notify_all()
+                more = bool(ready_set)
+            if more and self.on_ready is not None:
                 try:
-                    more = self.on_ready()
+                    self.on_ready()
                 except Exception as e:  # a service's callback: counted like a frame's bug
                     self._bug(e, b"")
-            with self.lock:
-                deadline = stack.next_deadline()
-                more = more or bool(stack.ready)
+                with self.lock:
+                    deadline = stack.next_deadline()
+                    more = bool(ready_set)
+            else:
+                more = False
 
     def _receive(self, now: float) -> bool:
         frames = self.device.read_batch(self.batch)
