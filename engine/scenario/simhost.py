@@ -12,6 +12,7 @@ from simstack.protocols.stack import Stack
 from simstack.protocols.transport import Ready
 
 from ..api.sockets import SocketHost
+from ..wire.network import SimNetwork, Station
 from ..wire.sim import SimWire, Trace
 
 T = TypeVar("T")
@@ -70,4 +71,56 @@ class SimHost(SocketHost):
         while self.dispatch_ready():
             rounds += 64
             if rounds >= self.DISPATCH_LIMIT:
+                raise RunawayCallbacks(f"readiness callbacks ran {rounds} rounds at t={self.now:.6f} without settling")
+
+
+class NetHost(SocketHost):
+    """The socket host of one simstack on a ``SimNetwork``: several hosts, one virtual clock.
+
+    A blocking call moves the whole network's clock, so the other hosts (and
+    their services' callbacks) keep working while this one waits.
+    """
+
+    def __init__(self, network: SimNetwork, station: Station, default_wait: float = 5.0) -> None:
+        super().__init__()
+        self.network = network
+        self.station = station
+        self.stack = station.stack
+        self.default_wait = default_wait
+        station.after_event = self._dispatch
+
+    @property
+    def now(self) -> float:
+        return self.network.now
+
+    def next_deadline(self) -> float | None:
+        return self.network.next_deadline()
+
+    def step(self) -> bool:
+        return self.network.step()
+
+    def advance(self, t: float) -> None:
+        self.network.advance(t)
+
+    def call(self, fn: Callable[[Stack, float], T]) -> T:
+        try:
+            return fn(self.stack, self.network.now)
+        finally:
+            self.network.collect(self.station)
+
+    def take_ready(self) -> list[tuple[object, Ready]]:
+        return self.stack.ready.drain()
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        limit = self.network.now + (self.default_wait if timeout is None else timeout)
+        if not self.network.run_until(ready, limit):
+            self.network.advance(limit)
+            return ready()
+        return True
+
+    def _dispatch(self) -> None:
+        rounds = 0
+        while self.dispatch_ready():
+            rounds += 64
+            if rounds >= SimHost.DISPATCH_LIMIT:
                 raise RunawayCallbacks(f"readiness callbacks ran {rounds} rounds at t={self.now:.6f} without settling")
