@@ -3,8 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
-# Tools the live tests drive; installed with apt when missing (needs root).
-APT_TOOLS := iproute2 iputils-ping iputils-arping netcat-openbsd curl tshark tcpdump socat
+# Tools the live tests drive, and dot for `simstack graph`; installed with apt when missing (needs root).
+APT_TOOLS := iproute2 iputils-ping iputils-arping netcat-openbsd curl tshark tcpdump socat graphviz
 
 .PHONY: demo test lint typecheck pytest apt bench clean
 

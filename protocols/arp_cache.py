@@ -25,6 +25,7 @@ STALE = "STALE"
 PROBE = "PROBE"
 FAILED = "FAILED"
 STATES = [INCOMPLETE, REACHABLE, STALE, PROBE, FAILED]
+INITIAL = INCOMPLETE
 
 # The whole life of an entry. Everything that moves an entry's state is here.
 TRANSITIONS: list[dict[str, str | list[str]]] = [

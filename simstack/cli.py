@@ -19,6 +19,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_live_parser(sub)
     add_import_parser(sub)
+    g = sub.add_parser("graph", help="draw a protocol's state machine from its declaration",
+                       description="Draw machine NAME (arp, tcp) from its table; the format follows FILE's suffix: .mmd "
+                                   "(Mermaid), .dot, .svg, .png (Graphviz). Exit 0 written, 2 unknown name or suffix.")
+    g.add_argument("name", metavar="NAME")
+    g.add_argument("-o", "--output", required=True, metavar="FILE")
     return p
 
 
@@ -90,6 +95,10 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.command == "live":
         return live(args)
+    if args.command == "graph":
+        from simstack import graph
+
+        return graph.main(args.name, args.output)
     if args.command == "import":
         from simstack.engine.scenario import importer
 
