@@ -357,6 +357,7 @@ class TcpConn:
         self.nodelay = on
         if on and self.state in _SENDING:
             self._push(now)
+            self._arm()
 
     def set_keepalive(self, on: bool, now: float) -> None:
         """SO_KEEPALIVE (RFC 1122 4.2.3.6): probes after keepalive_time of silence."""
@@ -478,10 +479,9 @@ class TcpConn:
                     self.rcv_nxt = (self.rcv_nxt + n) & MASK
                     self._data_in(n, now)
                 if self.ack_now or len(self.sndbuf) > ((self.snd_nxt - self.buf_seq) & MASK) or \
-                        self.fin_seq is not None or self.persist_at is not None:
+                        self.persist_at is not None:
                     self._push(now)
-                if self.delack_at is not None or self.rto_at is not None:
-                    self._arm()
+                self._arm()
                 return True
         if state == SYN_SENT:
             self._syn_sent(seg, now)
@@ -995,10 +995,19 @@ class TcpConn:
     def _arm(self) -> None:
         """Put the earliest deadline in the stack's heap if it is earlier than the one there."""
         d = self.rto_at
-        for t in (self.persist_at, self.delack_at, self.ka_at, self.close_at):
-            if t is not None and (d is None or t < d):
-                d = t
-        if d is not None and (self.sched is None or d < self.sched) and self.key is not None:
+        t = self.delack_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.persist_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.ka_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.close_at
+        if t is not None and (d is None or t < d):
+            d = t
+        if d is not None and (self.sched is None or d < self.sched) and self.key is not None and self.state != CLOSED:
             self.layer.timers.schedule(("tcp", self.key), d)
             self.sched = d
 
@@ -1280,6 +1289,10 @@ class TcpConn:
         self.retries += 1
         state = self.state
         limit = cfg.syn_retries if state == SYN_SENT else cfg.synack_retries if state == SYN_RECEIVED else cfg.retries
+        if self.syn_acked and self.snd_una == self.snd_max and \
+                len(self.sndbuf) <= ((self.snd_nxt - self.buf_seq) & MASK):
+            self.retries -= 1  # nothing outstanding: a stale deadline
+            return
         if self.retries > limit:
             self._fire(T.USER_TIMEOUT, None, now)
             return

@@ -220,3 +220,79 @@ def established_pair(net: Net, port: int = 80) -> tuple[TcpConn, TcpConn, TcpCon
     server = listener.accept()
     assert server is not None
     return listener, server, client
+
+
+def check_conn(conn: TcpConn) -> None:
+    """The TCB's invariants (RFC 9293 3.3.1 orderings, buffer and queue bounds)."""
+    from simstack.protocols.seqnum import seq_diff, seq_le
+
+    if conn.state in ("CLOSED", "LISTEN"):
+        return
+    assert seq_le(conn.snd_una, conn.snd_nxt) and seq_le(conn.snd_nxt, conn.snd_max), conn
+    assert len(conn.sndbuf) <= conn.sndbuf_size
+    if conn.state != "SYN-SENT":
+        assert 0 <= seq_diff(conn.rcv_adv, conn.rcv_nxt) <= 0xFFFF
+        assert len(conn.rcvbuf) + seq_diff(conn.rcv_adv, conn.rcv_nxt) <= max(conn.rcvbuf_size, 0xFFFF) + 0xFFFF
+    if conn.syn_acked:
+        assert seq_diff(conn.snd_una, conn.buf_seq) in (0, 1)  # 1 once our FIN is acknowledged
+        assert seq_le(conn.snd_max, (conn.buf_seq + len(conn.sndbuf) + 1) & 0xFFFFFFFF)
+        assert conn.cwnd >= conn.snd_mss
+    ooo = conn.ooo
+    assert len(ooo) <= conn.layer.config.ooo_max_segments
+    assert conn.ooo_bytes == sum(len(d) for _, d, _ in ooo)
+    prev_end = conn.rcv_nxt
+    for seq, data, _fin in ooo:
+        assert seq_diff(seq, prev_end) >= 0, "out-of-order queue overlaps or is behind RCV.NXT"
+        prev_end = (seq + len(data)) & 0xFFFFFFFF
+        assert seq_le(prev_end, conn.rcv_adv)
+    assert conn.snd_wnd <= 0xFFFF
+
+
+def check_all(net: Net) -> None:
+    for h in (net.a, net.b):
+        for conn in h.tcp.conns.values():
+            check_conn(conn)
+        assert h.counters["tcp.drop.no_transition"] == 0
+
+
+class Pump:
+    """An application on each side: ``src`` writes ``data`` as fast as send() takes it (then shuts down
+    writing); ``dst`` reads everything, checking at every step that what it read is a prefix of what was sent."""
+
+    def __init__(self, net: Net, src: TcpConn, dst: TcpConn, data: bytes, *, read: bool = True, chunk: int = 65536,
+                 shutdown: bool = True) -> None:
+        self.net = net
+        self.src = src
+        self.dst = dst
+        self.data = data
+        self.sent = 0
+        self.got = bytearray()
+        self.read = read
+        self.chunk = chunk
+        self.shutdown = shutdown
+        self.eof = False
+        net.apps.append(self)
+        self(net.now)
+
+    def __call__(self, now: float) -> None:
+        src, dst = self.src, self.dst
+        while self.sent < len(self.data) and src.state in ("ESTABLISHED", "CLOSE-WAIT"):
+            n = src.send(self.data[self.sent:self.sent + self.chunk], now)
+            if not n:
+                break
+            self.sent += n
+            if self.sent == len(self.data) and self.shutdown:
+                src.shutdown(1, now)
+        while self.read and not self.eof and not dst.released:
+            r = dst.recv(65536, now)
+            if r is None:
+                break
+            if r == b"":
+                self.eof = True
+                break
+            self.got += r
+        assert self.data.startswith(self.got), "bytes read are not the bytes sent, in order"
+
+    @property
+    def done(self) -> bool:
+        return self.eof and len(self.got) == len(self.data)
