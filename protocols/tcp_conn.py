@@ -786,7 +786,7 @@ class TcpConn:
         if acked > 0:
             self._acked(ack, acked, now)
         elif acked == 0 and not seg.payload and not seg.flags & (SYN | FIN) and seg.window == self.snd_wnd \
-                and self.snd_max != una:
+                and self.snd_max != una and seg.window:  # RFC 5681 2; answers to zero-window probes are not
             self._dupack(now)
         # window update (3.10.7.4): only from a segment newer than the last that set it
         if acked >= 0 and (seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_ge(ack, self.snd_wl2))):
