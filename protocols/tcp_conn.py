@@ -927,7 +927,8 @@ class TcpConn:
                            self.local_ip, self.remote_ip, now)
 
     def _send_ack(self, now: float) -> None:
-        self._send(self.snd_nxt, ACK, b"", now)
+        # SEQ=SND.NXT in the RFC's sense: the highest we sent, whatever a go-back-N pulled snd_nxt to
+        self._send(self.snd_max, ACK, b"", now)
 
     def _push(self, now: float, force: bool = False) -> None:
         """Send what the windows, Nagle and SWS avoidance allow, or a bare ACK if one is owed.
@@ -1081,7 +1082,12 @@ class TcpConn:
             self._arm()
 
     def _persist(self, now: float) -> None:
-        """Zero-window probe (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17): one new octet beyond the window."""
+        """Zero-window probe (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17), as Linux sends it: <SEQ=SND.UNA-1><CTL=ACK>.
+
+        An old sequence number draws an ACK with the current window from any receiver, and needs no
+        SND.NXT beyond a zero window: an octet sent there would make our later ACKs unacceptable to the
+        peer (its RCV.NXT stays behind our SND.NXT), so neither side could learn the other's progress.
+        """
         if self.state not in _SENDING:
             return
         off = (self.snd_nxt - self.buf_seq) & MASK
@@ -1097,11 +1103,7 @@ class TcpConn:
             self._fire(T.USER_TIMEOUT, None, now)
             return
         self.layer.counters.inc("tcp.persist_probe")
-        seq = self.snd_nxt
-        end = (seq + 1) & MASK
-        if seq_gt(end, self.snd_max):
-            self.snd_max = end  # an ACK of the probe's octet is acceptable; SND.NXT stays, so it is resent
-        self._send(seq, ACK, bytes(self.sndbuf[off:off + 1]), now)
+        self._send((self.snd_una - 1) & MASK, ACK, b"", now)
         self.persist_backoff += 1
         self.persist_at = now + self._persist_interval()
 

@@ -169,8 +169,8 @@ def test_zero_window_persist_probes_and_reopening() -> None:
     sent = client.send(data, net.now)
     net.run(until=net.now + 5.0)
     assert len(server.rcvbuf) == 4096 and client.snd_wnd == 0
-    probes = [s for s in net.log if s.src == B_IP and len(s.seg.payload) == 1]
-    assert len(probes) >= 3
+    probes = [s for s in net.log if s.src == B_IP and s.seg.seq == (client.snd_una - 1) & 0xFFFFFFFF]
+    assert len(probes) >= 3 and not any(p.seg.payload for p in probes)
     gaps = [round(b.time - a.time, 6) for a, b in itertools.pairwise(probes)]
     assert gaps[:3] == [0.4, 0.8, 1.6]  # persist timer backs off (RFC 1122 4.2.2.17)
     # the window advertised was never more than the free space
