@@ -584,8 +584,9 @@ class TcpConn:
         if state == SYN_RECEIVED and flags & (SYN | ACK | RST) == SYN and seq == self.irs:
             return self._fire(T.DUP_SYN, seg, now) or True
         if state == TIME_WAIT:
-            if flags & (SYN | ACK | RST) == SYN and seq_gt(seq, self.rcv_nxt):
-                self._fire(T.SYN_REOPEN, seg, now)  # RFC 1122 4.2.2.13: a new incarnation
+            if flags & (SYN | ACK | RST) == SYN and seq_gt(seq, self.rcv_nxt) and \
+                    self.layer.listening(self.local_ip, self.local_port):
+                self._fire(T.SYN_REOPEN, seg, now)  # RFC 1122 4.2.2.13: a new incarnation, for the listener
                 return False
             if flags & FIN and not flags & RST and (seq + len(payload) + 1) & MASK == self.rcv_nxt:
                 self._fire(T.FIN, seg, now)  # the peer's FIN again: our last ACK was lost

@@ -202,6 +202,9 @@ class TcpLayer:
                 wildcard = ep
         return wildcard
 
+    def listening(self, ip: bytes, port: int) -> bool:
+        return self._listener(ip, port) is not None
+
     def fork(self, listener: TcpConn, seg: Tcp, now: float) -> None:
         """A SYN for a listener: a child TCB in LISTEN takes it (and so moves to SYN-RECEIVED)."""
         src, dst = self.rx_addrs

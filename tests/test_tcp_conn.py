@@ -623,3 +623,19 @@ def test_unknown_state_event_pairs_are_counted_not_crashing() -> None:
     _, _server, client = established_pair(net)
     assert client._fire(tcp_table.OPEN_PASSIVE, None, net.now) is False
     assert net.b.counters["tcp.drop.no_transition"] == 1 and client.state == "ESTABLISHED"
+
+
+def test_syn_to_time_wait_without_listener_keeps_time_wait() -> None:
+    """Linux: with nobody listening, a new SYN to a TIME-WAIT only draws an ACK (here a challenge ACK)."""
+    net = Net(TcpConfig(msl=30.0, rto_min=0.2, rto_initial=0.2))
+    _, server, client = established_pair(net)
+    client.close(net.now)  # the client closes first: TIME-WAIT on its ephemeral port
+    net.run_until(lambda: server.state == "CLOSE-WAIT")
+    server.close(net.now)
+    net.run_until(lambda: client.state == "TIME-WAIT" and server.state == "CLOSED")
+    n = len(net.log)
+    net.tap = lambda s: [] if s.src == A_IP else None  # (the closed server would answer the ACK with a RST)
+    syn = Tcp(80, client.local_port, (client.rcv_nxt + 100_000) & 0xFFFFFFFF, 0, SYN, 1000)
+    net.inject(syn, A_IP, B_IP)
+    net.run(until=net.now + 0.01)
+    assert client.state == "TIME-WAIT" and [s.seg.flags for s in net.log[n:] if s.src == B_IP] == [ACK]
