@@ -409,3 +409,40 @@ def test_data_on_the_syn_ack_and_after_close_wait() -> None:
     assert c.state == "CLOSE-WAIT" and c.recv(100, net.now) == b"early" and c.recv(100, net.now) == b""
     ack = net.log[-1].seg
     assert ack.flags == ACK and ack.ack == 1000 + 1 + 5 + 1
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_soak(seed: int) -> None:
+    """Random buffers, MTUs, delays, loss up to 25%, duplication, reordering, Nagle on or off, write sizes;
+    both directions, then both close. Invariants after every step; everything arrives; nothing is left."""
+    rng = random.Random(1000 + seed)
+    cfg = TcpConfig(msl=0.5, rto_min=0.2, rto_initial=rng.choice([0.2, 1.0]), retries=30,
+                    rcvbuf=rng.choice([2000, 8192, 65535, 131072]), sndbuf=rng.choice([3000, 20000, 131072]),
+                    ooo_max_segments=rng.choice([2, 8, 256]))
+    net = checked(Net(cfg, seed=seed, delay=rng.choice([0.0001, 0.001, 0.02]), mtu=rng.choice([576, 1500]),
+                      mtu_b=rng.choice([576, 1500, 9000])))
+    listener, server, client = established_pair(net)
+    listener.close(net.now)
+    loss, dup, reorder = rng.uniform(0, 0.25), rng.uniform(0, 0.1), rng.uniform(0, 0.3)
+
+    def tap(s: Sent) -> list[float] | None:
+        if rng.random() < loss:
+            return []
+        out = [rng.uniform(0, 0.01)] if rng.random() < reorder else [0.0]
+        if rng.random() < dup:
+            out.append(rng.uniform(0, 0.01))
+        return out
+
+    net.tap = tap
+    if rng.random() < 0.5:
+        client.set_nodelay(True, net.now)
+    up = Pump(net, client, server, PAYLOAD[:rng.randrange(300_000)], chunk=rng.choice([1, 100, 1460, 5000, 65536]))
+    down = Pump(net, server, client, PAYLOAD[:rng.randrange(100_000)][::-1], chunk=rng.choice([7, 1460, 65536]))
+    net.run_until(lambda: up.done and down.done, limit=5000)
+    assert len(up.got) == len(up.data) and len(down.got) == len(down.data)
+    net.apps.clear()
+    server.close(net.now)
+    client.close(net.now)
+    net.run()
+    assert server.state == client.state == "CLOSED"
+    assert not net.a.tcp.conns and not net.b.tcp.conns and not net.a.tcp.ports and not net.b.tcp.ports
