@@ -224,7 +224,8 @@ class TcpConn:
 
     @property
     def remote_address(self) -> tuple[bytes, int] | None:
-        return (self.remote_ip, self.remote_port) if self.key is not None else None
+        """getpeername: None (ENOTCONN) before connect and once the connection is CLOSED, as Linux."""
+        return (self.remote_ip, self.remote_port) if self.key is not None and self.state != CLOSED else None
 
     def bind(self, ip: bytes, port: int) -> None:
         """Raises EBADF, EINVAL (already bound or in use), EADDRNOTAVAIL, EADDRINUSE; OverflowError for a bad port."""

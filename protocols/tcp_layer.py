@@ -1,19 +1,56 @@
 """The TCP transport: demultiplexing, ports, listeners, ISNs, and the one place that meets the codec.
 
-``TcpLayer`` registers with the stack (``stack.register(TcpLayer())``) as
-protocol 6 and timer kind "tcp". Connections are found by their 4-tuple;
+``TcpLayer`` registers with the stack (``stack.register(TcpLayer(config))``)
+as protocol 6 and timer kind "tcp". Connections are found by their 4-tuple;
 a SYN that matches none goes to a listener on the port (one bound to the
-destination address first, then one bound to the wildcard), and anything
-else is answered with a RST (RFC 9293 3.10.7.1).
-
-Application API (all on ``TcpConn``, created by ``TcpLayer.open()``; see
-its docstrings): bind, listen, accept, connect, send, recv, shutdown, close,
-abort, take_error, set_nodelay / set_keepalive / set_rcvbuf / set_sndbuf
-and the ``reuseaddr`` attribute, poll, local_address, remote_address, state.
+destination address, else one bound to the wildcard), and anything else is
+answered with a RST (RFC 9293 3.10.7.1).
 
 The codec is used in two small functions only, ``receive`` (parse) and
-``_output`` (emit and send_ipv4), so a test harness can pass ``Tcp`` values
-directly: call ``segment_arrives`` and override ``_output``.
+``_output`` (emit, then send_ipv4 with DF), so a test harness can pass
+``Tcp`` values directly: call ``segment_arrives``, override ``_output``.
+
+Application API
+---------------
+``layer.open() -> TcpConn`` makes an endpoint (CLOSED, unbound). On it (every
+call that can send takes ``now``; errors are ``OSError(errno)``, which Python
+turns into ``ConnectionResetError``, ``BrokenPipeError``, ``TimeoutError``...):
+
+- ``bind(ip, port)``: port 0 picks a free one. EINVAL (bound), EADDRNOTAVAIL
+  (not our address), EADDRINUSE (taken; SO_REUSEADDR on both sides lets a
+  non-listening user share it), OverflowError (port out of range).
+- ``listen(backlog=128)``: passive OPEN; binds a free port if unbound. Up to
+  backlog+1 established connections wait for accept() (Linux), and up to
+  backlog half-open ones; SYNs beyond either are dropped, so peers retry. EINVAL (connected), EADDRINUSE (another listener).
+- ``accept() -> TcpConn | None``: None would block. EINVAL (not listening).
+- ``connect(ip, port, now)``: sends the SYN and returns; then Ready.CONNECTED,
+  or Ready.ERROR with ``error`` = ECONNREFUSED / ETIMEDOUT / EHOSTUNREACH...
+  Raises EALREADY, EISCONN, ENETUNREACH (no route), EADDRNOTAVAIL, EINVAL.
+- ``send(data, now) -> int``: what fitted in SO_SNDBUF, 0 would block. Raises
+  the pending error once (ECONNRESET, ETIMEDOUT), then EPIPE; EPIPE after
+  shutdown(SHUT_WR)/close or when never connected.
+- ``recv(n, now, peek=False) -> bytes | None``: b"" at end of stream, None would
+  block. Data that arrived before a reset comes first, then the error once,
+  then b"". ENOTCONN if never connected or listening.
+- ``shutdown(how, now)``: SHUT_RD, SHUT_WR (our FIN after the queued data),
+  SHUT_RDWR. ENOTCONN, EINVAL.
+- ``close(now)``: releases the endpoint (later calls: EBADF). Unread data ->
+  RST (RFC 9293 3.10.4); otherwise FIN after the queued data and the
+  connection finishes alone. A listener resets what nobody accepted.
+- ``abort(now)``: RST where the state has a peer; released.
+- ``take_error() -> int | None`` (SO_ERROR, cleared); ``error`` peeks.
+- options: ``set_nodelay(on, now)`` (TCP_NODELAY), ``set_keepalive(on, now)``
+  (SO_KEEPALIVE, off by default), ``set_rcvbuf(n, now)``, ``set_sndbuf(n)``,
+  ``reuseaddr`` (SO_REUSEADDR, an attribute to set before bind).
+- ``local_address``, ``remote_address`` ((ip, port); remote None when not
+  connected), ``state`` (the RFC 9293 name), ``poll() -> Ready`` (readiness now).
+
+Readiness marks (``stack.ready.mark``) are edges: READABLE when the receive
+buffer stops being empty or the FIN arrives, WRITABLE when send space climbs
+back to a third of SO_SNDBUF, ACCEPTABLE on the listener for each queued
+connection, CONNECTED when an active open completes, HUP|ERROR (with
+READABLE|WRITABLE) when the connection resets or times out, HUP on the FIN.
+After a mark, read (or accept) until None; check ``poll()`` before waiting.
 """
 
 import errno
