@@ -1,0 +1,1411 @@
+"""One TCP connection: the TCB of RFC 9293 3.3.1, and the endpoint an application holds.
+
+Every state change goes through ``_fire(event)``, which looks the pair up in
+``tcp_table.DISPATCH`` and runs the row's action (``_a_<action>``). The one
+exception is the fast path at the top of ``segment_arrives``: an in-order
+segment or a new ACK in ESTABLISHED changes no state, so it does the work of
+the ESTABLISHED ACK and TEXT rows inline.
+
+Sequence numbers (RFC 9293 3.3.1 names, lower case):
+- ``snd_una`` oldest unacknowledged, ``snd_max`` one past the highest ever sent
+  (the RFC's SND.NXT for acceptability), ``snd_nxt`` the next to send, which
+  an RTO pulls back to ``snd_una`` (go-back-N, RFC 5681 3.1 loss window);
+- ``sndbuf`` holds the bytes from ``buf_seq`` on: unacknowledged, then unsent;
+  ``fin_seq`` is the FIN's number once the application closed;
+- ``rcv_nxt``, and ``rcv_adv`` the right edge we advertised, which never moves
+  left (RFC 9293 3.8.6.2.2); ``rcvbuf`` holds in-order bytes the application
+  has not read, ``ooo`` later segments in sequence order.
+
+Timers (retransmission or persist, delayed ACK, keepalive, TIME-WAIT or
+FIN-WAIT-2) are deadlines on the connection; only the earliest sits in the
+stack's heap, keyed ``("tcp", key)``, and only when it moves earlier is the
+heap touched (``_arm``).
+"""
+
+import errno
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from . import tcp_table as T
+from .seqnum import HALF, MASK, in_window, seq_diff, seq_ge, seq_gt, seq_lt
+from .tcp import ACK, FIN, OPT_MSS, PSH, RST, SYN, URG, Option, Tcp
+from .transport import Ready
+
+if TYPE_CHECKING:
+    from .tcp_layer import TcpLayer
+
+ANY = b"\x00\x00\x00\x00"
+Key = tuple[bytes, int, bytes, int]  # (local ip, local port, remote ip, remote port)
+Buffer = bytes | bytearray | memoryview
+
+CLOSED, LISTEN, SYN_SENT, SYN_RECEIVED = T.CLOSED, T.LISTEN, T.SYN_SENT, T.SYN_RECEIVED
+ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT = T.ESTABLISHED, T.FIN_WAIT_1, T.FIN_WAIT_2, T.CLOSE_WAIT
+CLOSING, LAST_ACK, TIME_WAIT = T.CLOSING, T.LAST_ACK, T.TIME_WAIT
+
+DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
+MIN_MSS = 64
+MAX_WINDOW = 0xFFFF  # no window scaling (RFC 7323) yet
+CLOCK_GRANULARITY = 0.001  # G of RFC 6298 2.3
+SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+
+# States whose data and FIN may still go out (once our SYN is acknowledged).
+_SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
+_RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+_ACK_OF_FIN = frozenset({FIN_WAIT_1, CLOSING, LAST_ACK})
+_KEEPALIVE = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2})
+_SLOW_FLAGS = SYN | FIN | RST | URG | ACK  # the fast path takes a segment whose only one of these is ACK
+
+
+@dataclass(frozen=True)
+class TcpConfig:
+    msl: float = 30.0  # TIME-WAIT lasts 2*MSL: 60 s, Linux's TCP_TIMEWAIT_LEN
+    rto_initial: float = 1.0  # RFC 6298 2.1
+    rto_min: float = 1.0  # RFC 6298 2.4; Linux uses 0.2
+    rto_max: float = 60.0  # RFC 6298 2.5
+    syn_retries: int = 6  # Linux tcp_syn_retries
+    synack_retries: int = 5  # Linux tcp_synack_retries
+    retries: int = 15  # Linux tcp_retries2: then RST and ETIMEDOUT
+    delack_time: float = 0.04  # Linux TCP_DELACK_MIN; RFC 1122 4.2.3.2 wants < 0.5 s, we cap at 0.2
+    rcvbuf: int = 131072  # SO_RCVBUF default (Linux tcp_rmem[1]); the window is at most 65535
+    sndbuf: int = 131072  # SO_SNDBUF default
+    ooo_max_segments: int = 256  # out-of-order queue bound; its bytes are bounded by the window
+    rfc5961: bool = True  # challenge ACKs for in-window RST and SYN; False: RFC 793 behaviour
+    challenge_ack_limit: int = 1000  # per second, for the whole layer (RFC 5961 7, Linux tcp_challenge_ack_limit)
+    keepalive_time: float = 7200.0  # RFC 1122 4.2.3.6: no less than two hours by default
+    keepalive_intvl: float = 75.0
+    keepalive_probes: int = 9
+    fin_timeout: float = 60.0  # an orphan in FIN-WAIT-2 is dropped after this (Linux tcp_fin_timeout)
+    initial_window: int = 10  # segments (RFC 6928)
+    max_syn_backlog: int = 1024  # half-open connections per listener at most (Linux tcp_max_syn_backlog)
+    somaxconn: int = 4096  # listen() backlog cap (Linux net.core.somaxconn)
+    ephemeral: tuple[int, int] = (32768, 60999)  # Linux ip_local_port_range
+
+    def __post_init__(self) -> None:
+        if not 0 < self.delack_time <= 0.2:
+            raise ValueError("delack_time must be in (0, 0.2] s (RFC 1122 4.2.3.2 asks < 0.5 s)")
+        if not 0 < self.rto_min <= self.rto_initial <= self.rto_max:
+            raise ValueError("need 0 < rto_min <= rto_initial <= rto_max")
+
+
+# A Tcp built without the frozen dataclass's __init__ (eleven object.__setattr__ calls, about 1.2 us):
+# the slots are filled through their descriptors, half the cost, on the per-segment output path.
+# tests/test_tcp_perf.py holds it equal to Tcp(...) field for field.
+_TCP_FIELDS = ("src_port", "dst_port", "seq", "ack", "flags", "window", "urgent", "options", "payload", "data_offset",
+               "checksum")
+(_s_sport, _s_dport, _s_seq, _s_ack, _s_flags, _s_window, _s_urgent, _s_options, _s_payload, _s_offset,
+ _s_checksum) = (Tcp.__dict__[f].__set__ for f in _TCP_FIELDS)
+_new = object.__new__
+
+
+def make_tcp(sport: int, dport: int, seq: int, ack: int, flags: int, window: int, options: tuple[Option, ...],
+             payload: bytes) -> Tcp:
+    seg: Tcp = _new(Tcp)
+    _s_sport(seg, sport)
+    _s_dport(seg, dport)
+    _s_seq(seg, seq)
+    _s_ack(seg, ack)
+    _s_flags(seg, flags)
+    _s_window(seg, window)
+    _s_urgent(seg, 0)
+    _s_options(seg, options)
+    _s_payload(seg, payload)
+    _s_offset(seg, None)
+    _s_checksum(seg, None)
+    return seg
+
+
+def _err(code: int) -> OSError:
+    # OSError(EPIPE, ...) is a BrokenPipeError, ECONNRESET a ConnectionResetError, and so on.
+    return OSError(code, os.strerror(code))
+
+
+class TcpConn:
+    """A TCB. Applications call the methods under "application API"; the layer calls the rest."""
+
+    __slots__ = (
+        "__weakref__", "accept_queue", "ack_now", "ack_pending", "autobound", "backlog", "buf_seq", "children", "close_at",
+        "cwnd", "delack_at", "dupacks", "error", "fin_next", "fin_rcvd", "fin_seq", "in_recovery", "irs", "iss", "ka_at",
+        "ka_probes", "keepalive", "key", "last_rx", "layer", "local_ip", "local_port", "max_snd_wnd", "nodelay", "ooo",
+        "ooo_bytes", "our_mss", "parent", "persist_at", "persist_backoff", "prev_state", "probes", "rcv_adv", "rcv_mss",
+        "rcv_nxt", "rcv_shut", "rcvbuf", "rcvbuf_size", "recover", "released", "remote_ip", "remote_port", "retries",
+        "reuseaddr", "rto", "rto_at", "rtt_seq", "rtt_time", "rttvar", "sched", "snd_max", "snd_mss", "snd_nxt", "snd_shut",
+        "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "sndbuf", "sndbuf_size", "soft_error", "srtt", "ssthresh", "state",
+        "syn_acked", "syn_retransmitted", "was_connected",
+    )
+
+    def __init__(self, layer: "TcpLayer") -> None:
+        cfg = layer.config
+        self.layer = layer
+        self.state = CLOSED
+        self.prev_state = CLOSED
+        self.key: Key | None = None
+        self.local_ip = ANY
+        self.local_port = 0
+        self.remote_ip = ANY
+        self.remote_port = 0
+        # options (setsockopt)
+        self.reuseaddr = False
+        self.nodelay = False
+        self.keepalive = False
+        self.rcvbuf_size = cfg.rcvbuf
+        self.sndbuf_size = cfg.sndbuf
+        # application-side flags
+        self.released = False  # the application closed or never had it (an unaccepted child)
+        self.autobound = False  # the port came from connect(), not bind()
+        self.was_connected = False
+        self.snd_shut = False
+        self.rcv_shut = False
+        self.fin_rcvd = False
+        self.fin_next = False  # set by the TEXT action: the stream reached the peer's FIN
+        self.syn_acked = False
+        self.error: int | None = None  # SO_ERROR
+        self.soft_error: int | None = None  # from ICMP, reported if the connection times out (RFC 1122 4.2.3.9)
+        # listener
+        self.backlog = 0
+        self.accept_queue: deque[TcpConn] = deque()
+        self.children: set[TcpConn] = set()  # half-open children, SYN-RECEIVED
+        self.parent: TcpConn | None = None
+        # send sequence space
+        self.iss = 0
+        self.snd_una = self.snd_nxt = self.snd_max = self.buf_seq = 0
+        self.snd_wnd = self.max_snd_wnd = 0
+        self.snd_wl1 = self.snd_wl2 = 0
+        self.sndbuf = bytearray()
+        self.fin_seq: int | None = None
+        self.our_mss = DEFAULT_MSS
+        self.snd_mss = DEFAULT_MSS
+        # congestion control (RFC 5681, NewReno RFC 6582)
+        self.cwnd = 0
+        self.ssthresh = 1 << 30
+        self.dupacks = 0
+        self.in_recovery = False
+        self.recover = 0
+        # receive sequence space
+        self.irs = 0
+        self.rcv_nxt = self.rcv_adv = 0
+        self.rcvbuf = bytearray()
+        self.ooo: list[tuple[int, bytes, bool]] = []  # (seq, data, fin), ascending, disjoint
+        self.ooo_bytes = 0
+        self.rcv_mss = DEFAULT_MSS
+        self.ack_pending = 0  # bytes received since our last ACK
+        self.ack_now = False
+        # RTT and retransmission (RFC 6298)
+        self.srtt: float | None = None
+        self.rttvar = 0.0
+        self.rto = cfg.rto_initial
+        self.rtt_seq: int | None = None  # the segment being timed ends here (one at a time, Karn)
+        self.rtt_time = 0.0
+        self.retries = 0
+        self.syn_retransmitted = False
+        self.probes = 0  # zero-window probes without an answer
+        self.persist_backoff = 0
+        self.ka_probes = 0
+        self.last_rx = 0.0
+        # deadlines; ``sched`` is the one in the stack's heap
+        self.rto_at: float | None = None
+        self.persist_at: float | None = None
+        self.delack_at: float | None = None
+        self.ka_at: float | None = None
+        self.close_at: float | None = None  # TIME-WAIT or orphan FIN-WAIT-2
+        self.sched: float | None = None
+
+    def __repr__(self) -> str:
+        return f"<TcpConn {self.state} {self.local_address} -> {self.remote_address}>"
+
+    # ======================================================================
+    # application API
+    # ======================================================================
+    @property
+    def local_address(self) -> tuple[bytes, int]:
+        return (self.local_ip, self.local_port)
+
+    @property
+    def remote_address(self) -> tuple[bytes, int] | None:
+        """getpeername: None (ENOTCONN) before connect and once the connection is CLOSED, as Linux."""
+        return (self.remote_ip, self.remote_port) if self.key is not None and self.state != CLOSED else None
+
+    def bind(self, ip: bytes, port: int) -> None:
+        """Raises EBADF, EINVAL (already bound or in use), EADDRNOTAVAIL, EADDRINUSE; OverflowError for a bad port."""
+        self._check_open()
+        if self.local_port or self.state != CLOSED:
+            raise OSError(errno.EINVAL, "Invalid argument: socket already bound")
+        self.layer.bind(self, ip, port)
+
+    def listen(self, backlog: int = 128) -> None:
+        """Passive OPEN. Raises EBADF, EINVAL (connected), EADDRINUSE (another listener on the port)."""
+        self._check_open()
+        backlog = max(0, min(backlog, self.layer.config.somaxconn))
+        if self.state == LISTEN:
+            self.backlog = backlog
+            return
+        if self.state != CLOSED or self.was_connected:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if not self.local_port:
+            self.layer.bind(self, ANY, 0)
+        self.layer.check_listen(self)
+        self.backlog = backlog
+        self._fire(T.OPEN_PASSIVE, None, 0.0)
+
+    def accept(self) -> "TcpConn | None":
+        """The next established connection, or None (would block). Raises EBADF, EINVAL (not listening)."""
+        self._check_open()
+        if self.state != LISTEN:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if not self.accept_queue:
+            return None
+        child = self.accept_queue.popleft()
+        child.parent = None
+        child.released = False
+        return child
+
+    def connect(self, ip: bytes, port: int, now: float) -> None:
+        """Active OPEN: sends the SYN; wait for Ready.CONNECTED, or Ready.ERROR and ``error``.
+
+        Raises EBADF, EALREADY (handshake under way), EISCONN, ENETUNREACH (no route),
+        EADDRNOTAVAIL (no port, or the 4-tuple is taken), EINVAL (bad port, listening socket).
+        """
+        self._check_open()
+        if self.state in (SYN_SENT, SYN_RECEIVED):
+            raise OSError(errno.EALREADY, "Operation already in progress")
+        if self.state != CLOSED or self.was_connected:
+            raise OSError(errno.EISCONN, "Transport endpoint is already connected")
+        if not 0 < port <= 0xFFFF:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        self.layer.connect(self, ip, port)
+        self.error = None
+        self.soft_error = None
+        self._fire(T.OPEN_ACTIVE, None, now)
+
+    def send(self, data: Buffer, now: float) -> int:
+        """Queue what fits in SO_SNDBUF; returns the count, 0 when the buffer is full (would block).
+
+        Raises the pending error (ECONNRESET, ETIMEDOUT, ...) once, then EPIPE when
+        sending is over: after shutdown(SHUT_WR) or close, after a reset, or never connected.
+        """
+        self._check_open()
+        if self.error is not None:
+            raise _err(self.take_error() or errno.EPIPE)
+        if self.snd_shut or (self.state, T.SEND) not in T.DISPATCH:
+            raise _err(errno.EPIPE)
+        free = self.sndbuf_size - len(self.sndbuf)
+        if free <= 0 or not data:
+            return 0
+        n = len(data)
+        if n > free:
+            data, n = data[:free], free
+        self.sndbuf += data
+        self._fire(T.SEND, None, now)
+        return n
+
+    def recv(self, n: int, now: float, peek: bool = False) -> bytes | None:
+        """Up to ``n`` bytes; b"" at end of stream; None when nothing is there yet (would block).
+
+        Data that arrived before a reset is returned first, then the error is raised
+        once (ECONNRESET, ETIMEDOUT, ...). Raises EBADF, ENOTCONN (never connected, listening).
+        """
+        self._check_open()
+        if n < 0:
+            raise ValueError("negative buffersize in recv")
+        buf = self.rcvbuf
+        if buf and n:
+            data = bytes(buf[:n])
+            if not peek:
+                del buf[:n]
+                if (self.state, T.RECEIVE) in T.DISPATCH:
+                    self._fire(T.RECEIVE, None, now)
+            return data
+        if self.error is not None:
+            raise _err(self.take_error() or errno.ENOTCONN)
+        if not n or self.fin_rcvd or self.rcv_shut:
+            return b""
+        state = self.state
+        if (state, T.RECEIVE) in T.DISPATCH:
+            return None
+        if state == CLOSED and self.was_connected:
+            return b""
+        raise _err(errno.ENOTCONN)
+
+    def shutdown(self, how: int, now: float) -> None:
+        """SHUT_RD, SHUT_WR (sends our FIN: RFC 9293 CLOSE) or SHUT_RDWR. Raises EBADF, EINVAL, ENOTCONN."""
+        self._check_open()
+        if how not in (SHUT_RD, SHUT_WR, SHUT_RDWR):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if self.state in (CLOSED, LISTEN):
+            raise _err(errno.ENOTCONN)
+        if how != SHUT_WR:
+            self.rcv_shut = True
+            self._mark(Ready.READABLE)
+        if how != SHUT_RD and not self.snd_shut:
+            self.snd_shut = True
+            if (self.state, T.CLOSE) in T.DISPATCH:
+                self._fire(T.CLOSE, None, now)
+            self._mark(Ready.WRITABLE)
+
+    def close(self, now: float) -> None:
+        """Release the endpoint. Unread data makes it an abort with RST (RFC 9293 3.10.4, RFC 1122 4.2.2.13);
+        otherwise our FIN goes after the queued data and the connection finishes on its own (an orphan).
+        A listener resets the connections nobody accepted. Closing twice is a no-op."""
+        if self.released:
+            return
+        self.released = True
+        state = self.state
+        if state == LISTEN:
+            self._fire(T.CLOSE, None, now)
+        elif self.rcvbuf and (state, T.ABORT) in T.DISPATCH:
+            self.layer.counters.inc("tcp.abort_on_close")
+            self._fire(T.ABORT, None, now)
+        elif (state, T.CLOSE) in T.DISPATCH and not self.snd_shut:
+            self.snd_shut = True
+            self._fire(T.CLOSE, None, now)
+        elif self.state == FIN_WAIT_2:
+            self.close_at = now + self.layer.config.fin_timeout
+            self._arm()
+        if self.state == CLOSED:
+            self.layer.release(self)
+
+    def abort(self, now: float) -> None:
+        """RFC 9293 ABORT: RST where the table says so, and the endpoint is released."""
+        if self.released:
+            return
+        self.released = True
+        if (self.state, T.ABORT) in T.DISPATCH:
+            self._fire(T.ABORT, None, now)
+        self.layer.release(self)
+
+    def take_error(self) -> int | None:
+        """SO_ERROR: the pending errno, cleared by reading it."""
+        err, self.error = self.error, None
+        return err
+
+    def set_nodelay(self, on: bool, now: float) -> None:
+        """TCP_NODELAY; turning it on sends what Nagle held back (as Linux does)."""
+        self.nodelay = on
+        if on and self.state in _SENDING:
+            self._push(now)
+            self._arm()
+
+    def set_keepalive(self, on: bool, now: float) -> None:
+        """SO_KEEPALIVE (RFC 1122 4.2.3.6): probes after keepalive_time of silence."""
+        self.keepalive = on
+        self.ka_probes = 0
+        self.ka_at = now + self.layer.config.keepalive_time if on and self.state in _KEEPALIVE else None
+        self._arm()
+
+    def set_rcvbuf(self, size: int, now: float) -> None:
+        """SO_RCVBUF: the window offered never shrinks below what was already advertised."""
+        self.rcvbuf_size = max(256, size)
+        if self.state in _RECEIVING:
+            self._maybe_window_update(now)
+
+    def set_sndbuf(self, size: int) -> None:
+        self.sndbuf_size = max(256, size)
+
+    @property
+    def readable(self) -> bool:
+        """A recv would not block."""
+        return bool(self.rcvbuf) or self.error is not None or self.fin_rcvd or self.rcv_shut or \
+            (self.state == CLOSED and self.was_connected)
+
+    @property
+    def writable(self) -> bool:
+        """Send space is at least a third of SO_SNDBUF (Linux's sk_stream_is_writeable), or a send would fail at once."""
+        if self.state in (SYN_SENT, SYN_RECEIVED, LISTEN):
+            return False
+        if self.error is not None or self.snd_shut or (self.state, T.SEND) not in T.DISPATCH:
+            return True
+        return self.sndbuf_size - len(self.sndbuf) >= self.sndbuf_size // 3
+
+    def poll(self) -> Ready:
+        """The readiness now, as poll(2) would report it; the marks tell when it changes."""
+        r = Ready(0)
+        if self.state == LISTEN:
+            return Ready.ACCEPTABLE if self.accept_queue else r
+        if self.readable:
+            r |= Ready.READABLE
+        if self.writable:
+            r |= Ready.WRITABLE
+        if self.was_connected and self.state != CLOSED:
+            r |= Ready.CONNECTED
+        if self.fin_rcvd or (self.state == CLOSED and (self.was_connected or self.error is not None)):
+            r |= Ready.HUP
+        if self.error is not None:
+            r |= Ready.ERROR
+        return r
+
+    def _check_open(self) -> None:
+        if self.released:
+            raise _err(errno.EBADF)
+
+    # -- called by the layer for ICMP errors (RFC 5927) ----------------------
+    def path_mtu(self, mtu: int, now: float) -> None:
+        """RFC 1191, RFC 9293 3.7.2: a smaller path MTU lowers the MSS, and what was lost is resent."""
+        mss = max(MIN_MSS, mtu - 40)
+        if mtu < 68 or mss >= self.snd_mss:
+            return
+        self.snd_mss = mss
+        self.layer.counters.inc("tcp.pmtu")
+        if self.syn_acked and self.state in _SENDING:
+            self.snd_nxt = self.snd_una  # resend at the new size (Linux tcp_simple_retransmit)
+            self.rtt_seq = None
+            self._push(now)
+            self._arm()
+
+    def fire_syn(self, seg: Tcp, now: float) -> None:
+        """A forked child (in LISTEN) takes the listener's SYN: LISTEN -> SYN-RECEIVED."""
+        self._fire(T.SYN, seg, now)
+
+    def icmp_unreachable(self, now: float) -> None:
+        self._fire(T.ICMP_UNREACHABLE, None, now)
+
+    # ======================================================================
+    # the table
+    # ======================================================================
+    def _fire(self, event: str, seg: Tcp | None, now: float) -> bool:
+        row = _DISPATCH.get((self.state, event))
+        if row is None:
+            self.layer.counters.drop("tcp", "no_transition")
+            return False
+        self.prev_state = self.state
+        self.state = row[0]
+        row[1](self, seg, now)
+        return True
+
+    def _mark(self, what: Ready) -> None:
+        self.layer.ready.mark(self, what)
+
+    # ======================================================================
+    # segment arrival (RFC 9293 3.10.7)
+    # ======================================================================
+    def segment_arrives(self, seg: Tcp, now: float) -> bool:
+        """Process one segment for this connection; False if it is not ours after all (TIME-WAIT reopened)."""
+        self.last_rx = now
+        state = self.state
+        # -- fast path: ESTABLISHED, in order, nothing but ACK (and PSH) -----------
+        if state == ESTABLISHED and seg.flags & _SLOW_FLAGS == ACK and seg.seq == self.rcv_nxt and not self.ooo:
+            ack = seg.ack
+            una = self.snd_una
+            acked = (ack - una) & MASK
+            payload = seg.payload
+            n = len(payload)
+            if acked <= ((self.snd_max - una) & MASK) and n <= ((self.rcv_adv - seg.seq) & MASK) \
+                    and (acked or n or self.snd_max == una) and not self.in_recovery:
+                if acked:
+                    self._acked(ack, acked, now)
+                # RFC 9293 3.10.7.4 window update: SND.WL1 < SEG.SEQ, or equal and SND.WL2 =< SEG.ACK,
+                # always true in order.
+                wnd = seg.window
+                self.snd_wnd = wnd
+                self.snd_wl1 = seg.seq
+                self.snd_wl2 = ack
+                if wnd > self.max_snd_wnd:
+                    self.max_snd_wnd = wnd
+                if n:
+                    self.rcvbuf += payload
+                    self.rcv_nxt = (self.rcv_nxt + n) & MASK
+                    self._data_in(n, now)
+                if self.ack_now or len(self.sndbuf) > ((self.snd_nxt - self.buf_seq) & MASK) or \
+                        self.persist_at is not None:
+                    self._push(now)
+                self._arm()
+                return True
+        if state == SYN_SENT:
+            self._syn_sent(seg, now)
+        elif state == LISTEN:
+            self._listen(seg, now)
+        elif state == CLOSED:
+            return False
+        else:
+            if not self._other(seg, now):
+                return False
+        if self.state != CLOSED:
+            if self.ack_now:
+                self._push(now)
+            self._arm()
+        return True
+
+    def _listen(self, seg: Tcp, now: float) -> None:
+        """RFC 9293 3.10.7.2 (the listener forks a child for a SYN; see TcpLayer.fork)."""
+        flags = seg.flags
+        if flags & RST:
+            self._fire(T.RST, seg, now)
+        elif flags & ACK:
+            self._fire(T.BAD_ACK, seg, now)
+        elif flags & SYN:
+            c = self.layer.counters
+            if len(self.accept_queue) > self.backlog:
+                c.drop("tcp", "accept_queue_full")
+            elif len(self.children) >= max(1, min(self.backlog, self.layer.config.max_syn_backlog)):
+                c.drop("tcp", "syn_backlog_full")
+            else:
+                self.layer.fork(self, seg, now)
+        else:
+            self.layer.counters.drop("tcp", "no_syn")
+
+    def _syn_sent(self, seg: Tcp, now: float) -> None:
+        """RFC 9293 3.10.7.3."""
+        flags = seg.flags
+        if flags & ACK:
+            ack = seg.ack
+            # SEG.ACK =< ISS or SEG.ACK > SND.NXT: not ours
+            if not (seq_gt(ack, self.iss) and not seq_gt(ack, self.snd_max)):
+                if flags & RST:
+                    self.layer.counters.drop("tcp", "bad_ack")
+                else:
+                    self._fire(T.BAD_ACK, seg, now)
+                return
+        if flags & RST:
+            # RFC 5961 3.2: in SYN-SENT a RST counts only with an acceptable ACK
+            if flags & ACK:
+                self._fire(T.RST, seg, now)
+            else:
+                self.layer.counters.drop("tcp", "rst_without_ack")
+            return
+        if not flags & SYN:
+            self.layer.counters.drop("tcp", "no_syn")
+            return
+        if flags & ACK:
+            self._fire(T.SYN_ACK, seg, now)
+            if seg.payload or flags & FIN:
+                # "continue processing at the sixth step": text and FIN of a SYN-ACK
+                self._text_and_fin((seg.seq + 1) & MASK, seg.payload, bool(flags & FIN), seg, now)
+        else:
+            self._fire(T.SYN, seg, now)
+
+    def _other(self, seg: Tcp, now: float) -> bool:
+        """SYN-RECEIVED and the synchronized states: RFC 9293 3.10.7.4, step by step."""
+        flags = seg.flags
+        seq = seg.seq
+        state = self.state
+        payload = seg.payload
+        c = self.layer.counters
+        # Before the acceptability test, three segments that it would refuse but that mean something:
+        if state == SYN_RECEIVED and flags & (SYN | ACK | RST) == SYN and seq == self.irs:
+            return self._fire(T.DUP_SYN, seg, now) or True
+        if state == TIME_WAIT:
+            if flags & (SYN | ACK | RST) == SYN and seq_gt(seq, self.rcv_nxt) and \
+                    self.layer.listening(self.local_ip, self.local_port):
+                self._fire(T.SYN_REOPEN, seg, now)  # RFC 1122 4.2.2.13: a new incarnation, for the listener
+                return False
+            if flags & FIN and not flags & RST and (seq + len(payload) + 1) & MASK == self.rcv_nxt:
+                self._fire(T.FIN, seg, now)  # the peer's FIN again: our last ACK was lost
+                return True
+        # -- first: sequence number (acceptability) -------------------------------
+        wnd = seq_diff(self.rcv_adv, self.rcv_nxt)
+        if wnd < 0:
+            wnd = 0
+        fin = bool(flags & FIN)
+        syn = bool(flags & SYN)
+        seglen = len(payload) + syn + fin
+        rel = seq_diff(seq, self.rcv_nxt)
+        if seglen == 0:
+            ok = rel == 0 if wnd == 0 else 0 <= rel < wnd
+        else:
+            ok = wnd > 0 and (0 <= rel < wnd or in_window((seq + seglen - 1) & MASK, self.rcv_nxt, wnd))
+        if not ok:
+            if wnd == 0 and rel == 0 and flags & ACK:
+                # a zero window still takes valid ACKs, URGs and RSTs (3.10.7.4)
+                payload, fin, syn, seglen = b"", False, False, 0
+                self.ack_now = True
+                c.drop("tcp", "zero_window")
+            else:
+                if flags & RST:
+                    c.drop("tcp", "rst_out_of_window")
+                else:
+                    c.drop("tcp", "out_of_window")
+                    self._fire(T.UNACCEPTABLE, seg, now)
+                return True
+        # trim to the window: the part before RCV.NXT was received already
+        if rel < 0:
+            cut = -rel
+            if syn:
+                syn = False
+                cut -= 1
+            payload = payload[cut:]
+            seq = self.rcv_nxt
+            rel = 0
+        if rel + len(payload) + (1 if fin else 0) > wnd:
+            payload = payload[:max(0, wnd - rel)]
+            fin = False
+        # -- second: RST (RFC 5961 3.2) --------------------------------------------
+        if flags & RST:
+            if not self.layer.config.rfc5961 or seq == self.rcv_nxt:
+                self._fire(T.RST, seg, now)
+            else:
+                self._fire(T.RST_IN_WINDOW, seg, now)
+            return True
+        # -- fourth: SYN (RFC 5961 4.2) ---------------------------------------------
+        if syn:
+            self._fire(T.SYN if self.layer.config.rfc5961 else T.SYN_RFC793, seg, now)
+            return True
+        # -- fifth: ACK -----------------------------------------------------------------
+        if not flags & ACK:
+            c.drop("tcp", "no_ack")
+            return True
+        ack = seg.ack
+        if state == SYN_RECEIVED:
+            if seq_gt(ack, self.snd_una) and not seq_gt(ack, self.snd_max):
+                parent = self.parent
+                if parent is not None and len(parent.accept_queue) > parent.backlog:
+                    c.drop("tcp", "accept_queue_full")  # Linux (tcp_abort_on_overflow=0): the peer retries
+                    return True
+                self._fire(T.ACK_OF_SYN, seg, now)
+                state = self.state
+            else:
+                self._fire(T.BAD_ACK, seg, now)
+                return True
+        if seq_gt(ack, self.snd_max) or seq_lt(ack, (self.snd_una - max(self.max_snd_wnd, 1)) & MASK):
+            # acknowledges what we never sent, or far older than anything in flight (RFC 5961 5.2)
+            c.drop("tcp", "bad_ack")
+            self._fire(T.BAD_ACK, seg, now)
+            return True
+        fin_seq = self.fin_seq
+        if state in _ACK_OF_FIN and fin_seq is not None and ack == (fin_seq + 1) & MASK:
+            self._fire(T.ACK_OF_FIN, seg, now)
+        else:
+            self._fire(T.ACK, seg, now)
+        if self.state == CLOSED:
+            return True
+        # -- sixth: URG is ignored (RFC 9293 3.8.5: new applications SHOULD NOT use it) --
+        # -- seventh and eighth: text, FIN ------------------------------------------------
+        if payload or fin:
+            self._text_and_fin(seq, payload, fin, seg, now)
+        return True
+
+    def _text_and_fin(self, seq: int, payload: bytes, fin: bool, seg: Tcp, now: float) -> None:
+        """Steps seven and eight: the text (in order or held), then the FIN once the stream reaches it."""
+        if payload or (fin and seq != self.rcv_nxt):
+            if payload and self.released and self.parent is None and self.state in _RECEIVING:
+                self._fire(T.TEXT_AFTER_CLOSE, seg, now)  # nobody will read it: RST, as Linux does
+                return
+            if seq != seg.seq or payload is not seg.payload or fin != bool(seg.flags & FIN):
+                seg = Tcp(seg.src_port, seg.dst_port, seq, seg.ack, (seg.flags & ~FIN) | (FIN if fin else 0),
+                          seg.window, 0, (), payload)  # the trimmed segment
+            self.fin_next = False
+            self._fire(T.TEXT, seg, now)
+            fin = self.fin_next
+        if fin:
+            self._fire(T.FIN, seg, now)
+
+    # ======================================================================
+    # receiving data
+    # ======================================================================
+    def _deliver(self, seq: int, data: bytes, fin: bool, now: float) -> bool:
+        """Text processing (3.10.7.4 seventh): in order into rcvbuf, later ones into ooo. True when a FIN is next."""
+        if seq != self.rcv_nxt:
+            self._ooo_insert(seq, data, fin)
+            self.ack_now = True  # RFC 5681 4.2: an out-of-order segment is acknowledged at once
+            return False
+        n = len(data)
+        if n:
+            self.rcvbuf += data
+            self.rcv_nxt = (self.rcv_nxt + n) & MASK
+        if self.ooo:
+            fin = self._drain_ooo() or fin
+            self.ack_now = True  # RFC 5681 4.2: filling a hole is acknowledged at once
+        if n:
+            self._data_in(n, now)
+        return fin
+
+    def _data_in(self, n: int, now: float) -> None:
+        """Delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2): every second full-sized segment, or after delack_time."""
+        if n > self.rcv_mss:
+            self.rcv_mss = min(n, self.our_mss)
+        self.ack_pending += n
+        if self.ack_pending >= 2 * self.rcv_mss:
+            self.ack_now = True
+        elif self.delack_at is None:
+            self.delack_at = now + self.layer.config.delack_time
+        if len(self.rcvbuf) <= n:
+            # readable is an edge: marked when the buffer stops being empty (a mark costs about 1 us)
+            self.layer.ready.mark(self, Ready.READABLE)
+
+    def _ooo_insert(self, seq: int, data: bytes, fin: bool) -> None:
+        """Hold a segment above RCV.NXT, trimmed against its neighbours so entries stay disjoint."""
+        c = self.layer.counters
+        ooo = self.ooo
+        if len(ooo) >= self.layer.config.ooo_max_segments:
+            c.drop("tcp", "ooo_full")
+            return
+        base = self.rcv_nxt
+        rel = (seq - base) & MASK
+        i = 0
+        while i < len(ooo) and ((ooo[i][0] - base) & MASK) < rel:
+            i += 1
+        if i:
+            pseq, pdata, _ = ooo[i - 1]
+            over = ((pseq + len(pdata)) - seq) & MASK
+            if 0 < over < HALF:
+                if over >= len(data):
+                    c.drop("tcp", "duplicate")
+                    return
+                data = data[over:]
+                seq = (seq + over) & MASK
+        while i < len(ooo):
+            nseq, ndata, nfin = ooo[i]
+            gap = (nseq - seq) & MASK
+            if gap >= len(data):
+                break
+            if ((nseq + len(ndata) - seq) & MASK) <= len(data):
+                del ooo[i]  # entirely inside the new segment
+                self.ooo_bytes -= len(ndata)
+                fin = fin or nfin
+                continue
+            data = data[:gap]
+            fin = False
+            break
+        if not data and not fin:
+            c.drop("tcp", "duplicate")
+            return
+        ooo.insert(i, (seq, bytes(data), fin))
+        self.ooo_bytes += len(data)
+        c.inc("tcp.rx.ooo")
+
+    def _drain_ooo(self) -> bool:
+        """Move what is now in order from ooo to rcvbuf; True when that reaches the FIN."""
+        ooo = self.ooo
+        while ooo:
+            seq, data, fin = ooo[0]
+            off = seq_diff(self.rcv_nxt, seq)
+            if off < 0:
+                return False
+            del ooo[0]
+            self.ooo_bytes -= len(data)
+            if off < len(data):
+                part = data[off:]
+                self.rcvbuf += part
+                self.rcv_nxt = (self.rcv_nxt + len(part)) & MASK
+                self._data_in(len(part), self.last_rx)
+            if fin:
+                self.ooo_bytes = 0
+                ooo.clear()
+                return True
+        return False
+
+    def _window(self) -> int:
+        """The window to advertise, moving the right edge only by worthwhile steps (RFC 9293 3.8.6.2.2)."""
+        free = self.rcvbuf_size - len(self.rcvbuf)
+        if free > MAX_WINDOW:
+            free = MAX_WINDOW
+        cur = seq_diff(self.rcv_adv, self.rcv_nxt)
+        if cur < 0:
+            cur = 0
+        if free - cur >= min(self.rcvbuf_size // 2, self.our_mss) or (free > cur and free == self.rcvbuf_size):
+            self.rcv_adv = (self.rcv_nxt + free) & MASK
+            return free
+        return cur
+
+    def _maybe_window_update(self, now: float) -> None:
+        """After a read: tell the peer when the window grew enough to matter (RFC 1122 4.2.3.3)."""
+        free = min(self.rcvbuf_size - len(self.rcvbuf), MAX_WINDOW)
+        cur = max(seq_diff(self.rcv_adv, self.rcv_nxt), 0)
+        if free - cur >= min(self.rcvbuf_size // 2, self.our_mss) and free >= 2 * cur:
+            self.ack_now = True
+            self._push(now)
+            self._arm()
+
+    # ======================================================================
+    # acknowledgments (3.10.7.4 fifth) and congestion control (RFC 5681, 6582)
+    # ======================================================================
+    def _process_ack(self, seg: Tcp, now: float) -> None:
+        ack = seg.ack
+        una = self.snd_una
+        acked = seq_diff(ack, una)
+        self.probes = 0
+        if acked > 0:
+            self._acked(ack, acked, now)
+        elif acked == 0 and not seg.payload and not seg.flags & (SYN | FIN) and seg.window == self.snd_wnd \
+                and self.snd_max != una and seg.window:  # RFC 5681 2; answers to zero-window probes are not
+            self._dupack(now)
+        # window update (3.10.7.4): only from a segment newer than the last that set it
+        if acked >= 0 and (seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_ge(ack, self.snd_wl2))):
+            wnd = seg.window
+            if wnd and not self.snd_wnd:
+                self.persist_backoff = 0
+            self.snd_wnd = wnd
+            self.snd_wl1 = seg.seq
+            self.snd_wl2 = ack
+            if wnd > self.max_snd_wnd:
+                self.max_snd_wnd = wnd
+        self._push(now)
+
+    def _acked(self, ack: int, acked: int, now: float) -> None:
+        """New data acknowledged: free it, time it, grow cwnd, restart the timer (RFC 6298 5.2-5.3)."""
+        self.snd_una = ack
+        self.syn_acked = True
+        if seq_lt(self.snd_nxt, ack):
+            self.snd_nxt = ack
+        sndbuf = self.sndbuf
+        before = len(sndbuf)
+        nbuf = (ack - self.buf_seq) & MASK
+        if nbuf and nbuf < HALF:
+            if nbuf > before:
+                nbuf = before  # the rest was our FIN
+            del sndbuf[:nbuf]
+            self.buf_seq = (self.buf_seq + nbuf) & MASK
+        rtt_seq = self.rtt_seq
+        if rtt_seq is not None and ((ack - rtt_seq) & MASK) < HALF:
+            self._rtt_sample(now - self.rtt_time)
+            self.rtt_seq = None
+        self.retries = 0
+        self.probes = 0
+        mss = self.snd_mss
+        if self.in_recovery:
+            if seq_ge(ack, self.recover):
+                # RFC 6582 3.2 step 3: full acknowledgment ends recovery
+                self.in_recovery = False
+                self.cwnd = self.ssthresh
+            else:
+                # partial acknowledgment: the next hole is lost too; retransmit it, deflate
+                self._send_head(now)
+                self.cwnd = max(self.cwnd - acked, 0) + mss
+        elif self.cwnd < self.ssthresh:
+            self.cwnd += acked if acked < mss else mss  # slow start, RFC 3465 L=1
+        else:
+            self.cwnd += max(1, mss * mss // self.cwnd)  # congestion avoidance
+        self.dupacks = 0
+        self.rto_at = None if ack == self.snd_max else now + self.rto
+        low = self.sndbuf_size // 3
+        if self.sndbuf_size - before < low <= self.sndbuf_size - len(sndbuf):
+            self.layer.ready.mark(self, Ready.WRITABLE)
+
+    def _dupack(self, now: float) -> None:
+        """RFC 5681 3.2 fast retransmit on the third duplicate; RFC 6582 guards against re-entering."""
+        self.dupacks += 1
+        mss = self.snd_mss
+        if self.in_recovery:
+            self.cwnd += mss  # each duplicate means a segment left the network
+        elif self.dupacks == 3 and seq_ge(self.snd_una, self.recover):
+            flight = seq_diff(self.snd_max, self.snd_una)
+            self.ssthresh = max(flight // 2, 2 * mss)
+            self.recover = self.snd_max
+            self.in_recovery = True
+            self.layer.counters.inc("tcp.fast_retransmit")
+            self._send_head(now)
+            self.cwnd = self.ssthresh + 3 * mss
+
+    def _rtt_sample(self, r: float) -> None:
+        """RFC 6298 2.2-2.3."""
+        if r < 0:
+            return
+        if self.srtt is None:
+            self.srtt = r
+            self.rttvar = r / 2
+        else:
+            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
+            self.srtt = 0.875 * self.srtt + 0.125 * r
+        cfg = self.layer.config
+        self.rto = min(max(self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar), cfg.rto_min), cfg.rto_max)
+
+    # ======================================================================
+    # output
+    # ======================================================================
+    def _send(self, seq: int, flags: int, payload: bytes, now: float, options: tuple[Option, ...] = ()) -> None:
+        """Build and hand one segment to the layer; any segment with ACK carries our pending acknowledgment."""
+        if flags & ACK:
+            ack = self.rcv_nxt
+            wnd = self._window()
+            self.ack_pending = 0
+            self.ack_now = False
+            self.delack_at = None
+        else:
+            ack = 0
+            wnd = min(self.rcvbuf_size, MAX_WINDOW)
+        layer = self.layer
+        layer.counters.inc("tcp.tx")
+        layer._output(make_tcp(self.local_port, self.remote_port, seq, ack, flags, wnd, options, payload),
+                      self.local_ip, self.remote_ip, now)
+
+    def _send_syn(self, now: float, with_ack: bool) -> None:
+        self._send(self.iss, SYN | ACK if with_ack else SYN, b"", now, (Option(OPT_MSS, self.our_mss),))
+
+    def _send_rst(self, now: float) -> None:
+        """Our reset for this connection: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK> (3.10.5)."""
+        self.layer.counters.inc("tcp.rst.tx")
+        self.layer.counters.inc("tcp.tx")
+        self.layer._output(Tcp(self.local_port, self.remote_port, self.snd_max, self.rcv_nxt, RST | ACK, 0),
+                           self.local_ip, self.remote_ip, now)
+
+    def _send_ack(self, now: float) -> None:
+        # SEQ=SND.NXT in the RFC's sense: the highest we sent, whatever a go-back-N pulled snd_nxt to
+        self._send(self.snd_max, ACK, b"", now)
+
+    def _push(self, now: float, force: bool = False) -> None:
+        """Send what the windows, Nagle and SWS avoidance allow, or a bare ACK if one is owed.
+
+        ``force`` (an RTO) sends one segment even into a closed window: it is the probe.
+        This loop is the per-segment output path, so it works on locals and emits inline.
+        """
+        sent = 0
+        if self.state in _SENDING and self.syn_acked:
+            mss = self.snd_mss
+            buf = self.sndbuf
+            buflen = len(buf)
+            fin_seq = self.fin_seq
+            una = self.snd_una
+            snd_max = self.snd_max
+            nxt = self.snd_nxt
+            off = (nxt - self.buf_seq) & MASK
+            wnd_end = (una + self.snd_wnd) & MASK
+            cwnd = self.cwnd
+            rtt_seq = self.rtt_seq
+            retransmits = 0
+            ack = wnd = 0
+            while True:
+                avail = buflen - off
+                if avail <= 0:
+                    if fin_seq is None or nxt != fin_seq:
+                        break
+                    n = 0
+                    flags = FIN | ACK  # a FIN needs no window
+                else:
+                    rexmit = 0 < ((snd_max - nxt) & MASK) < HALF
+                    wnd_room = seq_diff(wnd_end, nxt)
+                    room = cwnd - ((nxt - una) & MASK)
+                    if wnd_room < room:
+                        room = wnd_room
+                    n = mss if avail > mss else avail
+                    if room < n:
+                        if room <= 0:
+                            if not force:
+                                break
+                            room = 1  # RFC 9293 3.8.6.1: probe a closed window with one octet
+                        elif not rexmit and not force and (room < wnd_room or room < self.max_snd_wnd // 2):
+                            break  # sender SWS avoidance (3.8.6.2.1): wait for a worthwhile window
+                        n = room
+                    elif n < mss and not rexmit and not self.nodelay and una != snd_max \
+                            and not (fin_seq is not None and n == avail):
+                        break  # Nagle (RFC 1122 4.2.3.4): one small segment in flight at a time
+                    flags = (ACK | PSH | FIN if fin_seq is not None else ACK | PSH) if n == avail else ACK
+                end = (nxt + n + (flags & FIN)) & MASK  # FIN is 0x01: it takes one sequence number
+                if 0 < ((end - snd_max) & MASK) < HALF:  # new data beyond SND.MAX
+                    if nxt == snd_max and rtt_seq is None:
+                        rtt_seq = self.rtt_seq = end  # time this one (RFC 6298 3, one at a time)
+                        self.rtt_time = now
+                    if 0 < ((snd_max - nxt) & MASK) < HALF:
+                        retransmits += 1
+                    snd_max = end
+                else:
+                    retransmits += 1
+                if not sent:
+                    # the ACK and window every segment of this burst carries (as _send would set them)
+                    ack = self.rcv_nxt
+                    wnd = self._window()
+                    self.ack_pending = 0
+                    self.ack_now = False
+                    self.delack_at = None
+                self.layer._output(make_tcp(self.local_port, self.remote_port, nxt, ack, flags, wnd, (),
+                                            bytes(buf[off:off + n]) if n else b""), self.local_ip, self.remote_ip, now)
+                sent += 1
+                nxt = end
+                off += n
+                force = False
+                if flags & FIN:
+                    break
+            if sent:
+                self.snd_nxt = nxt
+                self.snd_max = snd_max
+                if self.rto_at is None:
+                    self.rto_at = now + self.rto
+                self.persist_at = None
+                c = self.layer.counters
+                c.inc("tcp.tx", sent)
+                if retransmits:
+                    c.inc("tcp.retransmit", retransmits)
+            elif una == snd_max and self.persist_at is None and buflen > off:
+                # data waits and nothing is in flight to bring an ACK: RFC 1122 4.2.2.17 persist
+                self.persist_at = now + self._persist_interval()
+        if not sent and self.ack_now:
+            self._send_ack(now)
+
+    def _send_head(self, now: float) -> None:
+        """Retransmit the first unacknowledged segment, leaving SND.NXT alone (fast retransmit)."""
+        una = self.snd_una
+        out = seq_diff(self.snd_max, una)
+        n = min(self.snd_mss, len(self.sndbuf), out)
+        flags = ACK
+        fin_seq = self.fin_seq
+        if fin_seq is not None and (una + n) & MASK == fin_seq and out > n:
+            flags |= FIN
+        if n <= 0 and not flags & FIN:
+            return
+        self.rtt_seq = None  # Karn
+        self.layer.counters.inc("tcp.retransmit")
+        self._send(una, flags | (PSH if n else 0), bytes(self.sndbuf[:n]), now)
+        self.rto_at = now + self.rto
+
+    def _persist_interval(self) -> float:
+        cfg = self.layer.config
+        return min(max(self.rto, 0.2) * (1 << min(self.persist_backoff, 16)), cfg.rto_max)
+
+    # ======================================================================
+    # timers
+    # ======================================================================
+    def _arm(self) -> None:
+        """Put the earliest deadline in the stack's heap if it is earlier than the one there."""
+        d = self.rto_at
+        t = self.delack_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.persist_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.ka_at
+        if t is not None and (d is None or t < d):
+            d = t
+        t = self.close_at
+        if t is not None and (d is None or t < d):
+            d = t
+        if d is not None and (self.sched is None or d < self.sched) and self.key is not None and self.state != CLOSED:
+            self.layer.timers.schedule(("tcp", self.key), d)
+            self.sched = d
+
+    def on_timer(self, now: float) -> None:
+        self.sched = None
+        if self.delack_at is not None and now >= self.delack_at:
+            self.delack_at = None
+            if self.ack_pending or self.ack_now:
+                self.layer.counters.inc("tcp.delayed_ack")
+                self._send_ack(now)
+        if self.rto_at is not None and now >= self.rto_at:
+            self.rto_at = None
+            self._fire(T.RETRANSMISSION_TIMEOUT, None, now)
+        if self.persist_at is not None and now >= self.persist_at and self.state != CLOSED:
+            self.persist_at = None
+            self._persist(now)
+        if self.ka_at is not None and now >= self.ka_at and self.state != CLOSED:
+            self._keepalive(now)
+        if self.close_at is not None and now >= self.close_at and self.state != CLOSED:
+            self.close_at = None
+            self._fire(T.TIME_WAIT_TIMEOUT if self.state == TIME_WAIT else T.FIN_WAIT_2_TIMEOUT, None, now)
+        if self.state != CLOSED:
+            self._arm()
+
+    def _persist(self, now: float) -> None:
+        """Zero-window probe (RFC 9293 3.8.6.1, RFC 1122 4.2.2.17), as Linux sends it: <SEQ=SND.UNA-1><CTL=ACK>.
+
+        An old sequence number draws an ACK with the current window from any receiver, and needs no
+        SND.NXT beyond a zero window: an octet sent there would make our later ACKs unacceptable to the
+        peer (its RCV.NXT stays behind our SND.NXT), so neither side could learn the other's progress.
+        """
+        if self.state not in _SENDING:
+            return
+        off = (self.snd_nxt - self.buf_seq) & MASK
+        avail = len(self.sndbuf) - off
+        if avail <= 0:
+            return
+        room = seq_diff((self.snd_una + self.snd_wnd) & MASK, self.snd_nxt)
+        if room > 0:
+            self._push(now, force=True)  # the SWS override timeout (3.8.6.2.1 (4))
+            return
+        self.probes += 1
+        if self.probes > self.layer.config.retries:
+            self._fire(T.USER_TIMEOUT, None, now)
+            return
+        self.layer.counters.inc("tcp.persist_probe")
+        self._send((self.snd_una - 1) & MASK, ACK, b"", now)
+        self.persist_backoff += 1
+        self.persist_at = now + self._persist_interval()
+
+    def _keepalive(self, now: float) -> None:
+        """RFC 1122 4.2.3.6: after idle time, probes <SEQ=SND.UNA-1> with no data until one is answered."""
+        cfg = self.layer.config
+        if not self.keepalive or self.state not in _KEEPALIVE:
+            self.ka_at = None
+            return
+        if now - self.last_rx < cfg.keepalive_time or self.snd_max != self.snd_una:
+            # heard from the peer lately, or data in flight (the retransmission timer watches that)
+            self.ka_probes = 0
+            self.ka_at = max(self.last_rx, now if self.snd_max != self.snd_una else 0.0) + cfg.keepalive_time
+            return
+        if self.ka_probes >= cfg.keepalive_probes:
+            self.ka_at = None
+            self._fire(T.USER_TIMEOUT, None, now)
+            return
+        self.ka_probes += 1
+        self.layer.counters.inc("tcp.keepalive_probe")
+        self._send((self.snd_una - 1) & MASK, ACK, b"", now)
+        self.ka_at = now + cfg.keepalive_intvl
+
+    # ======================================================================
+    # connection set-up helpers
+    # ======================================================================
+    def _learn_syn(self, seg: Tcp) -> None:
+        self.irs = seg.seq
+        self.rcv_nxt = (seg.seq + 1) & MASK
+        self.rcv_adv = (self.rcv_nxt + min(self.rcvbuf_size, MAX_WINDOW)) & MASK
+        peer_mss = seg.option(OPT_MSS)
+        self.snd_mss = max(MIN_MSS, min(peer_mss if isinstance(peer_mss, int) and peer_mss else DEFAULT_MSS,
+                                        self.our_mss))
+        self.rcv_mss = min(self.our_mss, DEFAULT_MSS)
+
+    def _init_send(self, now: float) -> None:
+        self.iss = self.layer.isn(self.local_ip, self.local_port, self.remote_ip, self.remote_port, now)
+        self.snd_una = self.iss
+        self.snd_nxt = self.snd_max = self.buf_seq = (self.iss + 1) & MASK
+        self.snd_wl2 = self.iss
+        self.recover = self.iss
+
+    def _established(self, now: float) -> None:
+        mss = self.snd_mss
+        self.cwnd = min(self.layer.config.initial_window * mss, max(2 * mss, 14600))  # RFC 6928
+        self.was_connected = True
+        if self.syn_retransmitted and self.srtt is None:
+            self.rto = max(self.rto, 3.0)  # RFC 6298 5.7
+            self.rto = min(self.rto, self.layer.config.rto_max)
+        elif self.srtt is None:
+            self.rto = self.layer.config.rto_initial
+        self.last_rx = now
+        if self.keepalive:
+            self.ka_at = now + self.layer.config.keepalive_time
+        self.layer.counters.inc("tcp.established")
+
+    def _destroy(self, now: float, err: int | None) -> None:
+        """The TCB goes (state already CLOSED): leave the demux, stop the timers, wake the application."""
+        if err is not None and (not self.released or self.parent is not None):
+            self.error = err
+        self.rto_at = self.persist_at = self.delack_at = self.ka_at = self.close_at = None
+        self.sndbuf.clear()
+        self.ooo.clear()
+        self.ooo_bytes = 0
+        self.layer.remove(self)
+        if not self.released:
+            what = Ready.READABLE | Ready.WRITABLE | Ready.HUP
+            self._mark(what | Ready.ERROR if err is not None else what)
+
+    # ======================================================================
+    # actions (named by the table's action column)
+    # ======================================================================
+    def _a_listen(self, seg: Tcp | None, now: float) -> None:
+        self.layer.add_listener(self)
+
+    def _a_send_syn(self, seg: Tcp | None, now: float) -> None:
+        self._init_send(now)
+        self._send_syn(now, with_ack=False)
+        self.rtt_seq = self.snd_max
+        self.rtt_time = now
+        self.rto_at = now + self.rto
+        self.layer.counters.inc("tcp.active_open")
+        self._arm()
+
+    def _a_send_syn_ack(self, seg: Tcp | None, now: float) -> None:
+        assert seg is not None
+        self._learn_syn(seg)
+        if self.prev_state == LISTEN:
+            self._init_send(now)
+            self.rtt_seq = self.snd_max
+            self.rtt_time = now
+            self.layer.counters.inc("tcp.passive_open")
+        else:
+            self.rtt_seq = None  # simultaneous open: our SYN goes out again, so it cannot be timed
+            self.layer.counters.inc("tcp.simultaneous_open")
+        self._send_syn(now, with_ack=True)
+        self.rto_at = now + self.rto
+        self._arm()
+
+    def _a_resend_syn_ack(self, seg: Tcp | None, now: float) -> None:
+        self.layer.counters.inc("tcp.retransmit")
+        self.rtt_seq = None
+        self._send_syn(now, with_ack=True)
+
+    def _a_connected(self, seg: Tcp | None, now: float) -> None:
+        assert seg is not None
+        self._learn_syn(seg)
+        self.snd_una = seg.ack
+        self.syn_acked = True
+        self.snd_wnd = self.max_snd_wnd = seg.window
+        self.snd_wl1 = seg.seq
+        self.snd_wl2 = seg.ack
+        if self.rtt_seq is not None:
+            self._rtt_sample(now - self.rtt_time)
+            self.rtt_seq = None
+        self.retries = 0
+        self.rto_at = None
+        self._established(now)
+        self.ack_now = True
+        self._mark(Ready.CONNECTED | Ready.WRITABLE)
+        self._push(now)
+
+    def _a_established(self, seg: Tcp | None, now: float) -> None:
+        assert seg is not None
+        self.snd_wnd = self.max_snd_wnd = seg.window
+        self.snd_wl1 = seg.seq
+        self.snd_wl2 = seg.ack
+        self.retries = 0
+        self._established(now)
+        parent = self.parent
+        if parent is not None:
+            parent.children.discard(self)
+            parent.accept_queue.append(self)
+            self.layer.ready.mark(parent, Ready.ACCEPTABLE)
+        else:
+            self._mark(Ready.CONNECTED | Ready.WRITABLE)
+
+    def _a_process_ack(self, seg: Tcp | None, now: float) -> None:
+        assert seg is not None
+        self._process_ack(seg, now)
+
+    def _a_fin_acked(self, seg: Tcp | None, now: float) -> None:
+        assert seg is not None
+        self._process_ack(seg, now)
+        if self.released:
+            self.close_at = now + self.layer.config.fin_timeout
+
+    def _a_enter_time_wait(self, seg: Tcp | None, now: float) -> None:
+        if seg is not None:
+            self._process_ack(seg, now)
+        self._time_wait(now)
+
+    def _time_wait(self, now: float) -> None:
+        self.rto_at = self.persist_at = self.ka_at = None
+        self.close_at = now + 2 * self.layer.config.msl
+        self.sndbuf.clear()
+        self.layer.counters.inc("tcp.time_wait")
+        self._arm()
+
+    def _a_fin_received(self, seg: Tcp | None, now: float) -> None:
+        self.rcv_nxt = (self.rcv_nxt + 1) & MASK
+        self.fin_rcvd = True
+        self.ack_now = True
+        self.layer.counters.inc("tcp.rx.fin")
+        self._mark(Ready.READABLE | Ready.HUP)
+
+    def _a_fin_time_wait(self, seg: Tcp | None, now: float) -> None:
+        self._a_fin_received(seg, now)
+        self._time_wait(now)
+
+    def _a_restart_time_wait(self, seg: Tcp | None, now: float) -> None:
+        self.close_at = now + 2 * self.layer.config.msl
+        self.ack_now = True
+        self._send_ack(now)
+        self._arm()
+
+    def _a_deliver(self, seg: Tcp | None, now: float) -> None:
+        assert seg is not None
+        self.fin_next = self._deliver(seg.seq, seg.payload, bool(seg.flags & FIN), now)
+
+    def _a_ignore(self, seg: Tcp | None, now: float) -> None:
+        self.layer.counters.drop("tcp", "ignored")
+
+    def _a_send_ack(self, seg: Tcp | None, now: float) -> None:
+        self.ack_now = True
+
+    def _a_challenge_ack(self, seg: Tcp | None, now: float) -> None:
+        """RFC 5961 3.2 / 4.2: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate-limited (section 7)."""
+        if self.layer.challenge_ack_allowed(now):
+            self.layer.counters.inc("tcp.challenge_ack")
+            self._send_ack(now)
+        else:
+            self.layer.counters.drop("tcp", "challenge_ack_limit")
+
+    def _a_reply_rst(self, seg: Tcp | None, now: float) -> None:
+        assert seg is not None
+        src, dst = self.layer.rx_addrs
+        self.layer.reply_rst(seg, src, dst, now)
+
+    def _a_send_rst(self, seg: Tcp | None, now: float) -> None:
+        self._send_rst(now)
+        self._destroy(now, None)
+
+    def _a_delete_tcb(self, seg: Tcp | None, now: float) -> None:
+        if seg is not None and seg.flags & ACK and not seg.flags & RST:
+            self.snd_una = seg.ack
+        self._destroy(now, None)
+
+    def _a_refused(self, seg: Tcp | None, now: float) -> None:
+        self.layer.counters.inc("tcp.refused")
+        self._destroy(now, errno.ECONNREFUSED if seg is not None else self.soft_error or errno.ECONNREFUSED)
+
+    def _a_reset(self, seg: Tcp | None, now: float) -> None:
+        self.layer.counters.inc("tcp.rst.rx")
+        if self.prev_state == SYN_RECEIVED:
+            # passive: back to LISTEN, which for us means the child goes and the listener stays;
+            # active (simultaneous open): "connection refused"
+            self._destroy(now, None if self.parent is not None else errno.ECONNREFUSED)
+        else:
+            self._destroy(now, errno.ECONNRESET)
+
+    def _a_reset_by_syn(self, seg: Tcp | None, now: float) -> None:
+        self._send_rst(now)
+        self._destroy(now, None if self.parent is not None else errno.ECONNRESET)
+
+    def _a_reopen(self, seg: Tcp | None, now: float) -> None:
+        self.layer.counters.inc("tcp.time_wait_reopen")
+        self._destroy(now, None)
+
+    def _a_retransmit(self, seg: Tcp | None, now: float) -> None:
+        """RFC 6298 5.4-5.6: retransmit the earliest segment, back off, and give up after the retry limit."""
+        cfg = self.layer.config
+        self.retries += 1
+        state = self.state
+        limit = cfg.syn_retries if state == SYN_SENT else cfg.synack_retries if state == SYN_RECEIVED else cfg.retries
+        if self.syn_acked and self.snd_una == self.snd_max and \
+                len(self.sndbuf) <= ((self.snd_nxt - self.buf_seq) & MASK):
+            self.retries -= 1  # nothing outstanding: a stale deadline
+            return
+        if self.retries > limit:
+            self._fire(T.USER_TIMEOUT, None, now)
+            return
+        self.layer.counters.inc("tcp.timeout")
+        self.rto = min(self.rto * 2, cfg.rto_max)
+        self.rtt_seq = None  # Karn
+        if not self.syn_acked:
+            self.syn_retransmitted = True
+            self.layer.counters.inc("tcp.retransmit")
+            self._send_syn(now, with_ack=state != SYN_SENT)
+        else:
+            mss = self.snd_mss
+            flight = seq_diff(self.snd_max, self.snd_una)
+            self.ssthresh = max(flight // 2, 2 * mss)  # RFC 5681 (4)
+            self.cwnd = mss  # the loss window
+            self.in_recovery = False
+            self.recover = self.snd_max  # RFC 6582 4.1
+            self.dupacks = 0
+            self.snd_nxt = self.snd_una  # go back N: what followed the lost segment is resent as cwnd opens
+            self.rto_at = None
+            self._push(now, force=True)
+        self.rto_at = now + self.rto
+
+    def _a_timed_out(self, seg: Tcp | None, now: float) -> None:
+        self.layer.counters.inc("tcp.timed_out")
+        self._destroy(now, self.soft_error or errno.ETIMEDOUT)
+
+    def _a_timed_out_rst(self, seg: Tcp | None, now: float) -> None:
+        self._send_rst(now)
+        self._a_timed_out(seg, now)
+
+    def _a_close_listener(self, seg: Tcp | None, now: float) -> None:
+        for child in [*self.children, *self.accept_queue]:
+            child.released = True
+            child.abort_child(now)
+        self.children.clear()
+        self.accept_queue.clear()
+        self.layer.remove_listener(self)
+
+    def abort_child(self, now: float) -> None:
+        if (self.state, T.ABORT) in T.DISPATCH:
+            self._fire(T.ABORT, None, now)
+        self.layer.release(self)
+
+    def _a_send_fin(self, seg: Tcp | None, now: float) -> None:
+        self.fin_seq = (self.buf_seq + len(self.sndbuf)) & MASK
+        self._push(now)
+        self._arm()
+
+    def _a_queue_data(self, seg: Tcp | None, now: float) -> None:
+        if self.state != SYN_SENT and self.state != SYN_RECEIVED:
+            self._push(now)
+            self._arm()
+
+    def _a_read(self, seg: Tcp | None, now: float) -> None:
+        if self.state in _RECEIVING:
+            self._maybe_window_update(now)
+
+
+Action = Callable[[TcpConn, "Tcp | None", float], None]
+# DISPATCH with the action names resolved to methods once, at import.
+_DISPATCH: dict[tuple[str, str], tuple[str, Action]] = {
+    key: (next_state, getattr(TcpConn, "_a_" + action)) for key, (next_state, action) in T.DISPATCH.items()
+}
