@@ -28,6 +28,8 @@ from .fragments import Reassembler, ReassemblyConfig, fragment
 from .icmp_layer import EchoEndpoint, EchoReply, IcmpErrorEvent, IcmpLayer
 from .ratelimit import IcmpErrorLimiter
 from .routes import NextHop, NoRoute, RoutingTable
+from .tcp_conn import TcpConfig
+from .tcp_layer import TcpLayer
 from .timers import Timers
 from .transport import Readiness, Transport
 from .udp_layer import UNREACH_ERRNO, UdpLayer
@@ -51,6 +53,7 @@ class StackConfig:
     echo_ignore_broadcasts: bool = True  # Linux icmp_echo_ignore_broadcasts
     udp_rcvbuf: int = 212992  # Linux's default rmem_default
     routes: tuple[tuple[bytes, int, bytes], ...] = ()  # static routes: (network, prefix length, gateway)
+    tcp: TcpConfig = field(default_factory=TcpConfig)
 
     # Cached: read on every packet, and the config never changes.
     @cached_property
@@ -107,8 +110,10 @@ class Stack:
         }
         self.icmp = IcmpLayer(config.echo_ignore_broadcasts)
         self.udp = UdpLayer(config.udp_rcvbuf)
+        self.tcp = TcpLayer(config.tcp)
         self.register(self.icmp)
         self.register(self.udp)
+        self.register(self.tcp)
 
     def register(self, transport: Transport) -> None:
         """Take datagrams of ``transport.protocol``, its ICMP errors and its timers from now on."""

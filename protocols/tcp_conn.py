@@ -699,6 +699,7 @@ class TcpConn:
             self.ack_now = True  # RFC 5681 4.2: an out-of-order segment is acknowledged at once
             return False
         n = len(data)
+        was_empty = not self.rcvbuf
         if n:
             self.rcvbuf += data
             self.rcv_nxt = (self.rcv_nxt + n) & MASK
@@ -707,6 +708,9 @@ class TcpConn:
             self.ack_now = True  # RFC 5681 4.2: filling a hole is acknowledged at once
         if n:
             self._data_in(n, now)
+        if was_empty and self.rcvbuf and len(self.rcvbuf) > n:
+            # the hole's filler was not all: what the out-of-order queue gave passed _data_in's edge test
+            self.layer.ready.mark(self, Ready.READABLE)
         return fin
 
     def _data_in(self, n: int, now: float) -> None:

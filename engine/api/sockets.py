@@ -17,15 +17,18 @@ import os
 import socket as _socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Final, Literal, TypeVar, Union, overload
 
 from simstack.protocols.addresses import ip_to_bytes, ip_to_str
 from simstack.protocols.stack import Stack
 from simstack.protocols.transport import Ready
 from simstack.protocols.udp_ports import ANY, UdpEndpoint
 
+from .stream import StreamSocket
+
 AF_INET = _socket.AF_INET
-SOCK_DGRAM = _socket.SOCK_DGRAM
+SOCK_DGRAM: Final = _socket.SocketKind.SOCK_DGRAM
+SOCK_STREAM: Final = _socket.SocketKind.SOCK_STREAM
 IPPROTO_UDP = _socket.IPPROTO_UDP
 timeout = TimeoutError  # socket.timeout is TimeoutError since Python 3.10
 error = OSError
@@ -46,9 +49,9 @@ class SocketHost(ABC):
     """
 
     def __init__(self) -> None:
-        self._readers: dict[Socket, tuple[Callable[[], None], bool]] = {}  # callback, and whether close calls it
-        self._writers: dict[Socket, Callable[[], None]] = {}
-        self._watched: dict[object, Socket] = {}  # endpoint -> socket, for sockets with a callback
+        self._readers: dict[AnySocket, tuple[Callable[[], None], bool]] = {}  # callback, and whether close calls it
+        self._writers: dict[AnySocket, Callable[[], None]] = {}
+        self._watched: dict[object, AnySocket] = {}  # endpoint -> socket, for sockets with a callback
         self._dispatching = False
 
     @abstractmethod
@@ -63,11 +66,24 @@ class SocketHost(ABC):
         """The endpoints marked since the last time, taken where the stack lives."""
         return self.call(lambda st, _now: st.ready.drain())
 
-    def socket(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0) -> "Socket":
+    @overload
+    def socket(self, family: int = ..., type: Literal[_socket.SocketKind.SOCK_DGRAM] = ...,
+               proto: int = ...) -> "Socket": ...
+
+    @overload
+    def socket(self, family: int, type: Literal[_socket.SocketKind.SOCK_STREAM], proto: int = ...) -> StreamSocket: ...
+
+    @overload
+    def socket(self, family: int, type: int, proto: int = ...) -> "Socket | StreamSocket": ...
+
+    def socket(self, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0) -> "Socket | StreamSocket":
+        """A datagram socket (``SOCK_DGRAM``, the default) or a stream socket (``SOCK_STREAM``, TCP)."""
+        if type == SOCK_STREAM:
+            return StreamSocket(self, family, type, proto)
         return Socket(self, family, type, proto)
 
     # -- readiness callbacks, like asyncio's loop.add_reader / add_writer ----------------
-    def add_reader(self, sock: "Socket", callback: Callable[[], None], *, on_close: bool = False) -> None:
+    def add_reader(self, sock: "AnySocket", callback: Callable[[], None], *, on_close: bool = False) -> None:
         """Call ``callback`` whenever ``sock`` has data or an error (level-triggered, as asyncio's).
 
         With ``on_close``, closing the socket calls it once more, so that a
@@ -78,33 +94,33 @@ class SocketHost(ABC):
         if sock.readable:
             self._remark(sock, Ready.READABLE)
 
-    def remove_reader(self, sock: "Socket") -> None:
+    def remove_reader(self, sock: "AnySocket") -> None:
         self._readers.pop(sock, None)
         self._unwatch(sock)
 
-    def add_writer(self, sock: "Socket", callback: Callable[[], None]) -> None:
+    def add_writer(self, sock: "AnySocket", callback: Callable[[], None]) -> None:
         """Call ``callback`` whenever a send on ``sock`` would not block (level-triggered)."""
         self._writers[sock] = callback
         self._watch(sock)
         if sock.writable:
             self._remark(sock, Ready.WRITABLE)
 
-    def remove_writer(self, sock: "Socket") -> None:
+    def remove_writer(self, sock: "AnySocket") -> None:
         self._writers.pop(sock, None)
         self._unwatch(sock)
 
-    def _watch(self, sock: "Socket") -> None:
+    def _watch(self, sock: "AnySocket") -> None:
         self._watched[sock._endpoint] = sock
 
-    def _unwatch(self, sock: "Socket") -> None:
+    def _unwatch(self, sock: "AnySocket") -> None:
         if sock not in self._readers and sock not in self._writers:
             self._watched.pop(sock._endpoint, None)
 
-    def _remark(self, sock: "Socket", what: Ready) -> None:
+    def _remark(self, sock: "AnySocket", what: Ready) -> None:
         ep = sock._endpoint
         self.call(lambda st, _now: st.ready.mark(ep, what))
 
-    def _closed(self, sock: "Socket") -> None:
+    def _closed(self, sock: "AnySocket") -> None:
         callback, on_close = self._readers.pop(sock, (None, False))
         self._writers.pop(sock, None)
         self._watched.pop(sock._endpoint, None)
@@ -150,6 +166,8 @@ class SocketHost(ABC):
 _READ_EVENTS = Ready.READABLE | Ready.ACCEPTABLE | Ready.HUP | Ready.ERROR
 _WRITE_EVENTS = Ready.WRITABLE | Ready.CONNECTED | Ready.HUP | Ready.ERROR
 
+
+AnySocket = Union["Socket", StreamSocket]
 
 _HOSTS: dict[str, bytes] = {}  # dotted quads already parsed: a socket call per datagram should not re-parse
 
