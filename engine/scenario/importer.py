@@ -51,6 +51,7 @@ from simstack.protocols.errors import Malformed
 from simstack.protocols.stack import StackConfig
 
 from ..wire.capture import Capture, CaptureError, read_capture
+from .defrag import DefragError, is_fragment, reassemble
 from .fields import Context, Decoded, Host, build_frame, decode_frame
 from .recorder import (
     DEFAULT_TOLERANCE,
@@ -235,10 +236,6 @@ class Frame:
         return self.d.fields
 
 
-def _is_fragment(f: Mapping[str, Any]) -> bool:
-    return bool(f.get("ipv4.mf") or f.get("ipv4.frag"))
-
-
 def _skip_reason(fr: Frame) -> str | None:
     """Why simstack has nothing to do with this frame's protocol, or None when it speaks it."""
     f = fr.f
@@ -421,7 +418,7 @@ class Importer:
                 fr.role = "ping"
             elif "udp.sport" in f and f["udp.sport"] != ECHO_PORT:
                 fr.role = "sendto"
-            elif _is_fragment(f):
+            elif is_fragment(f):
                 self._group_fragments(fr, stack_frames)
             else:
                 fr.role = "expect"
@@ -465,11 +462,14 @@ class Importer:
         start = stack_frames.index(first)
         group = []
         for fr in stack_frames[start:]:
-            if not _is_fragment(fr.f) or _frag_key(fr.f) != key or fr.role:
+            if not is_fragment(fr.f) or _frag_key(fr.f) != key or fr.role:
                 break
             group.append(fr)
-        whole = _reassemble(group)
-        if whole is None or len(group) < 2:
+        try:
+            whole = reassemble([fr.data for fr in group], verify_checksum=False) if len(group) > 1 else None
+        except DefragError:
+            whole = None
+        if whole is None:
             first.role = "expect"  # compared fragment by fragment
             return
         first.role = "expect"
@@ -516,7 +516,7 @@ class Importer:
                 step.note = f"the whole datagram, reassembled from the {len(fr.group)} fragments the stack sends"
                 step.comment = (f"frames {', '.join(str(g.number) for g in fr.group)}, {fr.ns / 1e9:.6f} > "
                                 f"{fr.d.summary} (in {len(fr.group)} fragments)")
-            elif _is_fragment(fr.f):
+            elif is_fragment(fr.f):
                 step.flat = self._fragment_fields(fr)
             if fr.role == "optional":
                 step.optional, step.note = True, fr.why
@@ -553,7 +553,7 @@ class Importer:
                              "recomputed")
             else:
                 notes.append(f"{key} was bad in the capture and stays as captured")
-        if _is_fragment(f) and not f.get("ipv4.frag") and "payload." in flat:
+        if is_fragment(f) and not f.get("ipv4.frag") and "payload." in flat:
             flat["payload."] = _adjust_l4(f["ipv4.proto"], flat["payload."], pair_old, pair_new)
         if "icmp.data" in flat and flat.get("icmp.type") in icmp.ERROR_TYPES:
             flat["icmp.data"] = map_quote(flat["icmp.data"], self.amap, injected)
@@ -699,33 +699,6 @@ class Importer:
 
 def _frag_key(f: Mapping[str, Any]) -> tuple[Any, ...]:
     return f.get("ipv4.src"), f.get("ipv4.dst"), f.get("ipv4.proto"), f.get("ipv4.id")
-
-
-def _reassemble(group: list[Frame]) -> bytes | None:
-    """The whole frame from ``group``'s fragments, or None when they do not make one datagram."""
-    pieces: dict[int, bytes] = {}
-    total = None
-    head = None
-    for fr in group:
-        eth = ethernet.parse(fr.data)
-        ip = ipv4.parse(eth.payload, verify_checksum=False)
-        pieces[ip.frag_offset] = ip.payload
-        if ip.frag_offset == 0:
-            head = (eth, ip)
-        if not ip.mf:
-            total = ip.frag_offset + len(ip.payload)
-    if head is None or total is None:
-        return None
-    data = b""
-    for offset in sorted(pieces):
-        if offset != len(data):
-            return None
-        data += pieces[offset]
-    if len(data) != total:
-        return None
-    eth, ip = head
-    whole = ipv4.Ipv4(ip.src, ip.dst, ip.protocol, data, ip.ttl, ip.identification, ip.tos, ip.df, False, 0, ip.options)
-    return ethernet.emit(replace(eth, payload=ipv4.emit(whole)), pad=False)
 
 
 def _offload_partial(f: Mapping[str, Any]) -> bool:

@@ -38,6 +38,7 @@ from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.fragments import ReassemblyConfig
 from simstack.protocols.stack import StackConfig
 
+from .defrag import is_fragment
 from .fields import (
     ARP_OPS,
     ETHERTYPES,
@@ -678,7 +679,7 @@ def _ping_starts(events: Sequence[tuple[float, str, bytes]], decoded: Sequence[D
     starts: dict[int, list[int]] = {}
     for i, d in enumerate(decoded):
         f = d.fields
-        if events[i][1] != ">" or f.get("icmp.type") != icmp.ECHO_REQUEST or _is_frag(f):
+        if events[i][1] != ">" or f.get("icmp.type") != icmp.ECHO_REQUEST or is_fragment(f):
             continue
         dst = f["ipv4.dst"]
         at = i
@@ -692,10 +693,6 @@ def _ping_starts(events: Sequence[tuple[float, str, bytes]], decoded: Sequence[D
                 at = j
         starts.setdefault(at, []).append(i)
     return starts
-
-
-def _is_frag(f: Mapping[str, Any]) -> bool:
-    return bool(f.get("ipv4.mf") or f.get("ipv4.frag"))
 
 
 def _ping_step(d: Decoded, hosts: HostTable, at: str) -> OutStep:

@@ -12,13 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from simstack.protocols import ethernet, ipv4
 from simstack.protocols.addresses import ip_to_str
-from simstack.protocols.errors import Malformed
 from simstack.protocols.stack import EchoEndpoint, Stack
 
 from ..api.services import start_services
 from ..api.sockets import AF_INET, SOCK_DGRAM, Socket, SocketHost
+from .defrag import DefragError, reassemble
 from .fields import BYTES, compare, decode_frame, show
 from .loader import Scenario, ScenarioError, Step
 
@@ -281,36 +280,11 @@ class Runner(SocketHost):
 
 
 def _reassemble(frames: list[bytes], mtu: int) -> bytes:
-    """Join IPv4 fragments independently of the stack's reassembler, checking as a receiver would."""
-    first_eth = None
-    key = None
-    pieces: dict[int, bytes] = {}
-    total = None
-    header = None
-    for frame in frames:
-        try:
-            eth = ethernet.parse(frame)
-            ip = ipv4.parse(eth.payload)
-        except Malformed as e:
-            raise StepFailed(f"  expected an IPv4 fragment, got {describe(frame)} ({e})") from None
-        this = (ip.src, ip.dst, ip.protocol, ip.identification)
-        if key is not None and this != key:
-            raise StepFailed(f"  fragment of another datagram: {describe(frame)}")
-        if ip.header_len + len(ip.payload) > mtu:
-            raise StepFailed(f"  fragment larger than the MTU {mtu}: {describe(frame)}")
-        key = this
-        first_eth = first_eth or eth
-        pieces[ip.frag_offset] = ip.payload
-        if ip.frag_offset == 0:
-            header = ip
-        if not ip.mf:
-            total = ip.frag_offset + len(ip.payload)
-    payload = b"".join(pieces[o] for o in sorted(pieces))
-    if header is None or total is None or len(payload) != total or first_eth is None:
-        raise StepFailed("  the fragments do not make a whole datagram (first or last missing, or a gap)")
-    whole = ipv4.Ipv4(header.src, header.dst, header.protocol, payload, header.ttl, header.identification,
-                      header.tos, header.df, False, 0, header.options)
-    return ethernet.emit(ethernet.Ethernet(first_eth.dst, first_eth.src, first_eth.ethertype, ipv4.emit(whole)), pad=False)
+    """The datagram the stack's fragments make, joined by an oracle independent of the stack (defrag.py)."""
+    try:
+        return reassemble(frames, mtu)
+    except DefragError as e:
+        raise StepFailed(f"  {e}") from None
 
 
 def _names_of(e: OSError) -> set[str]:
