@@ -27,14 +27,14 @@ milliseconds) and nothing a correct stack must do depends on that (see
 import sys
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from construct import ConstructError
 
-from simstack.protocols import arp, ethernet, icmp, ipv4, udp
+from simstack.protocols import arp, ethernet, fieldspec, icmp, ipv4, udp
 from simstack.protocols.addresses import (
     BROADCAST_MAC,
     ZERO_IP,
@@ -48,11 +48,12 @@ from simstack.protocols.addresses import (
 )
 from simstack.protocols.checksum import internet_checksum
 from simstack.protocols.errors import Malformed
+from simstack.protocols.fieldspec import Computed, Expect
 from simstack.protocols.stack import StackConfig
 
 from ..wire.capture import Capture, CaptureError, read_capture
 from .defrag import DefragError, is_fragment, reassemble
-from .fields import Context, Decoded, Host, build_frame, decode_frame
+from .fields import LAYERS, Context, Decoded, Host, build_frame, decode_frame
 from .recorder import (
     DEFAULT_TOLERANCE,
     HostTable,
@@ -63,6 +64,7 @@ from .recorder import (
     protocols_of,
     render_bytes,
     render_scenario,
+    render_value,
 )
 
 EXIT_OK, EXIT_INVALID = 0, 2
@@ -71,18 +73,15 @@ DEFAULT_MAC = "aa:bb:cc:dd:ee:ff"
 ECHO_PORT, DISCARD_PORT = 7, 9
 LONG_WAIT_NS = 4_000_000_000  # an expectation this long after the step before needs more than the default 5 s
 
-# What an expectation names: what a correct stack must reproduce.
-EXPECT_DUTY: dict[str, tuple[str, ...]] = {
-    "eth": ("dst", "src", "vlan"),
-    "arp": ("op", "sha", "spa", "tha", "tpa"),
-    "ipv4": ("src", "dst"),
-    "icmp": ("type", "code", "id", "seq", "mtu", "pointer", "data"),
-    "udp": ("sport", "dport", "data"),
-    "payload": ("",),
-}
-# --strict adds the host's own choices.
-EXPECT_STRICT = {**EXPECT_DUTY, "ipv4": ("src", "dst", "ttl", "id", "tos", "df")}
-FRAGMENT_FIELDS = ("src", "dst", "proto", "mf", "frag")
+# What an expectation names: what a correct stack must reproduce; --strict adds the host's own choices.
+DUTY = frozenset({Expect.DUTY})
+STRICT = frozenset({Expect.DUTY, Expect.CHOICE})
+# A fragment sent alone is expected by the duty fields and what places its raw payload: protocol, MF, offset.
+_PLACES_A_FRAGMENT = ("ipv4.proto", "ipv4.mf", "ipv4.frag")
+_ALL_FIELDS = tuple(f for header in LAYERS.values() for f in header.fields)
+_MAC_KEYS = tuple(f.key for f in _ALL_FIELDS if f.type is fieldspec.MAC)
+_IP_KEYS = tuple(f.key for f in _ALL_FIELDS if f.type is fieldspec.IPV4_ADDRESS)
+_CHECKSUM_KEYS = tuple(f.key for f in _ALL_FIELDS if f.computed is Computed.CHECKSUM)
 ETHERTYPE_NAMES = {
     0x86DD: "IPv6", 0x88CC: "LLDP", 0x8035: "RARP", 0x88A8: "802.1ad", 0x8863: "PPPoE discovery",
     0x8864: "PPPoE", 0x0842: "Wake-on-LAN", 0x88E5: "MACsec", 0x8809: "slow protocols (LACP)", 0x888E: "EAPOL",
@@ -141,10 +140,10 @@ class AddressMap:
     def fields(self, flat: Mapping[str, Any]) -> dict[str, Any]:
         """The same fields with every address moved (payloads are the caller's business)."""
         out = dict(flat)
-        for key in ("eth.dst", "eth.src", "arp.sha", "arp.tha"):
+        for key in _MAC_KEYS:
             if key in out:
                 out[key] = self.mac(out[key])
-        for key in ("arp.spa", "arp.tpa", "ipv4.src", "ipv4.dst"):
+        for key in _IP_KEYS:
             if key in out:
                 out[key] = self.ip(out[key])
         return out
@@ -327,7 +326,7 @@ class Importer:
         mask = old.netmask
         new_net = int.from_bytes(self.new_ip, "big") & mask
         for fr in frames:
-            for key in ("ipv4.src", "ipv4.dst", "arp.spa", "arp.tpa"):
+            for key in _IP_KEYS:
                 ip = fr.f.get(key)
                 if ip is None or ip == ZERO_IP or not old.on_link(ip) or ip in self.amap.ips:
                     continue
@@ -506,8 +505,7 @@ class Importer:
                 times.append(fr.ns)
                 counts["inject"] += 1
                 continue
-            keys = EXPECT_STRICT if self.opts.strict else EXPECT_DUTY
-            flat = self.amap.fields(expect_fields(fr.d, keys))
+            flat = self.amap.fields(expect_fields(fr.d, STRICT if self.opts.strict else DUTY))
             if "icmp.data" in flat and flat.get("icmp.type") in icmp.ERROR_TYPES:
                 flat["icmp.data"] = map_quote(flat["icmp.data"], self.amap, injected)
             step = OutStep("expect", None, flat, None, comment)
@@ -541,7 +539,7 @@ class Importer:
         f = fr.f
         pair_old = f.get("ipv4.src", b"") + f.get("ipv4.dst", b"")
         pair_new = flat.get("ipv4.src", b"") + flat.get("ipv4.dst", b"")
-        for key in ("ipv4.checksum", "icmp.checksum", "udp.checksum"):
+        for key in _CHECKSUM_KEYS:
             if key not in flat:
                 continue
             if key not in fr.d.bad_checksums:
@@ -571,13 +569,12 @@ class Importer:
             eth = ethernet.parse(raw)
         except Malformed:
             return raw
-        moved = replace(eth, dst=self.amap.mac(eth.dst), src=self.amap.mac(eth.src))
+        moved = eth._replace(dst=self.amap.mac(eth.dst), src=self.amap.mac(eth.src))
         return ethernet.emit(moved, pad=False) if moved != eth else raw
 
     def _fragment_fields(self, fr: Frame) -> dict[str, Any]:
         f = fr.f
-        flat = self.amap.fields({"eth.dst": f["eth.dst"], "eth.src": f["eth.src"],
-                                 **{f"ipv4.{k}": f[f"ipv4.{k}"] for k in FRAGMENT_FIELDS}})
+        flat = self.amap.fields({**expect_fields(fr.d, DUTY), **{k: f[k] for k in _PLACES_A_FRAGMENT}})
         payload = f.get("payload.", b"")
         if not f.get("ipv4.frag"):
             payload = _adjust_l4(f["ipv4.proto"], payload, f["ipv4.src"] + f["ipv4.dst"], flat["ipv4.src"] + flat["ipv4.dst"])
@@ -591,7 +588,7 @@ class Importer:
         comment = f"frame {fr.number} starts here: {fr.d.summary}"
         if fr.role == "ping":
             args: list[tuple[str, str | list[str]]] = [
-                ("dst", dst), ("id", f"{f['icmp.id']:#06x}"), ("seq", str(f["icmp.seq"])),
+                ("dst", dst), ("id", render_value("icmp.id", f["icmp.id"], self.hosts)), ("seq", str(f["icmp.seq"])),
                 ("data", render_bytes(f.get("icmp.data", b"")))]
             return OutStep("app", None, {}, None, comment, note, app="ping", args=args)
         port = f["udp.sport"]
