@@ -62,7 +62,8 @@ HEADER = Struct(
 )
 _FIXED = layout.derive(HEADER, tail={"options": Bytes, "payload": GreedyBytes})  # version_ihl .. dst
 _unpack = _FIXED.unpack_from
-_pack = _FIXED.pack
+_pack = _FIXED.pack  # refuses addresses that are not four bytes, as Bytes(4) does
+_pack_again = _FIXED.struct.pack  # the same bytes, once _pack has seen these values
 
 
 class Ipv4(NamedTuple):
@@ -172,7 +173,7 @@ def emit(ip: Ipv4) -> bytes:
         csum = internet_checksum(head if hlen == len(head) else (head + payload)[:hlen])
     elif csum == 0:
         return head + payload
-    return _pack(*fixed, csum, ip.src, ip.dst) + options + payload
+    return _pack_again(*fixed, csum, ip.src, ip.dst) + options + payload
 
 
 def pseudo_header_sum(src: bytes, dst: bytes, protocol: int, length: int) -> int:

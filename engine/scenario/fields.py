@@ -11,6 +11,7 @@ thing in every direction. Building and decoding go through
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from operator import itemgetter
 from typing import Any
 
@@ -336,7 +337,7 @@ class _Decoder:
 
     def __call__(self, value: tuple[Any, ...], out: dict[str, Any]) -> None:
         out[self.marker] = True
-        out.update(zip(self.keys, self.pick(value), strict=True))
+        out.update(zip(self.keys, self.pick(value), strict=False))  # keys and pick are built from one list
         for key, i, j, values in self.sometimes:
             other = value[j]
             if (other is not None) if values is None else (other in values):
@@ -349,12 +350,37 @@ _IPV4 = _Decoder(ipv4.FIELDS)
 _ICMP = _Decoder(icmp.FIELDS)
 _UDP = _Decoder(udp.FIELDS)
 
+Summary = str | Callable[[], str]  # a summary, or what writes it when it is read
 
-@dataclass
+
 class Decoded:
-    fields: dict[str, Any]
-    summary: str
-    bad_checksums: list[str] = field(default_factory=list)
+    """Every field simstack read from a frame, the checksums that were wrong, and a one-line summary.
+
+    The summary (in tcpdump's words) is written when first read: a replay
+    reads it to report a failure or write a recording, not for every frame
+    that matches.
+    """
+
+    __slots__ = ("_summary", "bad_checksums", "fields")
+
+    def __init__(self, fields: dict[str, Any], summary: Summary, bad_checksums: list[str] | None = None) -> None:
+        self.fields = fields
+        self.bad_checksums: list[str] = [] if bad_checksums is None else bad_checksums
+        self._summary = summary
+
+    @property
+    def summary(self) -> str:
+        text = self._summary
+        if not isinstance(text, str):
+            text = self._summary = text()
+        return text
+
+    def __repr__(self) -> str:
+        return f"Decoded({self.summary!r}, {self.fields!r}, bad_checksums={self.bad_checksums!r})"
+
+
+def _text(summary: Summary) -> str:
+    return summary if isinstance(summary, str) else summary()
 
 
 def decode_frame(frame: bytes) -> Decoded:
@@ -366,29 +392,45 @@ def decode_frame(frame: bytes) -> Decoded:
     except Malformed as e:
         return Decoded(out, f"[malformed ethernet: {e}] length {len(frame)}")
     _ETH(eth, out)
-    prefix = "" if eth.vlan is None else f"vlan {eth.vlan}, "
+    rest: Summary
     if eth.ethertype == ethernet.TYPE_ARP:
-        return Decoded(out, prefix + _decode_arp(eth.payload, out), bad)
-    if eth.ethertype != ethernet.TYPE_IPV4:
+        rest = _decode_arp(eth.payload, out)
+    elif eth.ethertype != ethernet.TYPE_IPV4:
         out["payload."] = eth.payload
-        return Decoded(out, f"{prefix}ethertype {eth.ethertype:#06x}, length {len(frame)}", bad)
-    return Decoded(out, prefix + _decode_ipv4(eth.payload, out, bad), bad)
+        rest = partial(_ethertype_text, eth.ethertype, len(frame))
+    else:
+        rest = _decode_ipv4(eth.payload, out, bad)
+    if eth.vlan is not None:
+        rest = partial(_tagged_text, eth.vlan, rest)
+    return Decoded(out, rest, bad)
 
 
-def _decode_arp(data: bytes, out: dict[str, Any]) -> str:
+def _tagged_text(vlan: int, rest: Summary) -> str:
+    return f"vlan {vlan}, {_text(rest)}"
+
+
+def _ethertype_text(ethertype: int, length: int) -> str:
+    return f"ethertype {ethertype:#06x}, length {length}"
+
+
+def _decode_arp(data: bytes, out: dict[str, Any]) -> Summary:
     try:
         a = arp.parse(data)
     except Malformed as e:
         return f"ARP [malformed: {e}]"
     _ARP(a, out)
+    return partial(_arp_text, a, len(data))
+
+
+def _arp_text(a: arp.Arp, length: int) -> str:
     if a.op == arp.REQUEST:
         return f"ARP, Request who-has {ip_to_str(a.tpa)} tell {ip_to_str(a.spa)}, length {arp.LENGTH}"
     if a.op == arp.REPLY:
         return f"ARP, Reply {ip_to_str(a.spa)} is-at {mac_to_str(a.sha)}, length {arp.LENGTH}"
-    return f"ARP, op {a.op}, length {len(data)}"
+    return f"ARP, op {a.op}, length {length}"
 
 
-def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str]) -> str:
+def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str]) -> Summary:
     try:
         ip = ipv4.parse(data, verify_checksum=False)
     except Malformed as e:
@@ -397,28 +439,43 @@ def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str]) -> str:
     if not verify(data[: ip.ihl * 4]):
         bad.append("ipv4.checksum")
     _IPV4(ip, out)
-    head = f"IP {ip_to_str(ip.src)} > {ip_to_str(ip.dst)}: "
     if ip.frag_offset or ip.mf:
         out["payload."] = ip.payload
-        return head + (f"ip-proto-{ip.protocol} (frag {ip.identification}:{len(ip.payload)}@{ip.frag_offset}"
-                       f"{'+' if ip.mf else ''})")
+        return partial(_fragment_text, ip)
     decoder = _TRANSPORT_DECODERS.get(ip.protocol)
     if decoder is None:
         out["payload."] = ip.payload
-        return head + f"ip-proto-{ip.protocol} {len(ip.payload)}"
+        return partial(_ip_proto_text, ip)
     return decoder(ip, out, bad)
 
 
-def _decode_icmp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> str:
-    head = f"IP {ip_to_str(ip.src)} > {ip_to_str(ip.dst)}: ICMP "
+def _ip_head(ip: ipv4.Ipv4) -> str:
+    return f"IP {ip_to_str(ip.src)} > {ip_to_str(ip.dst)}: "
+
+
+def _fragment_text(ip: ipv4.Ipv4) -> str:
+    return _ip_head(ip) + (f"ip-proto-{ip.protocol} (frag {ip.identification}:{len(ip.payload)}@{ip.frag_offset}"
+                           f"{'+' if ip.mf else ''})")
+
+
+def _ip_proto_text(ip: ipv4.Ipv4) -> str:
+    return _ip_head(ip) + f"ip-proto-{ip.protocol} {len(ip.payload)}"
+
+
+def _decode_icmp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> Summary:
     try:
         m = icmp.parse(ip.payload, verify_checksum=False)
     except Malformed as e:
         out["payload."] = ip.payload
-        return head + f"[malformed: {e}]"
+        return _ip_head(ip) + f"ICMP [malformed: {e}]"
     if not verify(ip.payload):
         bad.append("icmp.checksum")
     _ICMP(m, out)
+    return partial(_icmp_text, ip, m)
+
+
+def _icmp_text(ip: ipv4.Ipv4, m: icmp.Icmp) -> str:
+    head = _ip_head(ip) + "ICMP "
     if m.type in (icmp.ECHO_REQUEST, icmp.ECHO_REPLY):
         word = "request" if m.type == icmp.ECHO_REQUEST else "reply"
         return head + f"echo {word}, id {m.identifier}, seq {m.sequence}, length {len(ip.payload)}"
@@ -441,20 +498,26 @@ def _quoted(data: bytes) -> str:
     return f"{dst} protocol {proto}"
 
 
-def _decode_udp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> str:
-    head = f"IP {ip_to_str(ip.src)}"
+def _decode_udp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> Summary:
     try:
         d = udp.parse(ip.payload, ip.src, ip.dst, verify_checksum=False)
     except Malformed as e:
         out["payload."] = ip.payload
-        return f"{head} > {ip_to_str(ip.dst)}: UDP [malformed: {e}]"
+        return f"IP {ip_to_str(ip.src)} > {ip_to_str(ip.dst)}: UDP [malformed: {e}]"
     if not udp.checksum_ok(ip.payload[: d.length], ip.src, ip.dst):
         bad.append("udp.checksum")
     _UDP(d, out)
-    return f"{head}.{d.src_port} > {ip_to_str(ip.dst)}.{d.dst_port}: UDP, length {len(d.payload)}"
+    return partial(_udp_text, ip, d)
 
 
-_TRANSPORT_DECODERS = {ipv4.PROTO_ICMP: _decode_icmp, ipv4.PROTO_UDP: _decode_udp}
+def _udp_text(ip: ipv4.Ipv4, d: udp.Udp) -> str:
+    return f"IP {ip_to_str(ip.src)}.{d.src_port} > {ip_to_str(ip.dst)}.{d.dst_port}: UDP, length {len(d.payload)}"
+
+
+_TRANSPORT_DECODERS: dict[int, Callable[[ipv4.Ipv4, dict[str, Any], list[str]], Summary]] = {
+    ipv4.PROTO_ICMP: _decode_icmp,
+    ipv4.PROTO_UDP: _decode_udp,
+}
 
 
 # -- comparing -------------------------------------------------------------------
