@@ -176,10 +176,15 @@ def test_field_table_is_fields() -> None:
             cells = _row(f.key, section)
             assert cells[1] == _kind_words(f.type), f"`{f.key}` is {_kind_words(f.type)}, the page says {cells[1]}"
             if isinstance(f.type, fieldspec.Int):
-                for named, value in f.type.names.items():
-                    number = re.search(rf"`{re.escape(named)}` = (0x[0-9a-f]+|\d+)", cells[2])
-                    assert number is not None, f"`{f.key}`: {named}"
-                    assert int(number.group(1), 0) == value, f"`{f.key}`: {named} is {value}"
+                shown = {word: int(n, 0) for word, n in re.findall(r"`([\w-]+)` = (0x[0-9a-f]+|\d+)", cells[2])}
+                assert shown == dict(f.type.names), f"`{f.key}` names {dict(f.type.names)}, the page says {shown}"
+            if isinstance(f.type, fieldspec.Int) and f.type.names_by is not None:  # words by another field's value
+                other = header.by_attr[f.type.names_by[0]].type
+                assert isinstance(other, fieldspec.Int)
+                for value, words in f.type.names_by[1].items():
+                    under = next(w for w, v in other.names.items() if v == value)
+                    part = next((p for p in cells[2].split(";") if f"(for `{under}`)" in p), "")
+                    assert set(re.findall(r"`([\w-]+)` =", part)) == set(words), f"`{f.key}` under `{under}`: {part!r}"
     listed = set(re.findall(r"^\| `([a-z0-9]+(?:\.[a-z0-9]+)?)` \| (?:integer|MAC|IPv4|boolean|bytes)", section, re.MULTILINE))
     assert listed == expected, f"rows for fields no protocol module describes: {listed - expected}"
 

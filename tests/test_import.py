@@ -8,6 +8,7 @@ made of it must replay green.
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,6 +234,10 @@ def test_strict_adds_the_hosts_own_choices(tmp_path: Path) -> None:
     assert do_import(cap, strict, "--stack", "10.0.0.1", "--strict").returncode == 0
     assert "ipv4: {src: stack, dst: host2}" in loose.read_text()
     assert "ipv4: {src: stack, dst: host2, ttl: 64, id: 0x" in strict.read_text()
+    # docs/recording.md: the host's own choices, IPv4 ID, TTL, DF and TOS, are named only with --strict
+    sent = {line.split("ipv4: {", 1)[1] for line in strict.read_text().splitlines() if "ipv4: {src: stack" in line}
+    assert sent and all(re.fullmatch(r"src: stack, dst: \w+, ttl: 64, id: 0x[0-9a-f]{4}, tos: 0, df: (true|false)}", n)
+                        for n in sent), sent
     assert replay(strict)[0] == 0  # simstack, same seed: its own choices come out the same
 
 
