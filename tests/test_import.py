@@ -208,6 +208,26 @@ def test_neighbours_on_the_stacks_subnet_move_with_it(tmp_path: Path) -> None:
     assert replay(out)[0] == 0
 
 
+@pytest.mark.parametrize(("name", "kept"), [("icmp/bad-checksum-dropped.yaml", "icmp.checksum"),
+                                             ("udp/bad-checksum-dropped.yaml", "udp.checksum"),
+                                             ("udp/zero-checksum-accepted.yaml", None)])
+def test_checksums_are_recomputed_for_moved_addresses_unless_bad_or_none(tmp_path: Path, name: str, kept: str | None) -> None:
+    """A valid checksum is left to the builder (the addresses moved); a bad one, or UDP's "none" (0), is kept as captured."""
+    cap = write_pcap(tmp_path / "c.pcap", traced(name))
+    out = tmp_path / "o.yaml"
+    assert do_import(cap, out, "--stack", "10.0.0.1", "--ip", "172.16.5.1/24").returncode == 0
+    injects = [s for s in yaml.safe_load(out.read_text())["steps"] if "inject" in s]
+    named = {f"{layer}.checksum": fields["checksum"] for s in injects for layer, fields in s["inject"].items()
+             if isinstance(fields, dict) and "checksum" in fields}
+    notes = [s["note"] for s in injects if "was bad in the capture" in s.get("note", "")]
+    if kept is None:
+        assert named == {"udp.checksum": 0} and not notes
+    else:
+        assert set(named) == {kept} and named[kept] == 0x1234  # the scenarios corrupt it to 0x1234
+        assert notes == [f"{kept} was bad in the capture and stays as captured"]
+    assert replay(out)[0] == 0
+
+
 def test_a_neighbour_off_the_subnet_is_warned_about(tmp_path: Path) -> None:
     cap = write_pcap(tmp_path / "c.pcap", traced("ping.yaml"))
     r = do_import(cap, tmp_path / "o.yaml", "--stack", "10.0.0.1", "--map", "10.0.0.2=10.7.7.7")
