@@ -17,7 +17,7 @@ description cannot drift apart. The types here are plain data: nothing in
 ``protocols`` imports the engine.
 """
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from types import MappingProxyType
@@ -107,13 +107,15 @@ class Computed(Enum):
 
 @dataclass(frozen=True)
 class When:
-    """A field that means something only while another attribute is set (``values`` None) or holds one of ``values``."""
+    """A field exists only while attribute ``attr`` holds one of ``values``, or (``values`` None) is not None.
+
+    An ICMP identifier exists in echo messages only; the 802.1Q priority only
+    in a tagged frame. A decoded frame lacks the field otherwise, so an
+    expectation naming it fails there.
+    """
 
     attr: str
     values: frozenset[Any] | None = None
-
-    def holds(self, value: Any) -> bool:
-        return value is not None if self.values is None else value in self.values
 
 
 @dataclass(frozen=True)
@@ -152,9 +154,10 @@ class Header:
     """
 
     def __init__(self, layer: str, value: type[Any], fields: Sequence[Field], unnamed: Iterable[str] = ()) -> None:
-        attrs: tuple[str, ...] = value._fields
+        attrs: tuple[str, ...] = value._fields  # a NamedTuple's, in its order
         type_defaults: Mapping[str, Any] = value._field_defaults
-        described = [f.attr for f in fields] + list(unnamed)
+        self.unnamed: tuple[str, ...] = tuple(unnamed)
+        described = [f.attr for f in fields] + list(self.unnamed)
         if sorted(described) != sorted(attrs):
             raise TypeError(f"{layer}: the fields describe {sorted(described)}, {value.__name__} has {sorted(attrs)}")
         names = [f.name for f in fields]
@@ -162,27 +165,20 @@ class Header:
             raise TypeError(f"{layer}: duplicate field names in {names}")
         resolved = []
         for f in fields:
-            default = f.default if f.default is not NO_DEFAULT else type_defaults.get(f.attr, NO_DEFAULT)
-            for other in (f.when.attr if f.when else None, f.type.names_by[0] if isinstance(f.type, Int) and f.type.names_by
-                          else None):
-                if other is not None and other not in attrs:
+            depends = [f.when.attr] if f.when else []
+            if isinstance(f.type, Int) and f.type.names_by is not None:
+                depends.append(f.type.names_by[0])
+            for other in depends:
+                if other not in attrs:
                     raise TypeError(f"{layer}.{f.name} depends on {other!r}, which {value.__name__} lacks")
+            default = f.default if f.default is not NO_DEFAULT else type_defaults.get(f.attr, NO_DEFAULT)
             resolved.append(replace(f, default=default, layer=layer))
         self.layer = layer
         self.value = value
         self.fields: tuple[Field, ...] = tuple(resolved)
-        self.unnamed: tuple[str, ...] = tuple(unnamed)
         self.by_name: Mapping[str, Field] = MappingProxyType({f.name: f for f in self.fields})
         self.by_attr: Mapping[str, Field] = MappingProxyType({f.attr: f for f in self.fields})
         self.index: Mapping[str, int] = MappingProxyType({a: i for i, a in enumerate(attrs)})
 
     def __repr__(self) -> str:
         return f"Header({self.layer!r}, {self.value.__name__}, {', '.join(f.name for f in self.fields)})"
-
-    def __iter__(self) -> Iterator[Field]:
-        return iter(self.fields)
-
-    def named(self, expect: Iterable[Expect]) -> tuple[str, ...]:
-        """The scenario names of the fields whose ``expect`` is one of ``expect``, in order."""
-        wanted = set(expect)
-        return tuple(f.name for f in self.fields if f.expect in wanted)
