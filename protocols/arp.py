@@ -12,17 +12,18 @@
     +---------------------------------------------------------------+
 
 ``HEADER`` is the format; it is all fixed-size fields, so ``layout.derive``
-turns the whole of it into one ``struct`` that ``parse``/``emit`` run
-(``with layout.construct_codec():`` runs ``HEADER.compile()`` instead).
+turns the whole of it into one ``struct`` that ``parse``/``emit`` run (tests
+hold it to ``HEADER.parse``/``HEADER.build``). ``FIELDS`` says what the
+value's fields mean to scenarios.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from construct import Bytes, Default, Int8ub, Int16ub, Struct
 
 from . import layout
 from .errors import Malformed
-from .layout import CODEC
+from .fieldspec import IPV4_ADDRESS, MAC, Expect, Field, Header, Int
 
 REQUEST = 1
 REPLY = 2
@@ -41,14 +42,12 @@ HEADER = Struct(
     "tha" / Bytes(6),
     "tpa" / Bytes(4),
 )
-_COMPILED = HEADER.compile()
 _LAYOUT = layout.derive(HEADER)  # every field; nothing variable follows
 _unpack = _LAYOUT.unpack_from
 _pack = _LAYOUT.pack
 
 
-@dataclass(frozen=True, slots=True)
-class Arp:
+class Arp(NamedTuple):
     op: int
     sha: bytes
     spa: bytes
@@ -60,36 +59,36 @@ class Arp:
     plen: int = 4
 
 
+# The format fields are never named in an expectation: parse refuses any
+# value but Ethernet/IPv4's, so naming them says nothing.
+FIELDS = Header(
+    "arp",
+    Arp,
+    [
+        Field("op", "op", Int(16, {"request": REQUEST, "reply": REPLY}), default=REQUEST),
+        Field("sha", "sha", MAC),
+        Field("spa", "spa", IPV4_ADDRESS),
+        Field("tha", "tha", MAC),
+        Field("tpa", "tpa", IPV4_ADDRESS),
+        Field("htype", "htype", Int(16), Expect.NEVER, terse=True),
+        Field("ptype", "ptype", Int(16), Expect.NEVER, terse=True),
+        Field("hlen", "hlen", Int(8), Expect.NEVER, terse=True),
+        Field("plen", "plen", Int(8), Expect.NEVER, terse=True),
+    ],
+)
+_new = tuple.__new__
+
+
 def parse(data: bytes) -> Arp:
     if len(data) < LENGTH:
         raise Malformed("truncated", f"{len(data)} bytes, ARP needs {LENGTH}")
-    if CODEC.construct:
-        c = _COMPILED.parse(data)
-        htype, ptype, hlen, plen, op, sha, spa, tha, tpa = c.htype, c.ptype, c.hlen, c.plen, c.op, c.sha, c.spa, c.tha, c.tpa
-    else:
-        htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _unpack(data)
+    htype, ptype, hlen, plen, op, sha, spa, tha, tpa = _unpack(data)
     # Sanity: this declaration only covers Ethernet/IPv4 (RFC 826 "ar$hrd", "ar$pro").
     if htype != HTYPE_ETHERNET or ptype != PTYPE_IPV4 or hlen != 6 or plen != 4:
         raise Malformed("unsupported_format", f"htype {htype} ptype {ptype:#06x}")
-    return Arp(op, sha, spa, tha, tpa)
+    return _new(Arp, (op, sha, spa, tha, tpa, htype, ptype, hlen, plen))  # Arp's field order, without its __new__
 
 
 def emit(arp: Arp) -> bytes:
-    if not CODEC.construct:
-        # fill: a None takes the declaration's Default, as construct's build does.
-        return _pack(*_LAYOUT.fill((arp.htype, arp.ptype, arp.hlen, arp.plen, arp.op, arp.sha, arp.spa, arp.tha, arp.tpa)))
-    return bytes(
-        _COMPILED.build(
-            {
-                "htype": arp.htype,
-                "ptype": arp.ptype,
-                "hlen": arp.hlen,
-                "plen": arp.plen,
-                "op": arp.op,
-                "sha": arp.sha,
-                "spa": arp.spa,
-                "tha": arp.tha,
-                "tpa": arp.tpa,
-            }
-        )
-    )
+    # fill: a None takes the declaration's Default, as construct's build does.
+    return _pack(*_LAYOUT.fill((arp.htype, arp.ptype, arp.hlen, arp.plen, arp.op, arp.sha, arp.spa, arp.tha, arp.tpa)))

@@ -14,16 +14,17 @@
 ``HEADER`` is the format. ``parse``/``emit`` run the codec that
 ``layout.derive`` reads off it (one ``struct`` for the addresses and type, one
 for the tag), because construct's own parser costs microseconds of machinery
-per frame; ``with layout.construct_codec():`` runs ``HEADER.compile()`` instead.
+per frame; tests hold the two to ``HEADER.parse``/``HEADER.build``. ``FIELDS``
+says what the value's fields mean to scenarios.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from construct import Bytes, GreedyBytes, If, IfThenElse, Int16ub, Struct, this
 
 from . import layout
 from .errors import Malformed
-from .layout import CODEC
+from .fieldspec import MAC, Expect, Field, Header, Int, When
 
 TYPE_IPV4 = 0x0800
 TYPE_ARP = 0x0806
@@ -39,7 +40,6 @@ HEADER = Struct(
     "tag" / If(this.ethertype == TYPE_VLAN, Struct("tci" / Int16ub, "ethertype" / Int16ub)),
     "payload" / GreedyBytes,
 )
-_COMPILED = HEADER.compile()
 # Derived from HEADER: dst, src, ethertype; then the tag's tci, ethertype. The
 # payload (GreedyBytes) is the rest of the frame.
 _HEAD = layout.derive(HEADER, tail={"tag": IfThenElse, "payload": GreedyBytes})
@@ -50,8 +50,7 @@ _pack_head = _HEAD.pack
 _pack_tag = _TAG.pack
 
 
-@dataclass(frozen=True, slots=True)
-class Ethernet:
+class Ethernet(NamedTuple):
     dst: bytes
     src: bytes
     ethertype: int
@@ -61,37 +60,42 @@ class Ethernet:
     dei: bool = False
 
 
+FIELDS = Header(
+    "eth",
+    Ethernet,
+    [
+        Field("dst", "dst", MAC),
+        Field("src", "src", MAC),
+        Field("type", "ethertype", Int(16, {"ipv4": TYPE_IPV4, "arp": TYPE_ARP, "vlan": TYPE_VLAN}, hex=True),
+              Expect.DETAIL),
+        Field("vlan", "vlan", Int(12), when=When("vlan")),
+        Field("pcp", "pcp", Int(3), Expect.DETAIL, terse=True, when=When("vlan")),
+    ],
+    unnamed=("payload", "dei"),  # the payload is the next layer; DEI is not in the scenario language
+)
+_new = tuple.__new__
+
+
 def parse(frame: bytes) -> Ethernet:
     if type(frame) is not bytes:
         frame = bytes(frame)  # fields come out as bytes, whatever buffer came in
     n = len(frame)
-    # Integrity first: neither the compiled parser nor a struct may read short.
+    # Integrity first: a struct must not read short.
     if n < HEADER_LEN:
         raise Malformed("truncated", f"{n} bytes, header needs {HEADER_LEN}")
     if frame[12] == 0x81 and frame[13] == 0x00 and n < HEADER_LEN + TAG_LEN:
         raise Malformed("truncated", "802.1Q tag cut short")
-    if CODEC.construct:
-        return _parse_compiled(frame)
     dst, src, ethertype = _unpack_head(frame)
+    # The value is built as the tuple it is, in Ethernet's field order, without
+    # the keyword binding of Ethernet(...): parse is the hot path.
     if ethertype != TYPE_VLAN:
-        return Ethernet(dst, src, ethertype, frame[HEADER_LEN:])
+        return _new(Ethernet, (dst, src, ethertype, frame[HEADER_LEN:], None, 0, False))
     tci, ethertype = _unpack_tag(frame, HEADER_LEN)
-    return Ethernet(dst, src, ethertype, frame[HEADER_LEN + TAG_LEN :], tci & 0x0FFF, tci >> 13, bool(tci & 0x1000))
-
-
-def _parse_compiled(frame: bytes) -> Ethernet:
-    c = _COMPILED.parse(frame)
-    tag = c.tag
-    if tag is None:
-        return Ethernet(c.dst, c.src, c.ethertype, c.payload)
-    tci = tag.tci
-    return Ethernet(c.dst, c.src, tag.ethertype, c.payload, tci & 0x0FFF, tci >> 13, bool(tci & 0x1000))
+    return _new(Ethernet, (dst, src, ethertype, frame[HEADER_LEN + TAG_LEN :], tci & 0x0FFF, tci >> 13, bool(tci & 0x1000)))
 
 
 def emit(eth: Ethernet, pad: bool = True) -> bytes:
     """Build the frame; ``pad`` fills to the 60-byte minimum as a NIC would."""
-    if CODEC.construct:
-        return _emit_compiled(eth, pad)
     if eth.vlan is None:
         if eth.ethertype == TYPE_VLAN:
             # HEADER reads a tag after TPID 0x8100; construct's build fails here too (TypeError).
@@ -104,15 +108,3 @@ def emit(eth: Ethernet, pad: bool = True) -> bytes:
         frame += bytes(MIN_FRAME - len(frame))
     return frame
 
-
-def _emit_compiled(eth: Ethernet, pad: bool) -> bytes:
-    if eth.vlan is None:
-        fields = {"dst": eth.dst, "src": eth.src, "ethertype": eth.ethertype, "tag": None, "payload": eth.payload}
-    else:
-        tci = (eth.pcp & 7) << 13 | (0x1000 if eth.dei else 0) | (eth.vlan & 0x0FFF)
-        tag = {"tci": tci, "ethertype": eth.ethertype}
-        fields = {"dst": eth.dst, "src": eth.src, "ethertype": TYPE_VLAN, "tag": tag, "payload": eth.payload}
-    frame: bytes = _COMPILED.build(fields)
-    if pad and len(frame) < MIN_FRAME:
-        frame += bytes(MIN_FRAME - len(frame))
-    return frame

@@ -114,8 +114,9 @@ class Reassembler:
         first = entry.first
         self._discard(key)
         c.inc("ipv4.frag.reassembled")
-        return Ipv4(first.src, first.dst, first.protocol, payload, first.ttl, first.identification, first.tos,
-                    first.df, False, 0, first.options, first.reserved_flag, None, None, None)
+        return Ipv4(src=first.src, dst=first.dst, protocol=first.protocol, payload=payload, ttl=first.ttl,
+                    identification=first.identification, tos=first.tos, df=first.df, options=first.options,
+                    reserved_flag=first.reserved_flag)
 
     def _poison(self, entry: _Pending) -> None:
         self.counters.drop("ipv4", "frag_overlap")
@@ -162,6 +163,7 @@ def fragment(header: Ipv4, mtu: int) -> list[Ipv4]:
     for start in range(0, len(data), room):
         chunk = data[start:start + room]
         last = start + room >= len(data)
-        pieces.append(Ipv4(header.src, header.dst, header.protocol, chunk, header.ttl, header.identification,
-                           header.tos, header.df, not last, start, header.options))
+        pieces.append(Ipv4(src=header.src, dst=header.dst, protocol=header.protocol, payload=chunk, ttl=header.ttl,
+                           identification=header.identification, tos=header.tos, df=header.df, mf=not last,
+                           frag_offset=start, options=header.options))
     return pieces

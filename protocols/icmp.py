@@ -13,17 +13,19 @@
 ``parse``/``emit`` run the codec ``layout.derive`` reads off ``HEADER``: the
 common type/code/checksum run joined to each ``Switch`` case's rest of header,
 one ``struct`` per type; ``data`` (GreedyBytes) is the rest of the message.
-``with layout.construct_codec():`` runs ``HEADER.compile()`` instead.
+Tests hold it to construct's own ``HEADER.parse``/``HEADER.build``. ``FIELDS``
+says what the value's fields mean to scenarios, and holds the names of the
+types and codes.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from construct import GreedyBytes, Int8ub, Int16ub, Int32ub, Struct, Switch, this
 
 from . import layout
 from .checksum import internet_checksum, verify
 from .errors import Malformed
-from .layout import CODEC
+from .fieldspec import BYTES, Computed, Expect, Field, Header, Int, When
 
 ECHO_REPLY = 0
 DEST_UNREACHABLE = 3
@@ -62,7 +64,6 @@ HEADER = Struct(
     ),
     "data" / GreedyBytes,
 )
-_COMPILED = HEADER.compile()
 # Derived from HEADER: type, code, checksum, then the rest of header of each case.
 _HEAD = layout.derive(HEADER, tail={"rest": Switch, "data": GreedyBytes})
 _REST = layout.member(HEADER, "rest")
@@ -78,8 +79,7 @@ _unpack_echo = _ECHO_L.unpack_from
 _pack_echo = _ECHO_L.pack
 
 
-@dataclass(frozen=True, slots=True)
-class Icmp:
+class Icmp(NamedTuple):
     type: int
     code: int = 0
     data: bytes = b""
@@ -94,6 +94,44 @@ class Icmp:
         return self.type in ERROR_TYPES
 
 
+_ECHOES = frozenset({ECHO_REQUEST, ECHO_REPLY})
+TYPE_NAMES = {
+    "echo-reply": ECHO_REPLY,
+    "dest-unreachable": DEST_UNREACHABLE,
+    "echo-request": ECHO_REQUEST,
+    "time-exceeded": TIME_EXCEEDED,
+    "parameter-problem": PARAMETER_PROBLEM,
+}
+# What a code means depends on the type (RFC 792, RFC 1191 for frag-needed).
+CODE_NAMES = {
+    DEST_UNREACHABLE: {
+        "net-unreachable": NET_UNREACHABLE,
+        "host-unreachable": HOST_UNREACHABLE,
+        "protocol-unreachable": PROTOCOL_UNREACHABLE,
+        "port-unreachable": PORT_UNREACHABLE,
+        "frag-needed": FRAG_NEEDED,
+    },
+    TIME_EXCEEDED: {"ttl-exceeded": TTL_EXCEEDED, "reassembly-timeout": REASSEMBLY_EXCEEDED},
+}
+
+# The rest-of-header fields exist only in the types whose HEADER case has them.
+FIELDS = Header(
+    "icmp",
+    Icmp,
+    [
+        Field("type", "type", Int(8, TYPE_NAMES), default=ECHO_REQUEST),
+        Field("code", "code", Int(8, names_by=("type", CODE_NAMES))),
+        Field("id", "identifier", Int(16, hex=True), when=When("type", _ECHOES)),
+        Field("seq", "sequence", Int(16), when=When("type", _ECHOES)),
+        Field("mtu", "next_hop_mtu", Int(16), terse=True, when=When("type", frozenset({DEST_UNREACHABLE}))),
+        Field("pointer", "pointer", Int(8), terse=True, when=When("type", frozenset({PARAMETER_PROBLEM}))),
+        Field("checksum", "checksum", Int(16, hex=True), Expect.NEVER, Computed.CHECKSUM),
+        Field("data", "data", BYTES),
+    ],
+)
+_new = tuple.__new__
+
+
 def parse(data: bytes, verify_checksum: bool = True) -> Icmp:
     if type(data) is not bytes:
         data = bytes(data)  # fields come out as bytes, whatever buffer came in
@@ -101,38 +139,22 @@ def parse(data: bytes, verify_checksum: bool = True) -> Icmp:
         raise Malformed("truncated", f"{len(data)} bytes, ICMP needs {HEADER_LEN}")
     if verify_checksum and not verify(data):
         raise Malformed("bad_checksum")
-    if CODEC.construct:
-        return _parse_compiled(data)
+    # Each value is built in Icmp's field order, without the keyword binding of Icmp(...).
     t = data[0]
     if t in (ECHO_REQUEST, ECHO_REPLY):
         _, code, checksum, identifier, sequence = _unpack_echo(data)
-        return Icmp(t, code, data[HEADER_LEN:], identifier, sequence, checksum=checksum)
+        return _new(Icmp, (t, code, data[HEADER_LEN:], identifier, sequence, 0, 0, checksum))
     if t == DEST_UNREACHABLE:
         _, code, checksum, _unused, mtu = _UNREACH_L.unpack_from(data)
-        return Icmp(t, code, data[HEADER_LEN:], next_hop_mtu=mtu, checksum=checksum)
+        return _new(Icmp, (t, code, data[HEADER_LEN:], 0, 0, mtu, 0, checksum))
     if t == PARAMETER_PROBLEM:
         _, code, checksum, pointer, _unused, _unused2 = _PARAM_L.unpack_from(data)
-        return Icmp(t, code, data[HEADER_LEN:], pointer=pointer, checksum=checksum)
+        return _new(Icmp, (t, code, data[HEADER_LEN:], 0, 0, 0, pointer, checksum))
     _, code, checksum, _unused = _OTHER_L.unpack_from(data)
-    return Icmp(t, code, data[HEADER_LEN:], checksum=checksum)
-
-
-def _parse_compiled(data: bytes) -> Icmp:
-    c = _COMPILED.parse(data)
-    rest = c.rest
-    t = c.type
-    if t in (ECHO_REQUEST, ECHO_REPLY):
-        return Icmp(t, c.code, c.data, rest.identifier, rest.sequence, checksum=c.checksum)
-    if t == DEST_UNREACHABLE:
-        return Icmp(t, c.code, c.data, next_hop_mtu=rest.next_hop_mtu, checksum=c.checksum)
-    if t == PARAMETER_PROBLEM:
-        return Icmp(t, c.code, c.data, pointer=rest.pointer, checksum=c.checksum)
-    return Icmp(t, c.code, c.data, checksum=c.checksum)
+    return _new(Icmp, (t, code, data[HEADER_LEN:], 0, 0, 0, 0, checksum))
 
 
 def emit(msg: Icmp) -> bytes:
-    if CODEC.construct:
-        return _emit_compiled(msg)
     t = msg.type
     if t in (ECHO_REQUEST, ECHO_REPLY):
         fields: tuple[int, ...] = (msg.identifier, msg.sequence)
@@ -148,20 +170,3 @@ def emit(msg: Icmp) -> bytes:
     if csum is None:
         csum = internet_checksum(pack(t, msg.code, 0, *fields) + data)
     return pack(t, msg.code, csum, *fields) + data
-
-
-def _emit_compiled(msg: Icmp) -> bytes:
-    t = msg.type
-    if t in (ECHO_REQUEST, ECHO_REPLY):
-        rest: dict[str, int] = {"identifier": msg.identifier, "sequence": msg.sequence}
-    elif t == DEST_UNREACHABLE:
-        rest = {"unused": 0, "next_hop_mtu": msg.next_hop_mtu}
-    elif t == PARAMETER_PROBLEM:
-        rest = {"pointer": msg.pointer, "unused": 0, "unused2": 0}
-    else:
-        rest = {"unused": 0}
-    out = bytearray(_COMPILED.build({"type": t, "code": msg.code, "checksum": 0, "rest": rest, "data": msg.data}))
-    csum = internet_checksum(out) if msg.checksum is None else msg.checksum
-    out[2] = csum >> 8
-    out[3] = csum & 0xFF
-    return bytes(out)

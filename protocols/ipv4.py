@@ -23,18 +23,19 @@ rest of the header; the ``Ipv4`` value splits them into what they mean.
 handled here, after the explicit length checks: ``options`` is the bytes the
 IHL says, ``payload`` runs to Total Length. The two computed ``Default``s are
 computed here as the declaration computes them (IHL from the options, Total
-Length from the IHL and the payload); tests hold this to construct's build.
-``with layout.construct_codec():`` runs ``HEADER.compile()`` instead.
+Length from the IHL and the payload); tests hold this to construct's own
+``HEADER.parse``/``HEADER.build``. ``FIELDS`` says what the value's fields
+mean to scenarios.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from construct import Bytes, Default, GreedyBytes, Int8ub, Int16ub, Struct, len_, this
 
 from . import layout
 from .checksum import internet_checksum, ones_sum, verify
 from .errors import Malformed
-from .layout import CODEC
+from .fieldspec import BOOL, BYTES, IPV4_ADDRESS, Computed, Expect, Field, Header, Int
 
 PROTO_ICMP = 1
 PROTO_TCP = 6
@@ -59,14 +60,13 @@ HEADER = Struct(
     "options" / Bytes((this.version_ihl & 0x0F) * 4 - MIN_HEADER),
     "payload" / GreedyBytes,
 )
-_COMPILED = HEADER.compile()
 _FIXED = layout.derive(HEADER, tail={"options": Bytes, "payload": GreedyBytes})  # version_ihl .. dst
 _unpack = _FIXED.unpack_from
-_pack = _FIXED.pack
+_pack = _FIXED.pack  # refuses addresses that are not four bytes, as Bytes(4) does
+_pack_again = _FIXED.struct.pack  # the same bytes, once _pack has seen these values
 
 
-@dataclass(frozen=True, slots=True)
-class Ipv4:
+class Ipv4(NamedTuple):
     src: bytes
     dst: bytes
     protocol: int
@@ -89,8 +89,31 @@ class Ipv4:
         return MIN_HEADER + len(self.options)
 
 
+FIELDS = Header(
+    "ipv4",
+    Ipv4,
+    [
+        Field("src", "src", IPV4_ADDRESS),
+        Field("dst", "dst", IPV4_ADDRESS),
+        Field("proto", "protocol", Int(8, {"icmp": PROTO_ICMP, "tcp": PROTO_TCP, "udp": PROTO_UDP}), Expect.DETAIL),
+        Field("ttl", "ttl", Int(8), Expect.CHOICE),
+        Field("id", "identification", Int(16, hex=True), Expect.CHOICE),
+        Field("tos", "tos", Int(8), Expect.CHOICE, terse=True),
+        Field("df", "df", BOOL, Expect.CHOICE),
+        Field("mf", "mf", BOOL, Expect.DETAIL, terse=True),
+        Field("frag", "frag_offset", Int(16), Expect.DETAIL, terse=True),
+        Field("ihl", "ihl", Int(4), Expect.NEVER, Computed.LENGTH),
+        Field("len", "total_length", Int(16), Expect.DETAIL, Computed.LENGTH),
+        Field("checksum", "checksum", Int(16, hex=True), Expect.NEVER, Computed.CHECKSUM),
+        Field("options", "options", BYTES, Expect.DETAIL, terse=True),
+    ],
+    unnamed=("payload", "reserved_flag"),  # the payload is the next layer; the reserved bit is not in the language
+)
+_new = tuple.__new__
+
+
 def parse(data: bytes, verify_checksum: bool = True) -> Ipv4:
-    """Integrity checks on the raw bytes, then the compiled parse, then sanity checks.
+    """Integrity checks on the raw bytes, then the fixed twenty bytes in one ``struct``.
 
     Trailing bytes past Total Length (Ethernet padding) are dropped here.
     """
@@ -115,48 +138,12 @@ def parse(data: bytes, verify_checksum: bool = True) -> Ipv4:
         raise Malformed("bad_total_length", f"total length {total} exceeds the {n} bytes received")
     if verify_checksum and not verify(data[:hlen]):
         raise Malformed("bad_checksum")
-    if CODEC.construct:
-        return _parse_compiled(data[:total] if total < n else data, ihl, total)
     _vihl, tos, _total, ident, ff, ttl, protocol, checksum, src, dst = _unpack(data)
-    return Ipv4(
-        src,
-        dst,
-        protocol,
-        data[hlen:total],
-        ttl,
-        ident,
-        tos,
-        bool(ff & FLAG_DF),
-        bool(ff & FLAG_MF),
-        (ff & 0x1FFF) * 8,
-        data[MIN_HEADER:hlen],
-        bool(ff & FLAG_RESERVED),
-        ihl,
-        total,
-        checksum,
-    )
-
-
-def _parse_compiled(data: bytes, ihl: int, total: int) -> Ipv4:
-    c = _COMPILED.parse(data)
-    ff = c.flags_fragment
-    return Ipv4(
-        c.src,
-        c.dst,
-        c.protocol,
-        c.payload,
-        c.ttl,
-        c.identification,
-        c.tos,
-        bool(ff & FLAG_DF),
-        bool(ff & FLAG_MF),
-        (ff & 0x1FFF) * 8,
-        c.options,
-        bool(ff & FLAG_RESERVED),
-        ihl,
-        total,
-        c.checksum,
-    )
+    # Ipv4's field order, built without the keyword binding of Ipv4(...): parse is the hot path.
+    return _new(Ipv4, (
+        src, dst, protocol, data[hlen:total], ttl, ident, tos, bool(ff & FLAG_DF), bool(ff & FLAG_MF),
+        (ff & 0x1FFF) * 8, data[MIN_HEADER:hlen], bool(ff & FLAG_RESERVED), ihl, total, checksum,
+    ))
 
 
 def emit(ip: Ipv4) -> bytes:
@@ -171,8 +158,6 @@ def emit(ip: Ipv4) -> bytes:
         | (FLAG_MF if ip.mf else 0)
         | (ip.frag_offset // 8)
     )
-    if CODEC.construct:
-        return _emit_compiled(ip, ff)
     options = ip.options
     payload = ip.payload
     # HEADER's Defaults: version_ihl = 0x40 | (5 + len(options) // 4),
@@ -188,30 +173,7 @@ def emit(ip: Ipv4) -> bytes:
         csum = internet_checksum(head if hlen == len(head) else (head + payload)[:hlen])
     elif csum == 0:
         return head + payload
-    return _pack(*fixed, csum, ip.src, ip.dst) + options + payload
-
-
-def _emit_compiled(ip: Ipv4, ff: int) -> bytes:
-    fields = {
-        "version_ihl": None if ip.ihl is None else 0x40 | ip.ihl,
-        "tos": ip.tos,
-        "total_length": ip.total_length,
-        "identification": ip.identification,
-        "flags_fragment": ff,
-        "ttl": ip.ttl,
-        "protocol": ip.protocol,
-        "checksum": 0,
-        "src": ip.src,
-        "dst": ip.dst,
-        "options": ip.options,
-        "payload": ip.payload,
-    }
-    packet = bytearray(_COMPILED.build(fields))
-    hlen = (packet[0] & 0x0F) * 4
-    csum = internet_checksum(packet[:hlen]) if ip.checksum is None else ip.checksum
-    packet[10] = csum >> 8
-    packet[11] = csum & 0xFF
-    return bytes(packet)
+    return _pack_again(*fixed, csum, ip.src, ip.dst) + options + payload
 
 
 def pseudo_header_sum(src: bytes, dst: bytes, protocol: int, length: int) -> int:

@@ -24,14 +24,14 @@ anything unnamed). Those stay with the protocol module, which names them in
 handles is refused with ``LayoutError`` at import time, so a change to a
 declaration can never be half-followed by its fast codec.
 
-The construct path stays available, as the reference and as the benchmark's
-baseline: ``with construct_codec():`` sends every ``parse``/``emit`` in the
-protocol modules through ``HEADER.compile()`` as before.
+There is one codec at run time, this one. The declaration stays the
+reference: tests hold every protocol's ``parse``/``emit`` to construct's own
+``HEADER.parse``/``HEADER.build``, and the replay benchmark patches a
+construct-compiled codec in for its baseline.
 """
 
 import struct
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,34 +62,6 @@ MISSING: Any = _Missing()
 COMPUTED: Any = _Computed()
 
 _ONE_BYTE = frozenset("Bb?")  # struct codes where byte order does not matter
-
-
-class CodecSwitch:
-    """Which codec the protocol modules run: derived (default) or construct-compiled.
-
-    One module-level instance, read on every ``parse``/``emit`` (an attribute
-    load, a few nanoseconds), so the benchmark can time both paths through the
-    same runner and tests can hold the two against each other.
-    """
-
-    __slots__ = ("construct",)
-
-    def __init__(self) -> None:
-        self.construct = False
-
-
-CODEC = CodecSwitch()
-
-
-@contextmanager
-def construct_codec(enabled: bool = True) -> Iterator[None]:
-    """Run the protocol modules through ``HEADER.compile()`` for the duration."""
-    previous = CODEC.construct
-    CODEC.construct = enabled
-    try:
-        yield
-    finally:
-        CODEC.construct = previous
 
 
 @dataclass(frozen=True, slots=True)

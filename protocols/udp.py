@@ -11,18 +11,21 @@
     +-----------------------------------+
 
 The checksum covers a pseudo-header of the IPv4 addresses, protocol and UDP
-length, so parse and emit take the addresses too.
+length, so parse and emit take the addresses too. ``parse``/``emit`` run the
+``struct`` ``layout.derive`` reads off ``HEADER``; tests hold it to
+construct's own ``HEADER.parse``/``HEADER.build``. ``FIELDS`` says what the
+value's fields mean to scenarios.
 """
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from construct import Default, GreedyBytes, Int16ub, Struct, len_, this
 
 from . import layout
 from .checksum import internet_checksum, ones_sum
 from .errors import Malformed
+from .fieldspec import BYTES, Computed, Expect, Field, Header, Int
 from .ipv4 import PROTO_UDP, pseudo_header_sum
-from .layout import CODEC
 
 HEADER_LEN = 8
 MAX_PAYLOAD = 65535 - 20 - HEADER_LEN  # 65507: the largest datagram IPv4 can carry
@@ -34,14 +37,12 @@ HEADER = Struct(
     "checksum" / Int16ub,
     "payload" / GreedyBytes,
 )
-_COMPILED = HEADER.compile()
 _FIXED = layout.derive(HEADER, tail={"payload": GreedyBytes})  # ports, length, checksum
 _unpack = _FIXED.unpack_from
 _pack = _FIXED.pack
 
 
-@dataclass(frozen=True, slots=True)
-class Udp:
+class Udp(NamedTuple):
     src_port: int
     dst_port: int
     payload: bytes = b""
@@ -49,8 +50,22 @@ class Udp:
     checksum: int | None = None  # from parse (0 = sender sent none); emit computes it when None
 
 
+FIELDS = Header(
+    "udp",
+    Udp,
+    [
+        Field("sport", "src_port", Int(16), default=0),
+        Field("dport", "dst_port", Int(16), default=0),
+        Field("len", "length", Int(16), Expect.DETAIL, Computed.LENGTH),
+        Field("checksum", "checksum", Int(16, hex=True), Expect.NEVER, Computed.CHECKSUM),
+        Field("data", "payload", BYTES),
+    ],
+)
+_new = tuple.__new__
+
+
 def parse(data: bytes, src: bytes, dst: bytes, verify_checksum: bool = True) -> Udp:
-    """Integrity (lengths), then the checksum, then the compiled parse."""
+    """Integrity (lengths), then the checksum, then the fields."""
     n = len(data)
     if n < HEADER_LEN:
         raise Malformed("truncated", f"{n} bytes, UDP needs {HEADER_LEN}")
@@ -63,11 +78,8 @@ def parse(data: bytes, src: bytes, dst: bytes, verify_checksum: bool = True) -> 
     checksum = (data[6] << 8) | data[7]
     if verify_checksum and not checksum_ok(data, src, dst):
         raise Malformed("bad_checksum")
-    if CODEC.construct:
-        c = _COMPILED.parse(data)
-        return Udp(c.src_port, c.dst_port, c.payload, length, checksum)
     src_port, dst_port, _length, _checksum = _unpack(data)
-    return Udp(src_port, dst_port, data[HEADER_LEN:], length, checksum)
+    return _new(Udp, (src_port, dst_port, data[HEADER_LEN:], length, checksum))  # Udp's order, without its __new__
 
 
 def checksum_ok(datagram: bytes, src: bytes, dst: bytes) -> bool:
@@ -78,13 +90,9 @@ def checksum_ok(datagram: bytes, src: bytes, dst: bytes) -> bool:
 
 
 def emit(dgram: Udp, src: bytes, dst: bytes) -> bytes:
-    if CODEC.construct:
-        out = bytearray(_COMPILED.build({"src_port": dgram.src_port, "dst_port": dgram.dst_port, "length": dgram.length,
-                                         "checksum": 0, "payload": dgram.payload}))
-    else:
-        # HEADER's Default: length = 8 + len(payload).
-        length = HEADER_LEN + len(dgram.payload) if dgram.length is None else dgram.length
-        out = bytearray(_pack(dgram.src_port, dgram.dst_port, length, 0) + dgram.payload)
+    # HEADER's Default: length = 8 + len(payload).
+    length = HEADER_LEN + len(dgram.payload) if dgram.length is None else dgram.length
+    out = bytearray(_pack(dgram.src_port, dgram.dst_port, length, 0) + dgram.payload)
     if dgram.checksum is None:
         csum = internet_checksum(out, pseudo_header_sum(src, dst, PROTO_UDP, len(out)))
         # RFC 768: a computed zero is sent as all ones, zero meaning "none".

@@ -12,7 +12,7 @@ unless its first line is
 
 Any other block is a fragment and must be valid YAML (or, marked ``# invalid``,
 must not be). The remaining tests hold the reference tables to the engine's own
-tables (FIELDS, the stack and option keys and their defaults, app operations,
+tables (the protocol modules' field descriptions, the stack and option keys and their defaults, app operations,
 error names, drop reasons in protocols/) and the quoted command outputs to
 what simstack prints today.
 """
@@ -28,7 +28,7 @@ import yaml
 from conftest import ROOT
 
 from simstack.engine.api.services import SERVICES
-from simstack.engine.scenario.fields import FIELDS, IP, MAC, BoolKind, BytesKind, IntKind, Kind
+from simstack.engine.scenario.fields import LAYERS
 from simstack.engine.scenario.loader import (
     APP_OPS,
     ERROR_NAMES,
@@ -41,6 +41,7 @@ from simstack.engine.scenario.loader import (
 )
 from simstack.engine.scenario.replay import run_files
 from simstack.engine.scenario.runner import Runner
+from simstack.protocols import fieldspec
 from simstack.protocols.addresses import ip_to_str, mac_to_str
 from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.fragments import ReassemblyConfig
@@ -158,36 +159,34 @@ def _row(key: str, text: str = TEXT) -> list[str]:
     raise AssertionError(f"{DOC.relative_to(ROOT)} has no table row for `{key}`")
 
 
-def _kind_words(kind: Kind) -> str:
-    if isinstance(kind, IntKind):
-        return f"integer, {kind.bits} bits"
-    if kind is MAC:
-        return "MAC"
-    if kind is IP:
-        return "IPv4"
-    if isinstance(kind, BoolKind):
-        return "boolean"
-    assert isinstance(kind, BytesKind), kind
-    return "bytes"
+def _kind_words(t: fieldspec.FieldType) -> str:
+    if isinstance(t, fieldspec.Int):
+        return f"integer, {t.bits} bits"
+    return {fieldspec.MAC: "MAC", fieldspec.IPV4_ADDRESS: "IPv4", fieldspec.BOOL: "boolean", fieldspec.BYTES: "bytes"}[t]
 
 
 def test_field_table_is_fields() -> None:
-    """Every field of FIELDS has a row with its kind and named values, and no row names a field that is gone."""
+    """Every field the protocol modules describe has a row with its kind and named values; no row names one that is gone."""
     section = _section("Fields")
-    expected = set()
-    for layer, table in FIELDS.items():
-        for name, kind in table.items():
-            key = f"{layer}.{name}" if name else layer
-            expected.add(key)
-            cells = _row(key, section)
-            assert cells[1] == _kind_words(kind), f"`{key}` is {_kind_words(kind)}, the page says {cells[1]}"
-            if isinstance(kind, IntKind):
-                for named, value in kind.names.items():
-                    assert re.search(rf"`{re.escape(named)}` = (0x[0-9a-f]+|\d+)", cells[2]), f"`{key}`: {named}"
-                    number = re.search(rf"`{re.escape(named)}` = (0x[0-9a-f]+|\d+)", cells[2])
-                    assert number is not None and int(number.group(1), 0) == value, f"`{key}`: {named} is {value}"
+    expected = {"payload"}
+    assert _row("payload", section)[1] == "bytes"
+    for header in LAYERS.values():
+        for f in header.fields:
+            expected.add(f.key)
+            cells = _row(f.key, section)
+            assert cells[1] == _kind_words(f.type), f"`{f.key}` is {_kind_words(f.type)}, the page says {cells[1]}"
+            if isinstance(f.type, fieldspec.Int):
+                shown = {word: int(n, 0) for word, n in re.findall(r"`([\w-]+)` = (0x[0-9a-f]+|\d+)", cells[2])}
+                assert shown == dict(f.type.names), f"`{f.key}` names {dict(f.type.names)}, the page says {shown}"
+            if isinstance(f.type, fieldspec.Int) and f.type.names_by is not None:  # words by another field's value
+                other = header.by_attr[f.type.names_by[0]].type
+                assert isinstance(other, fieldspec.Int)
+                for value, words in f.type.names_by[1].items():
+                    under = next(w for w, v in other.names.items() if v == value)
+                    part = next((p for p in cells[2].split(";") if f"(for `{under}`)" in p), "")
+                    assert set(re.findall(r"`([\w-]+)` =", part)) == set(words), f"`{f.key}` under `{under}`: {part!r}"
     listed = set(re.findall(r"^\| `([a-z0-9]+(?:\.[a-z0-9]+)?)` \| (?:integer|MAC|IPv4|boolean|bytes)", section, re.MULTILINE))
-    assert listed == expected, f"rows for fields FIELDS lacks: {listed - expected}"
+    assert listed == expected, f"rows for fields no protocol module describes: {listed - expected}"
 
 
 def _show(value: object) -> str:

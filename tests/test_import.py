@@ -8,6 +8,7 @@ made of it must replay green.
 
 import io
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -207,6 +208,26 @@ def test_neighbours_on_the_stacks_subnet_move_with_it(tmp_path: Path) -> None:
     assert replay(out)[0] == 0
 
 
+@pytest.mark.parametrize(("name", "kept"), [("icmp/bad-checksum-dropped.yaml", "icmp.checksum"),
+                                             ("udp/bad-checksum-dropped.yaml", "udp.checksum"),
+                                             ("udp/zero-checksum-accepted.yaml", None)])
+def test_checksums_are_recomputed_for_moved_addresses_unless_bad_or_none(tmp_path: Path, name: str, kept: str | None) -> None:
+    """A valid checksum is left to the builder (the addresses moved); a bad one, or UDP's "none" (0), is kept as captured."""
+    cap = write_pcap(tmp_path / "c.pcap", traced(name))
+    out = tmp_path / "o.yaml"
+    assert do_import(cap, out, "--stack", "10.0.0.1", "--ip", "172.16.5.1/24").returncode == 0
+    injects = [s for s in yaml.safe_load(out.read_text())["steps"] if "inject" in s]
+    named = {f"{layer}.checksum": fields["checksum"] for s in injects for layer, fields in s["inject"].items()
+             if isinstance(fields, dict) and "checksum" in fields}
+    notes = [s["note"] for s in injects if "was bad in the capture" in s.get("note", "")]
+    if kept is None:
+        assert named == {"udp.checksum": 0} and not notes
+    else:
+        assert set(named) == {kept} and named[kept] == 0x1234  # the scenarios corrupt it to 0x1234
+        assert notes == [f"{kept} was bad in the capture and stays as captured"]
+    assert replay(out)[0] == 0
+
+
 def test_a_neighbour_off_the_subnet_is_warned_about(tmp_path: Path) -> None:
     cap = write_pcap(tmp_path / "c.pcap", traced("ping.yaml"))
     r = do_import(cap, tmp_path / "o.yaml", "--stack", "10.0.0.1", "--map", "10.0.0.2=10.7.7.7")
@@ -233,6 +254,10 @@ def test_strict_adds_the_hosts_own_choices(tmp_path: Path) -> None:
     assert do_import(cap, strict, "--stack", "10.0.0.1", "--strict").returncode == 0
     assert "ipv4: {src: stack, dst: host2}" in loose.read_text()
     assert "ipv4: {src: stack, dst: host2, ttl: 64, id: 0x" in strict.read_text()
+    # docs/recording.md: the host's own choices, IPv4 ID, TTL, DF and TOS, are named only with --strict
+    sent = {line.split("ipv4: {", 1)[1] for line in strict.read_text().splitlines() if "ipv4: {src: stack" in line}
+    assert sent and all(re.fullmatch(r"src: stack, dst: \w+, ttl: 64, id: 0x[0-9a-f]{4}, tos: 0, df: (true|false)}", n)
+                        for n in sent), sent
     assert replay(strict)[0] == 0  # simstack, same seed: its own choices come out the same
 
 

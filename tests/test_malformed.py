@@ -3,9 +3,8 @@
 A compiled parser skips length checks, and so does a ``struct``, so every
 ``parse`` checks lengths itself; these tables feed truncated and lying headers
 to whichever parser the stack runs. The parsers are looked up through
-``simstack.protocols.stack``, and every test runs under both codecs the
-protocol modules have: the struct codec ``layout`` derives (the default) and
-construct's compiled parser (``layout.construct_codec()``).
+``simstack.protocols.stack``, so the tables test the codec the stack runs (the
+struct codec ``layout`` derives; tests/test_layout.py holds it to construct).
 
 Part (a) asks each ``parse`` for the exact ``Malformed.reason``. Part (b) wraps
 the same kinds of bad headers in frames built by scapy and hands them to a whole
@@ -15,7 +14,7 @@ mutated valid frames at ``Stack.receive`` and checks that every frame is
 accounted for, layer by layer.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +29,6 @@ from scapy.utils import checksum as scapy_checksum
 from simstack.protocols import stack as stack_module
 from simstack.protocols import udp_layer as udp_layer_module
 from simstack.protocols.errors import Malformed
-from simstack.protocols.layout import construct_codec
 from simstack.protocols.stack import Stack, StackConfig
 
 STACK_MAC = "02:00:00:00:00:01"
@@ -72,13 +70,6 @@ PARSERS: dict[str, Callable[[bytes], object]] = {
     "icmp": _RUN_BY_STACK["icmp"].parse,
     "udp": lambda data: vars(udp_layer_module)["udp"].parse(data, ip_bytes(PEER_IP), ip_bytes(STACK_IP)),
 }
-
-
-@pytest.fixture(params=["derived", "construct"])
-def codec(request: pytest.FixtureRequest) -> Iterator[str]:
-    """Run the test under each codec (not for @given tests: those take ``codec_name``)."""
-    with construct_codec(request.param == "construct"):
-        yield request.param
 
 
 def patched(data: bytes, offset: int, value: bytes) -> bytes:
@@ -219,7 +210,7 @@ PARSE_TABLE: list[Bad] = [
 
 
 @pytest.mark.parametrize("bad", PARSE_TABLE, ids=lambda b: f"{b.layer}: {b.description}")
-def test_parse_rejects(codec: str, bad: Bad) -> None:
+def test_parse_rejects(bad: Bad) -> None:
     if bad.checksummed:
         assert scapy_ok(bad.data[: bad.checksummed]), "the row must lie about one thing only"
     with pytest.raises(Malformed) as info:
@@ -227,7 +218,7 @@ def test_parse_rejects(codec: str, bad: Bad) -> None:
     assert info.value.reason == bad.reason
 
 
-def test_parse_controls_accept(codec: str) -> None:
+def test_parse_controls_accept() -> None:
     """The bases the table corrupts parse cleanly, so each row fails for its own reason."""
     for layer, data in (
         ("ethernet", ETH_UNTAGGED),
@@ -250,7 +241,7 @@ def reason_of(layer: str, data: bytes) -> str | None:
     return None
 
 
-def test_ethernet_every_truncation(codec: str) -> None:
+def test_ethernet_every_truncation() -> None:
     for n in range(ETH_HEADER):
         assert reason_of("ethernet", ETH_UNTAGGED[:n]) == "truncated", n
     for n in range(ETH_HEADER + 4):
@@ -260,13 +251,13 @@ def test_ethernet_every_truncation(codec: str) -> None:
     assert reason_of("ethernet", ETH_TAGGED[: ETH_HEADER + 4]) is None
 
 
-def test_arp_every_truncation(codec: str) -> None:
+def test_arp_every_truncation() -> None:
     for n in range(len(ARP_OK)):
         assert reason_of("arp", ARP_OK[:n]) == "truncated", n
     assert reason_of("arp", ARP_OK) is None
 
 
-def test_ipv4_every_truncation(codec: str) -> None:
+def test_ipv4_every_truncation() -> None:
     header = (IP_WITH_OPTIONS[0] & 0x0F) * 4
     assert header == IP_HEADER + len(ROUTER_ALERT)
     for n in range(len(IP_WITH_OPTIONS)):
@@ -280,7 +271,7 @@ def test_ipv4_every_truncation(codec: str) -> None:
     assert reason_of("ipv4", IP_WITH_OPTIONS) is None
 
 
-def test_icmp_every_truncation(codec: str) -> None:
+def test_icmp_every_truncation() -> None:
     for n in range(len(ICMP_ECHO)):
         prefix = ICMP_ECHO[:n]
         want = "truncated" if n < 8 else ("bad_checksum" if not scapy_ok(prefix) else None)
@@ -289,7 +280,7 @@ def test_icmp_every_truncation(codec: str) -> None:
     assert reason_of("icmp", ICMP_ECHO) is None
 
 
-def test_udp_every_truncation(codec: str) -> None:
+def test_udp_every_truncation() -> None:
     for n in range(len(UDP_OK)):
         assert reason_of("udp", UDP_OK[:n]) == ("truncated" if n < UDP_HEADER else "bad_length"), n
     assert reason_of("udp", UDP_OK) is None
@@ -558,7 +549,7 @@ STACK_TABLE: list[Case] = [
 
 
 @pytest.mark.parametrize("case", STACK_TABLE, ids=lambda c: c.description)
-def test_stack_counts_and_answers(codec: str, case: Case) -> None:
+def test_stack_counts_and_answers(case: Case) -> None:
     stack = new_stack()
     out = receive(stack, case.frame)
     assert out.delta["eth.rx"] == 1
@@ -589,7 +580,7 @@ CONTROLS: list[tuple[str, bytes, Answer]] = [
 
 
 @pytest.mark.parametrize(("description", "frame", "answer"), CONTROLS, ids=[c[0] for c in CONTROLS])
-def test_stack_controls_answered(codec: str, description: str, frame: bytes, answer: Answer) -> None:
+def test_stack_controls_answered(description: str, frame: bytes, answer: Answer) -> None:
     out = receive(new_stack(), frame)
     assert out.drops() == {}
     assert out.delta.get("icmp.tx.echo_reply") == 1
@@ -597,7 +588,7 @@ def test_stack_controls_answered(codec: str, description: str, frame: bytes, ans
     answer(out.sent[0])
 
 
-def test_stack_arp_request_padded_is_answered(codec: str) -> None:
+def test_stack_arp_request_padded_is_answered() -> None:
     frame = ether(arp_request(hwsrc=OTHER_MAC, psrc="10.0.0.77"), dst=BROADCAST_MAC, src=OTHER_MAC) + bytes(18)
     out = receive(new_stack(), frame)
     assert out.drops() == {}
@@ -607,7 +598,7 @@ def test_stack_arp_request_padded_is_answered(codec: str) -> None:
     assert (reply.op, reply.hwsrc, reply.psrc, reply.hwdst, reply.pdst) == (2, STACK_MAC, STACK_IP, OTHER_MAC, "10.0.0.77")
 
 
-def test_stack_every_truncation_of_a_ping(codec: str) -> None:
+def test_stack_every_truncation_of_a_ping() -> None:
     for n in range(len(PING_FRAME)):
         if n < ETH_HEADER:
             want = "eth.drop.truncated"
@@ -620,7 +611,7 @@ def test_stack_every_truncation_of_a_ping(codec: str) -> None:
         assert out.sent == [], n
 
 
-def test_stack_every_truncation_of_a_tagged_ping(codec: str) -> None:
+def test_stack_every_truncation_of_a_tagged_ping() -> None:
     frame = frame_ip(ping(), vlan=5)
     for n in range(len(frame)):
         if n < ETH_HEADER + 4:
@@ -638,7 +629,7 @@ def test_stack_every_truncation_of_a_tagged_ping(codec: str) -> None:
     assert Ether(out.sent[0])[Dot1Q].vlan == 5
 
 
-def test_stack_every_truncation_of_an_arp_request(codec: str) -> None:
+def test_stack_every_truncation_of_an_arp_request() -> None:
     frame = ether(arp_request(hwsrc=OTHER_MAC, psrc="10.0.0.77"), dst=BROADCAST_MAC, src=OTHER_MAC)
     for n in range(len(frame)):
         want = "eth.drop.truncated" if n < ETH_HEADER else "arp.drop.truncated"
@@ -654,7 +645,7 @@ def held_first_fragment(dst: str, eth_dst: str) -> bytes:
     return frame_ip(ip_to_us(dst=dst, proto=17, flags="MF", id=99) / Raw(load=b"u" * 16), dst=eth_dst)
 
 
-def test_stack_reassembly_timeout_answers_unicast(codec: str) -> None:
+def test_stack_reassembly_timeout_answers_unicast() -> None:
     """RFC 792 / RFC 1122 3.3.2: time exceeded (code 1) once fragment zero timed out."""
     frame = held_first_fragment(STACK_IP, STACK_MAC)
     stack = new_stack()
@@ -670,7 +661,7 @@ def test_stack_reassembly_timeout_answers_unicast(codec: str) -> None:
     [(SUBNET_BROADCAST, BROADCAST_MAC), ("255.255.255.255", BROADCAST_MAC), (STACK_IP, BROADCAST_MAC)],
     ids=["subnet broadcast", "limited broadcast", "link-layer broadcast"],
 )
-def test_stack_reassembly_timeout_silent_for_broadcast(codec: str, dst: str, eth_dst: str) -> None:
+def test_stack_reassembly_timeout_silent_for_broadcast(dst: str, eth_dst: str) -> None:
     stack = new_stack()
     assert receive(stack, held_first_fragment(dst, eth_dst)).sent == []
     out = run_timers(stack, 1.0 + REASSEMBLY_TIMEOUT)
@@ -678,13 +669,13 @@ def test_stack_reassembly_timeout_silent_for_broadcast(codec: str, dst: str, eth
     assert [Ether(f).summary() for f in out.sent if IP in Ether(f)] == []
 
 
-def test_stack_does_not_answer_zero_source(codec: str) -> None:
+def test_stack_does_not_answer_zero_source() -> None:
     out = receive(new_stack(), frame_ip(ping(src="0.0.0.0")))
     assert out.sent == [], [Ether(f).summary() for f in out.sent]
     assert out.drops() == {"ipv4.drop.bad_source": 1}
 
 
-def test_stack_accepts_priority_tagged_frame(codec: str) -> None:
+def test_stack_accepts_priority_tagged_frame() -> None:
     frame = frame_ip(ping(), vlan=0, prio=5)
     out = receive(new_stack(), frame)
     assert out.drops() == {}
@@ -841,16 +832,14 @@ def receive_and_settle(frame: bytes) -> tuple[Outcome, Outcome]:
     return out, later
 
 
-@pytest.mark.parametrize("codec_name", ["derived", "construct"])
 @settings(max_examples=500, deadline=None)
 @given(frame=frames)
-def test_receive_never_raises_and_accounts_for_every_frame(codec_name: str, frame: bytes) -> None:
-    with construct_codec(codec_name == "construct"):
-        out, later = receive_and_settle(frame)
+def test_receive_never_raises_and_accounts_for_every_frame(frame: bytes) -> None:
+    out, later = receive_and_settle(frame)
     check_accounted(frame, out, later)
 
 
-def test_accounting_sees_every_kind_of_verdict(codec: str) -> None:
+def test_accounting_sees_every_kind_of_verdict() -> None:
     """The fuzz check above is only as good as its bookkeeping: hold it to the tables."""
     for case in STACK_TABLE:
         check_accounted(case.frame, *receive_and_settle(case.frame))

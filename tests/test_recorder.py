@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import SCENARIOS
+from conftest import ROOT, SCENARIOS
 
 from simstack.engine.scenario.fields import Context, Host, build_frame, normalize_spec
 from simstack.engine.scenario.loader import load, loads
-from simstack.engine.scenario.recorder import Recorder, render_bytes, time_text
+from simstack.engine.scenario.recorder import HostTable, Recorder, render_bytes, render_value, time_text
 from simstack.engine.scenario.replay import run_files
 from simstack.engine.scenario.runner import Runner
 from simstack.protocols import ethernet
@@ -159,3 +159,52 @@ def test_the_stacks_own_ping_is_started_by_an_app_step_before_its_arp_request() 
     assert [(s.kind, s.app) for s in steps][:2] == [("app", "ping"), ("expect", "")]
     assert steps[1].expected["arp.op"] == 1  # the ARP request the ping caused comes after it
     assert steps[0].args == {"dst": ip_to_bytes("10.0.0.2"), "id": 3, "seq": 1, "data": b"queued"}
+
+
+def test_the_recording_quoted_in_the_docs_is_what_the_recorder_writes() -> None:
+    """docs/recording.md quotes a recording of udp/echo.yaml: its stack, hosts and steps are the recorder's to the byte."""
+    page = (ROOT / "docs" / "recording.md").read_text()
+    after = page.split("What that wrote (the head of the file and the first steps, as produced):", 1)[1]
+    found = re.search(r"```yaml\n(.*?)```", after, re.S)
+    assert found is not None
+    quoted = found.group(1)
+    scenario = load(SCENARIOS / "udp/echo.yaml")
+    recorder = Recorder(scenario.config, scenario.seed, scenario.services, source="from a replay of udp/echo.yaml")
+    Runner(scenario, trace=recorder.record).run()
+    written = recorder.to_yaml()
+    body = quoted[quoted.index("\nstack:"):]  # the description above is prose, wrapped by the page
+    assert body in written and written.index(body) == written.index("\nstack:"), body
+
+
+@pytest.mark.parametrize(("key", "value", "context", "text"), [
+    ("eth.type", ethernet.TYPE_ARP, {}, "arp"),
+    ("eth.type", 0x88B5, {}, "0x88b5"),  # EtherTypes without a name read in hex
+    ("arp.op", 2, {}, "reply"),
+    ("arp.op", 9, {}, "9"),
+    ("ipv4.proto", 17, {}, "udp"),
+    ("ipv4.id", 0x1C2D, {}, "0x1c2d"),
+    ("ipv4.ttl", 64, {}, "64"),
+    ("udp.checksum", 0, {}, "0x0000"),
+    ("icmp.type", 3, {}, "dest-unreachable"),
+    ("icmp.code", 3, {"icmp.type": 3}, "port-unreachable"),
+    ("icmp.code", 1, {"icmp.type": 11}, "reassembly-timeout"),  # the same number, another type, another name
+    ("icmp.code", 1, {"icmp.type": 3}, "host-unreachable"),
+    ("icmp.code", 3, {"icmp.type": 8}, "3"),
+    ("ipv4.df", True, {}, "true"),
+    ("arp.spa", ip_to_bytes("10.0.0.9"), {}, "10.0.0.9"),
+])
+def test_values_are_written_as_each_field_reads(key: str, value: object, context: dict[str, object], text: str) -> None:
+    hosts = HostTable(Host("stack", STACK.mac, STACK.ip), STACK)
+    assert render_value(key, value, hosts, context) == text
+    # and what is written reads back as the value
+    assert normalize_spec({key.partition(".")[0]: {key.partition(".")[2]: yaml.safe_load(text)}}, CTX)[key] == value
+
+
+def test_an_icmp_error_is_expected_by_its_own_fields() -> None:
+    """An ICMP error has no identifier or sequence: its expectation names type, code and the quoted datagram."""
+    steps = yaml.safe_load(record(SCENARIOS / "udp/closed-port-unreachable.yaml").to_yaml())["steps"]
+    errors = [s["expect"]["icmp"] for s in steps if "expect" in s and "icmp" in s["expect"]]
+    assert errors
+    for fields in errors:
+        assert fields["type"] == "dest-unreachable" and fields["code"] == "port-unreachable", fields
+        assert set(fields) == {"type", "code", "mtu", "data"}, fields

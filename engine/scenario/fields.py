@@ -1,17 +1,21 @@
 """Frames described by fields, the language of scenarios.
 
-One table (``FIELDS``) names every field a scenario may set or expect, with its
-kind. The same table validates scenario files, builds frames to inject,
-decodes frames the stack sent, and prints diffs, so a name means one thing in
-every direction. Building and decoding go through ``simstack.protocols``: the
-formats are declared once, there.
+Each protocol module says what its header's fields are called here, what
+values they take and how they read (``ipv4.FIELDS``, protocols/fieldspec.py);
+``LAYERS`` gathers those descriptions and this module keeps no list of fields
+of its own. The same descriptions validate scenario files, build frames to
+inject, decode frames the stack sent, and print diffs, so a name means one
+thing in every direction. Building and decoding go through
+``simstack.protocols``: the formats are declared once, there.
 """
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
+from operator import itemgetter
 from typing import Any
 
-from simstack.protocols import arp, ethernet, icmp, ipv4, udp
+from simstack.protocols import arp, ethernet, fieldspec, icmp, ipv4, udp
 from simstack.protocols.addresses import (
     BROADCAST_IP,
     BROADCAST_MAC,
@@ -24,6 +28,7 @@ from simstack.protocols.addresses import (
 )
 from simstack.protocols.checksum import verify
 from simstack.protocols.errors import Malformed
+from simstack.protocols.fieldspec import NO_DEFAULT, Header
 
 
 class SpecError(ValueError):
@@ -166,81 +171,38 @@ MAC = AddressKind("a MAC address", "mac", {"broadcast": BROADCAST_MAC, "zero": Z
 IP = AddressKind("an IPv4 address", "ip", {"broadcast": BROADCAST_IP, "any": ZERO_IP}, ip_to_bytes, ip_to_str)
 BOOL = BoolKind()
 BYTES = BytesKind()
-ETHERTYPES = {"ipv4": ethernet.TYPE_IPV4, "arp": ethernet.TYPE_ARP, "vlan": ethernet.TYPE_VLAN}
-ARP_OPS = {"request": arp.REQUEST, "reply": arp.REPLY}
-IP_PROTOS = {"icmp": ipv4.PROTO_ICMP, "tcp": ipv4.PROTO_TCP, "udp": ipv4.PROTO_UDP}
-ICMP_TYPES = {
-    "echo-reply": icmp.ECHO_REPLY,
-    "dest-unreachable": icmp.DEST_UNREACHABLE,
-    "echo-request": icmp.ECHO_REQUEST,
-    "time-exceeded": icmp.TIME_EXCEEDED,
-    "parameter-problem": icmp.PARAMETER_PROBLEM,
-}
-ICMP_CODES = {
-    "net-unreachable": icmp.NET_UNREACHABLE,
-    "host-unreachable": icmp.HOST_UNREACHABLE,
-    "protocol-unreachable": icmp.PROTOCOL_UNREACHABLE,
-    "port-unreachable": icmp.PORT_UNREACHABLE,
-    "frag-needed": icmp.FRAG_NEEDED,
-    "ttl-exceeded": icmp.TTL_EXCEEDED,
-    "reassembly-timeout": icmp.REASSEMBLY_EXCEEDED,
+_SCALAR_KINDS: dict[fieldspec.Scalar, Kind] = {
+    fieldspec.MAC: MAC, fieldspec.IPV4_ADDRESS: IP, fieldspec.BOOL: BOOL, fieldspec.BYTES: BYTES,
 }
 
-# Every field a scenario can name. Order is the order diffs print in.
-FIELDS: dict[str, dict[str, Kind]] = {
-    "eth": {"dst": MAC, "src": MAC, "type": IntKind(16, ETHERTYPES), "vlan": IntKind(12), "pcp": IntKind(3)},
-    "arp": {
-        "op": IntKind(16, ARP_OPS),
-        "sha": MAC,
-        "spa": IP,
-        "tha": MAC,
-        "tpa": IP,
-        "htype": IntKind(16),
-        "ptype": IntKind(16),
-        "hlen": IntKind(8),
-        "plen": IntKind(8),
-    },
-    "ipv4": {
-        "src": IP,
-        "dst": IP,
-        "proto": IntKind(8, IP_PROTOS),
-        "ttl": IntKind(8),
-        "id": IntKind(16),
-        "tos": IntKind(8),
-        "df": BOOL,
-        "mf": BOOL,
-        "frag": IntKind(16),
-        "ihl": IntKind(4),
-        "len": IntKind(16),
-        "checksum": IntKind(16),
-        "options": BYTES,
-    },
-    "icmp": {
-        "type": IntKind(8, ICMP_TYPES),
-        "code": IntKind(8, ICMP_CODES),
-        "id": IntKind(16),
-        "seq": IntKind(16),
-        "mtu": IntKind(16),
-        "pointer": IntKind(8),
-        "checksum": IntKind(16),
-        "data": BYTES,
-    },
-    "udp": {
-        "sport": IntKind(16),
-        "dport": IntKind(16),
-        "len": IntKind(16),
-        "checksum": IntKind(16),
-        "data": BYTES,
-    },
-    "payload": {"": BYTES},  # bytes above the last header simstack decodes
+
+def _kind(t: fieldspec.FieldType) -> Kind:
+    if isinstance(t, fieldspec.Int):
+        return IntKind(t.bits, t.names)
+    return _SCALAR_KINDS[t]
+
+
+# Every header a scenario can name, in the order frames nest and diffs print.
+LAYERS: dict[str, Header] = {h.layer: h for h in (ethernet.FIELDS, arp.FIELDS, ipv4.FIELDS, icmp.FIELDS, udp.FIELDS)}
+TRANSPORTS = (icmp.FIELDS.layer, udp.FIELDS.layer)  # layers that sit on IPv4
+LAYER_ORDER = (*LAYERS, "payload")  # "payload": the bytes above the last header simstack decodes
+# layer -> field name -> kind, read off LAYERS; the payload layer has one field with no name.
+KINDS: dict[str, dict[str, Kind]] = {
+    **{layer: {f.name: _kind(f.type) for f in h.fields} for layer, h in LAYERS.items()},
+    "payload": {"": BYTES},
 }
-TRANSPORTS = ("icmp", "udp")  # layers that sit on IPv4
-LAYER_ORDER = ("eth", "arp", "ipv4", *TRANSPORTS, "payload")
+
+
+def field_of(key: str) -> fieldspec.Field | None:
+    """The description of ``ipv4.id``; None for the payload, which no header describes."""
+    layer, _, name = key.partition(".")
+    header = LAYERS.get(layer)
+    return None if header is None else header.by_name.get(name)
 
 
 def kind_of(key: str) -> Kind:
     layer, _, name = key.partition(".")
-    return FIELDS[layer][name]
+    return KINDS[layer][name]
 
 
 def normalize_spec(spec: Any, ctx: Context, path: str = "") -> dict[str, Any]:
@@ -249,7 +211,7 @@ def normalize_spec(spec: Any, ctx: Context, path: str = "") -> dict[str, Any]:
         raise SpecError(path, f"want a mapping of layers ({', '.join(LAYER_ORDER)}), got {spec!r}")
     flat: dict[str, Any] = {}
     for layer, fields in spec.items():
-        table = FIELDS.get(layer)
+        table = KINDS.get(layer)
         if table is None:
             raise SpecError(f"{path}{layer}", f"unknown layer; known: {', '.join(LAYER_ORDER)}, raw")
         if layer == "payload":
@@ -276,26 +238,32 @@ def normalize_spec(spec: Any, ctx: Context, path: str = "") -> dict[str, Any]:
 
 
 # -- building ------------------------------------------------------------------
+def _value(header: Header, flat: Mapping[str, Any], **given: Any) -> Any:
+    """``header``'s value from the fields ``flat`` names; the rest from ``given`` (by attribute), else their defaults."""
+    kw = dict(given)
+    for f in header.fields:
+        if f.key in flat:
+            kw[f.attr] = flat[f.key]
+        elif f.attr not in kw and f.default is not NO_DEFAULT:
+            kw[f.attr] = f.default
+    return header.value(**kw)
+
+
 def build_frame(flat: Mapping[str, Any], ctx: Context) -> bytes:
     """Build a frame from normalized fields; unnamed fields take peer-to-stack defaults."""
     g = flat.get
     peer = ctx.peer or Host("peer")
     layers = {k.partition(".")[0] for k in flat}
     if "arp" in layers:
-        op = g("arp.op", arp.REQUEST)
-        sha = g("arp.sha", g("eth.src", peer.mac or ZERO_MAC))
-        tha = g("arp.tha", ZERO_MAC if op == arp.REQUEST else ctx.stack.mac or ZERO_MAC)
+        op = g("arp.op", arp.FIELDS.by_name["op"].default)
         body = arp.emit(
-            arp.Arp(
-                op,
-                sha,
-                g("arp.spa", peer.ip or ZERO_IP),
-                tha,
-                g("arp.tpa", ctx.stack.ip or ZERO_IP),
-                g("arp.htype", arp.HTYPE_ETHERNET),
-                g("arp.ptype", arp.PTYPE_IPV4),
-                g("arp.hlen", 6),
-                g("arp.plen", 4),
+            _value(
+                arp.FIELDS,
+                flat,
+                sha=g("eth.src", peer.mac or ZERO_MAC),
+                spa=peer.ip or ZERO_IP,
+                tha=ZERO_MAC if op == arp.REQUEST else ctx.stack.mac or ZERO_MAC,
+                tpa=ctx.stack.ip or ZERO_IP,
             )
         )
         ethertype = ethernet.TYPE_ARP
@@ -307,15 +275,15 @@ def build_frame(flat: Mapping[str, Any], ctx: Context) -> bytes:
         default_dst = ctx.stack.mac
     else:
         body = g("payload.", b"")
-        ethertype = g("eth.type", ethernet.TYPE_IPV4)
+        ethertype = ethernet.TYPE_IPV4
         default_dst = ctx.stack.mac
-    eth = ethernet.Ethernet(
-        g("eth.dst", default_dst or BROADCAST_MAC),
-        g("eth.src", peer.mac or ZERO_MAC),
-        g("eth.type", ethertype),
-        body,
-        g("eth.vlan"),
-        g("eth.pcp", 0),
+    eth = _value(
+        ethernet.FIELDS,
+        flat,
+        dst=default_dst or BROADCAST_MAC,
+        src=peer.mac or ZERO_MAC,
+        ethertype=ethertype,
+        payload=body,
     )
     try:
         return ethernet.emit(eth, pad=False)
@@ -326,17 +294,7 @@ def build_frame(flat: Mapping[str, Any], ctx: Context) -> bytes:
 def _build_transport(flat: Mapping[str, Any]) -> tuple[bytes, int]:
     g = flat.get
     if any(k.startswith("icmp.") for k in flat):
-        msg = icmp.Icmp(
-            g("icmp.type", icmp.ECHO_REQUEST),
-            g("icmp.code", 0),
-            g("icmp.data", b""),
-            g("icmp.id", 0),
-            g("icmp.seq", 0),
-            g("icmp.mtu", 0),
-            g("icmp.pointer", 0),
-            g("icmp.checksum"),
-        )
-        return icmp.emit(msg) + g("payload.", b""), ipv4.PROTO_ICMP
+        return icmp.emit(_value(icmp.FIELDS, flat)) + g("payload.", b""), ipv4.PROTO_ICMP
     if any(k.startswith("udp.") for k in flat):
         return b"", ipv4.PROTO_UDP  # built in _build_ipv4, which knows the addresses
     return g("payload.", b""), g("ipv4.proto", 0)
@@ -347,25 +305,8 @@ def _build_ipv4(flat: Mapping[str, Any], ctx: Context, peer: Host, upper: bytes,
     src = g("ipv4.src", peer.ip or ZERO_IP)
     dst = g("ipv4.dst", ctx.stack.ip or ZERO_IP)
     if proto == ipv4.PROTO_UDP and any(k.startswith("udp.") for k in flat):
-        dgram = udp.Udp(g("udp.sport", 0), g("udp.dport", 0), g("udp.data", b""), g("udp.len"), g("udp.checksum"))
-        upper = udp.emit(dgram, src, dst) + g("payload.", b"")
-    pkt = ipv4.Ipv4(
-        src,
-        dst,
-        g("ipv4.proto", proto),
-        upper,
-        g("ipv4.ttl", 64),
-        g("ipv4.id", 0),
-        g("ipv4.tos", 0),
-        g("ipv4.df", False),
-        g("ipv4.mf", False),
-        g("ipv4.frag", 0),
-        g("ipv4.options", b""),
-        False,
-        g("ipv4.ihl"),
-        g("ipv4.len"),
-        g("ipv4.checksum"),
-    )
+        upper = udp.emit(_value(udp.FIELDS, flat), src, dst) + g("payload.", b"")
+    pkt: ipv4.Ipv4 = _value(ipv4.FIELDS, flat, src=src, dst=dst, protocol=proto, payload=upper)
     if pkt.ihl is not None and pkt.ihl * 4 != pkt.header_len:
         raise SpecError("ipv4.ihl", f"IHL {pkt.ihl} needs {pkt.ihl * 4 - 20} bytes of options; use raw: for a lying IHL")
     try:
@@ -375,11 +316,71 @@ def _build_ipv4(flat: Mapping[str, Any], ctx: Context, peer: Host, upper: bytes,
 
 
 # -- decoding ------------------------------------------------------------------
-@dataclass
+class _Decoder:
+    """Copies a parsed value into flat fields, as its header's description says.
+
+    The fields every value has are picked by position in one C call; those
+    that exist only beside a given value of another field (``When``) are
+    tested one by one.
+    """
+
+    def __init__(self, header: Header) -> None:
+        always = [f for f in header.fields if f.when is None]
+        self.marker = f"{header.layer}."
+        self.keys = tuple(f.key for f in always)
+        picks = [header.index[f.attr] for f in always]
+        getter = itemgetter(*picks)
+        self.pick: Callable[[tuple[Any, ...]], tuple[Any, ...]] = getter if len(picks) > 1 else lambda v: (getter(v),)
+        self.sometimes = tuple(
+            (f.key, header.index[f.attr], header.index[f.when.attr], f.when.values) for f in header.fields if f.when
+        )
+
+    def __call__(self, value: tuple[Any, ...], out: dict[str, Any]) -> None:
+        out[self.marker] = True
+        out.update(zip(self.keys, self.pick(value), strict=False))  # keys and pick are built from one list
+        for key, i, j, values in self.sometimes:
+            other = value[j]
+            if (other is not None) if values is None else (other in values):
+                out[key] = value[i]
+
+
+_ETH = _Decoder(ethernet.FIELDS)
+_ARP = _Decoder(arp.FIELDS)
+_IPV4 = _Decoder(ipv4.FIELDS)
+_ICMP = _Decoder(icmp.FIELDS)
+_UDP = _Decoder(udp.FIELDS)
+
+Summary = str | Callable[[], str]  # a summary, or what writes it when it is read
+
+
 class Decoded:
-    fields: dict[str, Any]
-    summary: str
-    bad_checksums: list[str] = field(default_factory=list)
+    """Every field simstack read from a frame, the checksums that were wrong, and a one-line summary.
+
+    The summary (in tcpdump's words) is written when first read: a replay
+    reads it to report a failure or write a recording, not for every frame
+    that matches.
+    """
+
+    __slots__ = ("_summary", "bad_checksums", "fields")
+
+    def __init__(self, fields: dict[str, Any], summary: Summary, bad_checksums: list[str] | None = None) -> None:
+        self.fields = fields
+        self.bad_checksums: list[str] = [] if bad_checksums is None else bad_checksums
+        self._summary = summary
+
+    @property
+    def summary(self) -> str:
+        text = self._summary
+        if not isinstance(text, str):
+            text = self._summary = text()
+        return text
+
+    def __repr__(self) -> str:
+        return f"Decoded({self.summary!r}, {self.fields!r}, bad_checksums={self.bad_checksums!r})"
+
+
+def _text(summary: Summary) -> str:
+    return summary if isinstance(summary, str) else summary()
 
 
 def decode_frame(frame: bytes) -> Decoded:
@@ -390,38 +391,46 @@ def decode_frame(frame: bytes) -> Decoded:
         eth = ethernet.parse(frame)
     except Malformed as e:
         return Decoded(out, f"[malformed ethernet: {e}] length {len(frame)}")
-    out["eth."] = True
-    out["eth.dst"] = eth.dst
-    out["eth.src"] = eth.src
-    out["eth.type"] = eth.ethertype
-    prefix = ""
-    if eth.vlan is not None:
-        out["eth.vlan"] = eth.vlan
-        out["eth.pcp"] = eth.pcp
-        prefix = f"vlan {eth.vlan}, "
+    _ETH(eth, out)
+    rest: Summary
     if eth.ethertype == ethernet.TYPE_ARP:
-        return Decoded(out, prefix + _decode_arp(eth.payload, out), bad)
-    if eth.ethertype != ethernet.TYPE_IPV4:
+        rest = _decode_arp(eth.payload, out)
+    elif eth.ethertype != ethernet.TYPE_IPV4:
         out["payload."] = eth.payload
-        return Decoded(out, f"{prefix}ethertype {eth.ethertype:#06x}, length {len(frame)}", bad)
-    return Decoded(out, prefix + _decode_ipv4(eth.payload, out, bad), bad)
+        rest = partial(_ethertype_text, eth.ethertype, len(frame))
+    else:
+        rest = _decode_ipv4(eth.payload, out, bad)
+    if eth.vlan is not None:
+        rest = partial(_tagged_text, eth.vlan, rest)
+    return Decoded(out, rest, bad)
 
 
-def _decode_arp(data: bytes, out: dict[str, Any]) -> str:
+def _tagged_text(vlan: int, rest: Summary) -> str:
+    return f"vlan {vlan}, {_text(rest)}"
+
+
+def _ethertype_text(ethertype: int, length: int) -> str:
+    return f"ethertype {ethertype:#06x}, length {length}"
+
+
+def _decode_arp(data: bytes, out: dict[str, Any]) -> Summary:
     try:
         a = arp.parse(data)
     except Malformed as e:
         return f"ARP [malformed: {e}]"
-    out.update({"arp.": True, "arp.op": a.op, "arp.sha": a.sha, "arp.spa": a.spa, "arp.tha": a.tha, "arp.tpa": a.tpa,
-                "arp.htype": a.htype, "arp.ptype": a.ptype, "arp.hlen": a.hlen, "arp.plen": a.plen})
+    _ARP(a, out)
+    return partial(_arp_text, a, len(data))
+
+
+def _arp_text(a: arp.Arp, length: int) -> str:
     if a.op == arp.REQUEST:
         return f"ARP, Request who-has {ip_to_str(a.tpa)} tell {ip_to_str(a.spa)}, length {arp.LENGTH}"
     if a.op == arp.REPLY:
         return f"ARP, Reply {ip_to_str(a.spa)} is-at {mac_to_str(a.sha)}, length {arp.LENGTH}"
-    return f"ARP, op {a.op}, length {len(data)}"
+    return f"ARP, op {a.op}, length {length}"
 
 
-def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str]) -> str:
+def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str]) -> Summary:
     try:
         ip = ipv4.parse(data, verify_checksum=False)
     except Malformed as e:
@@ -429,45 +438,52 @@ def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str]) -> str:
     assert ip.ihl is not None
     if not verify(data[: ip.ihl * 4]):
         bad.append("ipv4.checksum")
-    out.update({"ipv4.": True, "ipv4.src": ip.src, "ipv4.dst": ip.dst, "ipv4.proto": ip.protocol, "ipv4.ttl": ip.ttl,
-                "ipv4.id": ip.identification, "ipv4.tos": ip.tos, "ipv4.df": ip.df, "ipv4.mf": ip.mf,
-                "ipv4.frag": ip.frag_offset, "ipv4.ihl": ip.ihl, "ipv4.len": ip.total_length,
-                "ipv4.checksum": ip.checksum, "ipv4.options": ip.options})
-    head = f"IP {ip_to_str(ip.src)} > {ip_to_str(ip.dst)}: "
+    _IPV4(ip, out)
     if ip.frag_offset or ip.mf:
         out["payload."] = ip.payload
-        return head + (f"ip-proto-{ip.protocol} (frag {ip.identification}:{len(ip.payload)}@{ip.frag_offset}"
-                       f"{'+' if ip.mf else ''})")
+        return partial(_fragment_text, ip)
     decoder = _TRANSPORT_DECODERS.get(ip.protocol)
     if decoder is None:
         out["payload."] = ip.payload
-        return head + f"ip-proto-{ip.protocol} {len(ip.payload)}"
+        return partial(_ip_proto_text, ip)
     return decoder(ip, out, bad)
 
 
-def _decode_icmp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> str:
-    head = f"IP {ip_to_str(ip.src)} > {ip_to_str(ip.dst)}: ICMP "
+def _ip_head(ip: ipv4.Ipv4) -> str:
+    return f"IP {ip_to_str(ip.src)} > {ip_to_str(ip.dst)}: "
+
+
+def _fragment_text(ip: ipv4.Ipv4) -> str:
+    return _ip_head(ip) + (f"ip-proto-{ip.protocol} (frag {ip.identification}:{len(ip.payload)}@{ip.frag_offset}"
+                           f"{'+' if ip.mf else ''})")
+
+
+def _ip_proto_text(ip: ipv4.Ipv4) -> str:
+    return _ip_head(ip) + f"ip-proto-{ip.protocol} {len(ip.payload)}"
+
+
+def _decode_icmp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> Summary:
     try:
         m = icmp.parse(ip.payload, verify_checksum=False)
     except Malformed as e:
         out["payload."] = ip.payload
-        return head + f"[malformed: {e}]"
+        return _ip_head(ip) + f"ICMP [malformed: {e}]"
     if not verify(ip.payload):
         bad.append("icmp.checksum")
-    out.update({"icmp.": True, "icmp.type": m.type, "icmp.code": m.code, "icmp.checksum": m.checksum, "icmp.data": m.data})
+    _ICMP(m, out)
+    return partial(_icmp_text, ip, m)
+
+
+def _icmp_text(ip: ipv4.Ipv4, m: icmp.Icmp) -> str:
+    head = _ip_head(ip) + "ICMP "
     if m.type in (icmp.ECHO_REQUEST, icmp.ECHO_REPLY):
-        out["icmp.id"] = m.identifier
-        out["icmp.seq"] = m.sequence
         word = "request" if m.type == icmp.ECHO_REQUEST else "reply"
         return head + f"echo {word}, id {m.identifier}, seq {m.sequence}, length {len(ip.payload)}"
     if m.type == icmp.DEST_UNREACHABLE:
-        out["icmp.mtu"] = m.next_hop_mtu
         return head + f"{_quoted(m.data)} unreachable (code {m.code}), length {len(ip.payload)}"
     if m.type == icmp.TIME_EXCEEDED:
-        what = "ip reassembly time exceeded" if m.code == 1 else "time exceeded in-transit"
+        what = "ip reassembly time exceeded" if m.code == icmp.REASSEMBLY_EXCEEDED else "time exceeded in-transit"
         return head + f"{what}, length {len(ip.payload)}"
-    if m.type == icmp.PARAMETER_PROBLEM:
-        out["icmp.pointer"] = m.pointer
     return head + f"type {m.type}, code {m.code}, length {len(ip.payload)}"
 
 
@@ -482,21 +498,26 @@ def _quoted(data: bytes) -> str:
     return f"{dst} protocol {proto}"
 
 
-def _decode_udp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> str:
-    head = f"IP {ip_to_str(ip.src)}"
+def _decode_udp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str]) -> Summary:
     try:
         d = udp.parse(ip.payload, ip.src, ip.dst, verify_checksum=False)
     except Malformed as e:
         out["payload."] = ip.payload
-        return f"{head} > {ip_to_str(ip.dst)}: UDP [malformed: {e}]"
+        return f"IP {ip_to_str(ip.src)} > {ip_to_str(ip.dst)}: UDP [malformed: {e}]"
     if not udp.checksum_ok(ip.payload[: d.length], ip.src, ip.dst):
         bad.append("udp.checksum")
-    out.update({"udp.": True, "udp.sport": d.src_port, "udp.dport": d.dst_port, "udp.len": d.length, "udp.checksum": d.checksum,
-                "udp.data": d.payload})
-    return f"{head}.{d.src_port} > {ip_to_str(ip.dst)}.{d.dst_port}: UDP, length {len(d.payload)}"
+    _UDP(d, out)
+    return partial(_udp_text, ip, d)
 
 
-_TRANSPORT_DECODERS = {ipv4.PROTO_ICMP: _decode_icmp, ipv4.PROTO_UDP: _decode_udp}
+def _udp_text(ip: ipv4.Ipv4, d: udp.Udp) -> str:
+    return f"IP {ip_to_str(ip.src)}.{d.src_port} > {ip_to_str(ip.dst)}.{d.dst_port}: UDP, length {len(d.payload)}"
+
+
+_TRANSPORT_DECODERS: dict[int, Callable[[ipv4.Ipv4, dict[str, Any], list[str]], Summary]] = {
+    ipv4.PROTO_ICMP: _decode_icmp,
+    ipv4.PROTO_UDP: _decode_udp,
+}
 
 
 # -- comparing -------------------------------------------------------------------
@@ -514,8 +535,10 @@ def compare(expected: Mapping[str, Any], actual: Decoded) -> list[tuple[str, str
     Only named fields count, but a bad checksum always does unless the
     scenario names that checksum itself.
     """
-    rows = []
     got = actual.fields
+    if not actual.bad_checksums and expected.items() <= got.items():
+        return []  # the usual case, decided in C; the loop below finds what differs
+    rows = []
     for key, want in expected.items():
         have = got.get(key)
         if have != want:

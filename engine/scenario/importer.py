@@ -27,14 +27,14 @@ milliseconds) and nothing a correct stack must do depends on that (see
 import sys
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from construct import ConstructError
 
-from simstack.protocols import arp, ethernet, icmp, ipv4, udp
+from simstack.protocols import arp, ethernet, fieldspec, icmp, ipv4, udp
 from simstack.protocols.addresses import (
     BROADCAST_MAC,
     ZERO_IP,
@@ -48,10 +48,12 @@ from simstack.protocols.addresses import (
 )
 from simstack.protocols.checksum import internet_checksum
 from simstack.protocols.errors import Malformed
+from simstack.protocols.fieldspec import Computed, Expect
 from simstack.protocols.stack import StackConfig
 
 from ..wire.capture import Capture, CaptureError, read_capture
-from .fields import Context, Decoded, Host, build_frame, decode_frame
+from .defrag import DefragError, is_fragment, reassemble
+from .fields import LAYERS, Context, Decoded, Host, build_frame, decode_frame
 from .recorder import (
     DEFAULT_TOLERANCE,
     HostTable,
@@ -62,6 +64,7 @@ from .recorder import (
     protocols_of,
     render_bytes,
     render_scenario,
+    render_value,
 )
 
 EXIT_OK, EXIT_INVALID = 0, 2
@@ -70,18 +73,15 @@ DEFAULT_MAC = "aa:bb:cc:dd:ee:ff"
 ECHO_PORT, DISCARD_PORT = 7, 9
 LONG_WAIT_NS = 4_000_000_000  # an expectation this long after the step before needs more than the default 5 s
 
-# What an expectation names: what a correct stack must reproduce.
-EXPECT_DUTY: dict[str, tuple[str, ...]] = {
-    "eth": ("dst", "src", "vlan"),
-    "arp": ("op", "sha", "spa", "tha", "tpa"),
-    "ipv4": ("src", "dst"),
-    "icmp": ("type", "code", "id", "seq", "mtu", "pointer", "data"),
-    "udp": ("sport", "dport", "data"),
-    "payload": ("",),
-}
-# --strict adds the host's own choices.
-EXPECT_STRICT = {**EXPECT_DUTY, "ipv4": ("src", "dst", "ttl", "id", "tos", "df")}
-FRAGMENT_FIELDS = ("src", "dst", "proto", "mf", "frag")
+# What an expectation names: what a correct stack must reproduce; --strict adds the host's own choices.
+DUTY = frozenset({Expect.DUTY})
+STRICT = frozenset({Expect.DUTY, Expect.CHOICE})
+# A fragment sent alone is expected by the duty fields and what places its raw payload: protocol, MF, offset.
+_PLACES_A_FRAGMENT = ("ipv4.proto", "ipv4.mf", "ipv4.frag")
+_ALL_FIELDS = tuple(f for header in LAYERS.values() for f in header.fields)
+_MAC_KEYS = tuple(f.key for f in _ALL_FIELDS if f.type is fieldspec.MAC)
+_IP_KEYS = tuple(f.key for f in _ALL_FIELDS if f.type is fieldspec.IPV4_ADDRESS)
+_CHECKSUM_KEYS = tuple(f.key for f in _ALL_FIELDS if f.computed is Computed.CHECKSUM)
 ETHERTYPE_NAMES = {
     0x86DD: "IPv6", 0x88CC: "LLDP", 0x8035: "RARP", 0x88A8: "802.1ad", 0x8863: "PPPoE discovery",
     0x8864: "PPPoE", 0x0842: "Wake-on-LAN", 0x88E5: "MACsec", 0x8809: "slow protocols (LACP)", 0x888E: "EAPOL",
@@ -140,10 +140,10 @@ class AddressMap:
     def fields(self, flat: Mapping[str, Any]) -> dict[str, Any]:
         """The same fields with every address moved (payloads are the caller's business)."""
         out = dict(flat)
-        for key in ("eth.dst", "eth.src", "arp.sha", "arp.tha"):
+        for key in _MAC_KEYS:
             if key in out:
                 out[key] = self.mac(out[key])
-        for key in ("arp.spa", "arp.tpa", "ipv4.src", "ipv4.dst"):
+        for key in _IP_KEYS:
             if key in out:
                 out[key] = self.ip(out[key])
         return out
@@ -233,10 +233,6 @@ class Frame:
     @property
     def f(self) -> dict[str, Any]:
         return self.d.fields
-
-
-def _is_fragment(f: Mapping[str, Any]) -> bool:
-    return bool(f.get("ipv4.mf") or f.get("ipv4.frag"))
 
 
 def _skip_reason(fr: Frame) -> str | None:
@@ -330,7 +326,7 @@ class Importer:
         mask = old.netmask
         new_net = int.from_bytes(self.new_ip, "big") & mask
         for fr in frames:
-            for key in ("ipv4.src", "ipv4.dst", "arp.spa", "arp.tpa"):
+            for key in _IP_KEYS:
                 ip = fr.f.get(key)
                 if ip is None or ip == ZERO_IP or not old.on_link(ip) or ip in self.amap.ips:
                     continue
@@ -421,7 +417,7 @@ class Importer:
                 fr.role = "ping"
             elif "udp.sport" in f and f["udp.sport"] != ECHO_PORT:
                 fr.role = "sendto"
-            elif _is_fragment(f):
+            elif is_fragment(f):
                 self._group_fragments(fr, stack_frames)
             else:
                 fr.role = "expect"
@@ -465,11 +461,14 @@ class Importer:
         start = stack_frames.index(first)
         group = []
         for fr in stack_frames[start:]:
-            if not _is_fragment(fr.f) or _frag_key(fr.f) != key or fr.role:
+            if not is_fragment(fr.f) or _frag_key(fr.f) != key or fr.role:
                 break
             group.append(fr)
-        whole = _reassemble(group)
-        if whole is None or len(group) < 2:
+        try:
+            whole = reassemble([fr.data for fr in group], verify_checksum=False) if len(group) > 1 else None
+        except DefragError:
+            whole = None
+        if whole is None:
             first.role = "expect"  # compared fragment by fragment
             return
         first.role = "expect"
@@ -506,8 +505,7 @@ class Importer:
                 times.append(fr.ns)
                 counts["inject"] += 1
                 continue
-            keys = EXPECT_STRICT if self.opts.strict else EXPECT_DUTY
-            flat = self.amap.fields(expect_fields(fr.d, keys))
+            flat = self.amap.fields(expect_fields(fr.d, STRICT if self.opts.strict else DUTY))
             if "icmp.data" in flat and flat.get("icmp.type") in icmp.ERROR_TYPES:
                 flat["icmp.data"] = map_quote(flat["icmp.data"], self.amap, injected)
             step = OutStep("expect", None, flat, None, comment)
@@ -516,7 +514,7 @@ class Importer:
                 step.note = f"the whole datagram, reassembled from the {len(fr.group)} fragments the stack sends"
                 step.comment = (f"frames {', '.join(str(g.number) for g in fr.group)}, {fr.ns / 1e9:.6f} > "
                                 f"{fr.d.summary} (in {len(fr.group)} fragments)")
-            elif _is_fragment(fr.f):
+            elif is_fragment(fr.f):
                 step.flat = self._fragment_fields(fr)
             if fr.role == "optional":
                 step.optional, step.note = True, fr.why
@@ -541,7 +539,7 @@ class Importer:
         f = fr.f
         pair_old = f.get("ipv4.src", b"") + f.get("ipv4.dst", b"")
         pair_new = flat.get("ipv4.src", b"") + flat.get("ipv4.dst", b"")
-        for key in ("ipv4.checksum", "icmp.checksum", "udp.checksum"):
+        for key in _CHECKSUM_KEYS:
             if key not in flat:
                 continue
             if key not in fr.d.bad_checksums:
@@ -553,7 +551,7 @@ class Importer:
                              "recomputed")
             else:
                 notes.append(f"{key} was bad in the capture and stays as captured")
-        if _is_fragment(f) and not f.get("ipv4.frag") and "payload." in flat:
+        if is_fragment(f) and not f.get("ipv4.frag") and "payload." in flat:
             flat["payload."] = _adjust_l4(f["ipv4.proto"], flat["payload."], pair_old, pair_new)
         if "icmp.data" in flat and flat.get("icmp.type") in icmp.ERROR_TYPES:
             flat["icmp.data"] = map_quote(flat["icmp.data"], self.amap, injected)
@@ -571,13 +569,12 @@ class Importer:
             eth = ethernet.parse(raw)
         except Malformed:
             return raw
-        moved = replace(eth, dst=self.amap.mac(eth.dst), src=self.amap.mac(eth.src))
+        moved = eth._replace(dst=self.amap.mac(eth.dst), src=self.amap.mac(eth.src))
         return ethernet.emit(moved, pad=False) if moved != eth else raw
 
     def _fragment_fields(self, fr: Frame) -> dict[str, Any]:
         f = fr.f
-        flat = self.amap.fields({"eth.dst": f["eth.dst"], "eth.src": f["eth.src"],
-                                 **{f"ipv4.{k}": f[f"ipv4.{k}"] for k in FRAGMENT_FIELDS}})
+        flat = self.amap.fields({**expect_fields(fr.d, DUTY), **{k: f[k] for k in _PLACES_A_FRAGMENT}})
         payload = f.get("payload.", b"")
         if not f.get("ipv4.frag"):
             payload = _adjust_l4(f["ipv4.proto"], payload, f["ipv4.src"] + f["ipv4.dst"], flat["ipv4.src"] + flat["ipv4.dst"])
@@ -591,7 +588,7 @@ class Importer:
         comment = f"frame {fr.number} starts here: {fr.d.summary}"
         if fr.role == "ping":
             args: list[tuple[str, str | list[str]]] = [
-                ("dst", dst), ("id", f"{f['icmp.id']:#06x}"), ("seq", str(f["icmp.seq"])),
+                ("dst", dst), ("id", render_value("icmp.id", f["icmp.id"], self.hosts)), ("seq", str(f["icmp.seq"])),
                 ("data", render_bytes(f.get("icmp.data", b"")))]
             return OutStep("app", None, {}, None, comment, note, app="ping", args=args)
         port = f["udp.sport"]
@@ -699,33 +696,6 @@ class Importer:
 
 def _frag_key(f: Mapping[str, Any]) -> tuple[Any, ...]:
     return f.get("ipv4.src"), f.get("ipv4.dst"), f.get("ipv4.proto"), f.get("ipv4.id")
-
-
-def _reassemble(group: list[Frame]) -> bytes | None:
-    """The whole frame from ``group``'s fragments, or None when they do not make one datagram."""
-    pieces: dict[int, bytes] = {}
-    total = None
-    head = None
-    for fr in group:
-        eth = ethernet.parse(fr.data)
-        ip = ipv4.parse(eth.payload, verify_checksum=False)
-        pieces[ip.frag_offset] = ip.payload
-        if ip.frag_offset == 0:
-            head = (eth, ip)
-        if not ip.mf:
-            total = ip.frag_offset + len(ip.payload)
-    if head is None or total is None:
-        return None
-    data = b""
-    for offset in sorted(pieces):
-        if offset != len(data):
-            return None
-        data += pieces[offset]
-    if len(data) != total:
-        return None
-    eth, ip = head
-    whole = ipv4.Ipv4(ip.src, ip.dst, ip.protocol, data, ip.ttl, ip.identification, ip.tos, ip.df, False, 0, ip.options)
-    return ethernet.emit(replace(eth, payload=ipv4.emit(whole)), pad=False)
 
 
 def _offload_partial(f: Mapping[str, Any]) -> bool:

@@ -19,12 +19,12 @@ shared with ``engine/importer.py``, which makes scenarios out of captures.
 import json
 import math
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from simstack.protocols import arp, ethernet, icmp
+from simstack.protocols import arp, ethernet, fieldspec, icmp
 from simstack.protocols.addresses import (
     BROADCAST_IP,
     BROADCAST_MAC,
@@ -35,26 +35,22 @@ from simstack.protocols.addresses import (
     mac_to_str,
 )
 from simstack.protocols.arp_cache import ArpConfig
+from simstack.protocols.fieldspec import NO_DEFAULT, Expect
 from simstack.protocols.fragments import ReassemblyConfig
 from simstack.protocols.stack import StackConfig
 
+from .defrag import is_fragment
 from .fields import (
-    ARP_OPS,
-    ETHERTYPES,
-    FIELDS,
-    ICMP_TYPES,
-    IP,
-    IP_PROTOS,
+    KINDS,
     LAYER_ORDER,
-    MAC,
-    BytesKind,
+    LAYERS,
     Context,
     Decoded,
     Host,
-    IntKind,
     SpecError,
     build_frame,
     decode_frame,
+    field_of,
 )
 
 DEFAULT_TOLERANCE = 0.05
@@ -62,28 +58,11 @@ HEX_PER_LINE = 64
 FLOW_WIDTH = 128  # a layer longer than this on one line is written one field per line
 TEXT_MAX = 200  # printable payloads longer than this are written as hex
 
-# Fields whose value emit() computes; an inject names them only when the frame lies about them.
-COMPUTED = ("ipv4.ihl", "ipv4.len", "ipv4.checksum", "icmp.checksum", "udp.len", "udp.checksum")
+_ALL_FIELDS = tuple(f for header in LAYERS.values() for f in header.fields)
+# Fields emit() computes; an inject names them only when the frame lies about them.
+_COMPUTED = tuple(f.key for f in _ALL_FIELDS if f.computed is not None)
 # What a recorded expectation holds: every field the stack chose (checksums are always checked anyway).
-EXPECT_ALL: dict[str, tuple[str, ...]] = {
-    "eth": ("dst", "src", "type", "vlan", "pcp"),
-    "arp": ("op", "sha", "spa", "tha", "tpa"),
-    "ipv4": ("src", "dst", "proto", "ttl", "id", "tos", "df", "mf", "frag", "len", "options"),
-    "icmp": ("type", "code", "id", "seq", "mtu", "pointer", "data"),
-    "udp": ("sport", "dport", "len", "data"),
-    "payload": ("",),
-}
-_ICMP_CODE_NAMES = {
-    icmp.DEST_UNREACHABLE: {
-        icmp.NET_UNREACHABLE: "net-unreachable",
-        icmp.HOST_UNREACHABLE: "host-unreachable",
-        icmp.PROTOCOL_UNREACHABLE: "protocol-unreachable",
-        icmp.PORT_UNREACHABLE: "port-unreachable",
-        icmp.FRAG_NEEDED: "frag-needed",
-    },
-    icmp.TIME_EXCEEDED: {icmp.TTL_EXCEEDED: "ttl-exceeded", icmp.REASSEMBLY_EXCEEDED: "reassembly-timeout"},
-}
-_HEX_FIELDS = {"ipv4.id", "icmp.id", "ipv4.checksum", "icmp.checksum", "udp.checksum"}
+RECORDED = frozenset({Expect.DUTY, Expect.CHOICE, Expect.DETAIL})
 
 
 # -- hosts ------------------------------------------------------------------------------------
@@ -216,19 +195,17 @@ class InjectSpec:
 
 def _base_inject_fields(decoded: Decoded) -> dict[str, Any]:
     f = dict(decoded.fields)
-    for key in (*COMPUTED, "arp.htype", "arp.ptype", "arp.hlen", "arp.plen"):
-        f.pop(key, None)
+    for spec in _ALL_FIELDS:
+        key = spec.key
+        if key not in f:
+            continue
+        # What the builder computes, and (terse fields) the builder's default: leaving them out keeps an inject short.
+        if spec.computed is not None or (spec.terse and spec.default is not NO_DEFAULT and f[key] == spec.default):
+            del f[key]
     layers = {k.partition(".")[0] for k in f}
     if ("arp" in layers and f.get("eth.type") == ethernet.TYPE_ARP) or \
             (layers & {"ipv4", "icmp", "udp"} and f.get("eth.type") == ethernet.TYPE_IPV4):
         f.pop("eth.type")
-    if f.get("eth.pcp") == 0:
-        f.pop("eth.pcp")
-    # The builder's defaults: leaving them out keeps an inject short.
-    for key, default in (("ipv4.tos", 0), ("ipv4.mf", False), ("ipv4.frag", 0), ("ipv4.options", b""),
-                         ("icmp.mtu", 0), ("icmp.pointer", 0)):
-        if key in f and f[key] == default:
-            f.pop(key)
     if f.get("icmp.code") == 0 and f.get("icmp.type") in (icmp.ECHO_REQUEST, icmp.ECHO_REPLY):
         f.pop("icmp.code")
     return f
@@ -264,7 +241,7 @@ def inject_spec(frame: bytes, ctx: Context, decoded: Decoded | None = None) -> I
     """
     decoded = decoded or decode_frame(frame)
     base = _base_inject_fields(decoded)
-    computed = {k: decoded.fields[k] for k in COMPUTED if k in decoded.fields}
+    computed = {k: decoded.fields[k] for k in _COMPUTED if k in decoded.fields}
     candidates = [base]
     if computed:
         full = {**base, **computed}
@@ -277,7 +254,7 @@ def inject_spec(frame: bytes, ctx: Context, decoded: Decoded | None = None) -> I
         if pad is None:
             continue
         if flat is not base:
-            for key in COMPUTED:  # drop what the builder gets right by itself
+            for key in _COMPUTED:  # drop what the builder gets right by itself
                 if key in flat:
                     trial = {k: v for k, v in flat.items() if k != key}
                     again = _builds(trial, ctx)
@@ -289,14 +266,12 @@ def inject_spec(frame: bytes, ctx: Context, decoded: Decoded | None = None) -> I
     return InjectSpec(None, frame, "raw: the field language cannot rebuild this frame exactly")
 
 
-def expect_fields(decoded: Decoded, keys: Mapping[str, Sequence[str]] = EXPECT_ALL) -> dict[str, Any]:
-    """The decoded fields named in ``keys`` (layer -> field names), in FIELDS order."""
-    out: dict[str, Any] = {}
-    for layer in LAYER_ORDER:
-        for name in keys.get(layer, ()):
-            key = f"{layer}.{name}"
-            if key in decoded.fields:
-                out[key] = decoded.fields[key]
+def expect_fields(decoded: Decoded, expect: Collection[Expect] = RECORDED) -> dict[str, Any]:
+    """The decoded fields whose ``Expect`` is in ``expect``, and the payload, in layer and field order."""
+    have = decoded.fields
+    out = {f.key: have[f.key] for f in _ALL_FIELDS if f.expect in expect and f.key in have}
+    if "payload." in have:
+        out["payload."] = have["payload."]
     if out.get("ipv4.options") == b"":
         out.pop("ipv4.options")
     return out
@@ -340,36 +315,37 @@ def render_bytes(value: bytes) -> str | list[str]:
 
 
 def render_value(key: str, value: Any, hosts: HostTable, context: Mapping[str, Any] | None = None) -> str | list[str]:
-    """One field value in the scenario language; host names where a host is known."""
-    kind = FIELDS[key.partition(".")[0]][key.partition(".")[2]]
-    if kind is MAC:
+    """One field value in the scenario language; host names where a host is known.
+
+    ``context`` is the rest of the frame's fields, for words that depend on
+    another field (an ICMP code's name depends on the type).
+    """
+    spec = field_of(key)
+    t = fieldspec.BYTES if spec is None else spec.type  # the payload layer is bytes
+    if t is fieldspec.MAC:
         if value == BROADCAST_MAC:
             return "broadcast"
         if value == ZERO_MAC:
             return "zero"
         return hosts.mac_name(value) or _quote(mac_to_str(value))
-    if kind is IP:
+    if t is fieldspec.IPV4_ADDRESS:
         name = hosts.ip_name(value)
         if name:
             return name
         return "broadcast" if value == BROADCAST_IP else ip_to_str(value)
-    if isinstance(kind, BytesKind):
+    if t is fieldspec.BYTES:
         return render_bytes(value)
-    if isinstance(value, bool):
+    if t is fieldspec.BOOL:
         return "true" if value else "false"
-    assert isinstance(kind, IntKind)
-    if key == "icmp.code":
-        names = _ICMP_CODE_NAMES.get((context or {}).get("icmp.type", -1), {})
-        return names.get(value, str(value))
-    if key in ("eth.type", "arp.op", "ipv4.proto", "icmp.type"):
-        table = {"eth.type": ETHERTYPES, "arp.op": ARP_OPS, "ipv4.proto": IP_PROTOS, "icmp.type": ICMP_TYPES}[key]
-        name = next((k for k, v in table.items() if v == value), None)
-        if name:
-            return name
-        return f"{value:#06x}" if key == "eth.type" else str(value)
-    if key in _HEX_FIELDS:
-        return f"{value:#06x}"
-    return str(value)
+    assert spec is not None and isinstance(t, fieldspec.Int)
+    names = t.names
+    if t.names_by is not None:
+        other = LAYERS[spec.layer].by_attr[t.names_by[0]].key
+        names = t.names_in((context or {}).get(other))
+    name = next((k for k, v in names.items() if v == value), None)
+    if name:
+        return name
+    return f"{value:#06x}" if t.hex else str(value)
 
 
 def render_fields(flat: Mapping[str, Any], hosts: HostTable, indent: int) -> list[str]:
@@ -391,7 +367,7 @@ def render_fields(flat: Mapping[str, Any], hosts: HostTable, indent: int) -> lis
                 lines.append(f"{pad}payload:")
                 lines.extend(_block(v, indent + 2))
             continue
-        order = list(FIELDS[layer])
+        order = list(KINDS[layer])
         keys.sort(key=lambda k: order.index(k.partition(".")[2]))
         values = [(k.partition(".")[2], render_value(k, flat[k], hosts, flat)) for k in keys]
         flow = f"{pad}{layer}: {{" + ", ".join(f"{name}: {v}" for name, v in values if isinstance(v, str)) + "}"
@@ -678,7 +654,7 @@ def _ping_starts(events: Sequence[tuple[float, str, bytes]], decoded: Sequence[D
     starts: dict[int, list[int]] = {}
     for i, d in enumerate(decoded):
         f = d.fields
-        if events[i][1] != ">" or f.get("icmp.type") != icmp.ECHO_REQUEST or _is_frag(f):
+        if events[i][1] != ">" or f.get("icmp.type") != icmp.ECHO_REQUEST or is_fragment(f):
             continue
         dst = f["ipv4.dst"]
         at = i
@@ -694,15 +670,12 @@ def _ping_starts(events: Sequence[tuple[float, str, bytes]], decoded: Sequence[D
     return starts
 
 
-def _is_frag(f: Mapping[str, Any]) -> bool:
-    return bool(f.get("ipv4.mf") or f.get("ipv4.frag"))
-
-
 def _ping_step(d: Decoded, hosts: HostTable, at: str) -> OutStep:
     f = d.fields
     dst = hosts.ip_name(f["ipv4.dst"]) or ip_to_str(f["ipv4.dst"])
-    args: list[tuple[str, str | list[str]]] = [("dst", dst), ("id", f"{f['icmp.id']:#06x}"), ("seq", str(f["icmp.seq"])),
-                                               ("data", render_bytes(f.get("icmp.data", b"")))]
+    args: list[tuple[str, str | list[str]]] = [
+        ("dst", dst), ("id", render_value("icmp.id", f["icmp.id"], hosts)), ("seq", str(f["icmp.seq"])),
+        ("data", render_bytes(f.get("icmp.data", b"")))]
     return OutStep("app", at, {}, None, f"the stack's application pings: {d.summary}",
                    "an application on the stack sent this echo request", app="ping", args=args)
 

@@ -19,15 +19,14 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-from simstack.protocols import ethernet, ipv4
 from simstack.protocols.addresses import ip_to_str
-from simstack.protocols.errors import Malformed
 from simstack.protocols.icmp_layer import EchoEndpoint
 from simstack.protocols.stack import Stack
 
 from ..api.services import start_services
 from ..api.sockets import AF_INET, SOCK_DGRAM, Socket
 from ..wire.sim import Trace
+from .defrag import DefragError, reassemble
 from .fields import BYTES, compare, decode_frame, show
 from .loader import Scenario, ScenarioError, Step
 from .simhost import SimHost
@@ -378,37 +377,11 @@ def _run_call(call: Call) -> tuple[str | None, tuple[bool, Any]]:
 
 
 def _reassemble(frames: list[bytes], mtu: int) -> bytes:
-    """Join IPv4 fragments independently of the stack's reassembler, checking as a receiver would."""
-    first_eth = None
-    key = None
-    pieces: dict[int, bytes] = {}
-    total = None
-    header = None
-    for frame in frames:
-        try:
-            eth = ethernet.parse(frame)
-            ip = ipv4.parse(eth.payload)
-        except Malformed as e:
-            raise StepFailed(f"  expected an IPv4 fragment, got {describe(frame)} ({e})") from None
-        this = (ip.src, ip.dst, ip.protocol, ip.identification)
-        if key is not None and this != key:
-            raise StepFailed(f"  fragment of another datagram: {describe(frame)}")
-        if ip.header_len + len(ip.payload) > mtu:
-            raise StepFailed(f"  fragment larger than the MTU {mtu}: {describe(frame)}")
-        key = this
-        first_eth = first_eth or eth
-        pieces[ip.frag_offset] = ip.payload
-        if ip.frag_offset == 0:
-            header = ip
-        if not ip.mf:
-            total = ip.frag_offset + len(ip.payload)
-    payload = b"".join(pieces[o] for o in sorted(pieces))
-    if header is None or total is None or len(payload) != total or first_eth is None:
-        raise StepFailed("  the fragments do not make a whole datagram (first or last missing, or a gap)")
-    whole = ipv4.Ipv4(src=header.src, dst=header.dst, protocol=header.protocol, payload=payload, ttl=header.ttl,
-                      identification=header.identification, tos=header.tos, df=header.df, options=header.options)
-    return ethernet.emit(ethernet.Ethernet(dst=first_eth.dst, src=first_eth.src, ethertype=first_eth.ethertype,
-                                           payload=ipv4.emit(whole)), pad=False)
+    """The datagram the stack's fragments make, joined by an oracle independent of the stack (defrag.py)."""
+    try:
+        return reassemble(frames, mtu)
+    except DefragError as e:
+        raise StepFailed(f"  {e}") from None
 
 
 def _names_of(e: OSError) -> set[str]:
