@@ -84,8 +84,29 @@ MAC = Scalar("MAC")  # six bytes
 IPV4_ADDRESS = Scalar("IPV4_ADDRESS")  # four bytes
 BOOL = Scalar("BOOL")
 BYTES = Scalar("BYTES")  # any length
+TCP_FLAGS = Scalar("TCP_FLAGS")  # the control bits, which scenarios write in tcpdump's letters (S, S., P., R.)
+TCP_OPTIONS = Scalar("TCP_OPTIONS")  # a tuple of tcp.Option, which scenarios write in packetdrill's words
 
-FieldType: TypeAlias = Int | Scalar
+
+@dataclass(frozen=True)
+class SeqNum:
+    """A 32-bit sequence number, which scenarios write relative to an initial sequence number.
+
+    ``of`` says whose: ``"sender"`` for a segment's own sequence number, ``"receiver"``
+    for its acknowledgment number (the other side's sequence space), as packetdrill
+    and tcpdump count them.
+    """
+
+    of: str
+
+    def __repr__(self) -> str:
+        return f"SeqNum({self.of!r})"
+
+
+SENDER_SEQ = SeqNum("sender")
+RECEIVER_SEQ = SeqNum("receiver")
+
+FieldType: TypeAlias = Int | Scalar | SeqNum
 
 
 # -- what a field is to an expectation, and to emit -----------------------------------
@@ -127,6 +148,9 @@ class Field:
     builder decides from the hosts (addresses) or the layers (EtherType).
     ``terse`` leaves the field out of a written inject while it holds that
     default. ``when`` limits where a decoded frame has the field at all.
+    ``measures`` makes the field a read-only view, the length of the bytes at
+    ``attr`` (TCP has no length field, but a scenario may name a data length);
+    another field describes ``attr`` itself.
     """
 
     name: str
@@ -137,6 +161,7 @@ class Field:
     default: Any = NO_DEFAULT
     terse: bool = False
     when: When | None = None
+    measures: bool = False
     layer: str = ""  # set by Header
 
     @property
@@ -157,7 +182,7 @@ class Header:
         attrs: tuple[str, ...] = value._fields  # a NamedTuple's, in its order
         type_defaults: Mapping[str, Any] = value._field_defaults
         self.unnamed: tuple[str, ...] = tuple(unnamed)
-        described = [f.attr for f in fields] + list(self.unnamed)
+        described = [f.attr for f in fields if not f.measures] + list(self.unnamed)
         if sorted(described) != sorted(attrs):
             raise TypeError(f"{layer}: the fields describe {sorted(described)}, {value.__name__} has {sorted(attrs)}")
         names = [f.name for f in fields]
@@ -165,6 +190,8 @@ class Header:
             raise TypeError(f"{layer}: duplicate field names in {names}")
         resolved = []
         for f in fields:
+            if f.measures and f.attr not in attrs:
+                raise TypeError(f"{layer}.{f.name} measures {f.attr!r}, which {value.__name__} lacks")
             depends = [f.when.attr] if f.when else []
             if isinstance(f.type, Int) and f.type.names_by is not None:
                 depends.append(f.type.names_by[0])
@@ -177,7 +204,7 @@ class Header:
         self.value = value
         self.fields: tuple[Field, ...] = tuple(resolved)
         self.by_name: Mapping[str, Field] = MappingProxyType({f.name: f for f in self.fields})
-        self.by_attr: Mapping[str, Field] = MappingProxyType({f.attr: f for f in self.fields})
+        self.by_attr: Mapping[str, Field] = MappingProxyType({f.attr: f for f in self.fields if not f.measures})
         self.index: Mapping[str, int] = MappingProxyType({a: i for i, a in enumerate(attrs)})
 
     def __repr__(self) -> str:

@@ -48,7 +48,6 @@ the stack drops and counts rather than guess where the next option starts.
 """
 
 import struct
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from construct import Bytes, Default, GreedyBytes, Int8ub, Int16ub, Int32ub, Struct, len_, this
@@ -56,6 +55,7 @@ from construct import Bytes, Default, GreedyBytes, Int8ub, Int16ub, Int32ub, Str
 from . import layout
 from .checksum import internet_checksum, ones_sum, verify
 from .errors import Malformed
+from .fieldspec import BYTES, RECEIVER_SEQ, SENDER_SEQ, TCP_FLAGS, TCP_OPTIONS, Computed, Expect, Field, Header, Int
 from .ipv4 import PROTO_TCP, pseudo_header_sum
 
 # Control bits (RFC 9293 3.1, RFC 3168 for ECE/CWR).
@@ -119,8 +119,7 @@ class Option(NamedTuple):
     value: Any = None
 
 
-@dataclass(frozen=True, slots=True)
-class Tcp:
+class Tcp(NamedTuple):
     src_port: int
     dst_port: int
     seq: int = 0
@@ -140,6 +139,27 @@ class Tcp:
             if opt.kind == kind:
                 return True if kind == OPT_SACK_PERMITTED else opt.value
         return None
+
+
+FIELDS = Header(
+    "tcp",
+    Tcp,
+    [
+        Field("sport", "src_port", Int(16), default=0),
+        Field("dport", "dst_port", Int(16), default=0),
+        Field("flags", "flags", TCP_FLAGS),
+        Field("seq", "seq", SENDER_SEQ),
+        Field("ack", "ack", RECEIVER_SEQ),
+        Field("win", "window", Int(16), Expect.CHOICE, default=65535),  # an injected peer offers a window
+        Field("urg", "urgent", Int(16), Expect.DETAIL, terse=True),
+        Field("options", "options", TCP_OPTIONS, Expect.CHOICE),
+        Field("off", "data_offset", Int(4), Expect.NEVER, Computed.LENGTH),
+        Field("checksum", "checksum", Int(16, hex=True), Expect.NEVER, Computed.CHECKSUM),
+        Field("data", "payload", BYTES),
+        Field("len", "payload", Int(16), Expect.NEVER, measures=True),  # implied by data
+    ],
+)
+_new = tuple.__new__
 
 
 # -- parse -----------------------------------------------------------------------
@@ -177,7 +197,7 @@ def parse(data: bytes, src: bytes, dst: bytes, verify_checksum: bool = True) -> 
         options = (_NOP, _NOP, Option(OPT_TIMESTAMP, _TS.unpack_from(data, 24)))
     else:
         options = parse_options(data, HEADER_LEN, hlen)
-    return Tcp(src_port, dst_port, seq, ack, flags, window, urgent, options, data[hlen:], offset, checksum)
+    return _new(Tcp, (src_port, dst_port, seq, ack, flags, window, urgent, options, data[hlen:], offset, checksum))
 
 
 def parse_options(data: bytes, start: int, end: int) -> tuple[Option, ...]:

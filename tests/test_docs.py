@@ -45,6 +45,7 @@ from simstack.protocols import fieldspec
 from simstack.protocols.addresses import ip_to_str, mac_to_str
 from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.fragments import ReassemblyConfig
+from simstack.protocols.tcp_conn import TcpConfig
 
 DOC = ROOT / "docs" / "scenarios.md"
 TEXT = DOC.read_text()
@@ -162,7 +163,10 @@ def _row(key: str, text: str = TEXT) -> list[str]:
 def _kind_words(t: fieldspec.FieldType) -> str:
     if isinstance(t, fieldspec.Int):
         return f"integer, {t.bits} bits"
-    return {fieldspec.MAC: "MAC", fieldspec.IPV4_ADDRESS: "IPv4", fieldspec.BOOL: "boolean", fieldspec.BYTES: "bytes"}[t]
+    if isinstance(t, fieldspec.SeqNum):
+        return "sequence number"
+    return {fieldspec.MAC: "MAC", fieldspec.IPV4_ADDRESS: "IPv4", fieldspec.BOOL: "boolean", fieldspec.BYTES: "bytes",
+            fieldspec.TCP_FLAGS: "TCP flags", fieldspec.TCP_OPTIONS: "TCP options"}[t]
 
 
 def test_field_table_is_fields() -> None:
@@ -185,13 +189,16 @@ def test_field_table_is_fields() -> None:
                     under = next(w for w, v in other.names.items() if v == value)
                     part = next((p for p in cells[2].split(";") if f"(for `{under}`)" in p), "")
                     assert set(re.findall(r"`([\w-]+)` =", part)) == set(words), f"`{f.key}` under `{under}`: {part!r}"
-    listed = set(re.findall(r"^\| `([a-z0-9]+(?:\.[a-z0-9]+)?)` \| (?:integer|MAC|IPv4|boolean|bytes)", section, re.MULTILINE))
+    listed = set(re.findall(r"^\| `([a-z0-9]+(?:\.[a-z0-9]+)?)` \| (?:integer|MAC|IPv4|boolean|bytes|TCP|sequence)",
+                            section, re.MULTILINE))
     assert listed == expected, f"rows for fields no protocol module describes: {listed - expected}"
 
 
 def _show(value: object) -> str:
     if isinstance(value, bool):
         return str(value).lower()
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -217,7 +224,7 @@ def test_stack_keys_and_defaults() -> None:
             assert cells[1] == shown[key], f"stack.{key} defaults to {shown[key]}, the page says {cells[1]}"
     for service in SERVICES:
         assert f"`{service}`" in _row("services", section)[2]
-    for prefix, config_class in (("arp", ArpConfig), ("reassembly", ReassemblyConfig)):
+    for prefix, config_class in (("arp", ArpConfig), ("reassembly", ReassemblyConfig), ("tcp", TcpConfig)):
         for f in dataclasses.fields(config_class):
             cells = _row(f"{prefix}.{f.name}", section)
             assert cells[1] == _show(f.default), f"{prefix}.{f.name} defaults to {f.default}, the page says {cells[1]}"
@@ -292,3 +299,13 @@ def test_failure_output_is_real(tmp_path: Path) -> None:
     assert run_files([str(bad)], out=out) == 1
     shown = out.getvalue().replace(str(bad), "/tmp/ping-wrong-seq.yaml")
     assert f"$ simstack replay /tmp/ping-wrong-seq.yaml\n{shown}" in TEXT
+
+
+def test_tcp_verbose_output_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TCP section's ``-v`` output: relative numbers as tcpdump prints them, from a real replay."""
+    block = next(b for b in SCENARIOS if "A server on port 8080 accepts a connection" in b.text)
+    (tmp_path / "tcp-server.yaml").write_text(block.text)
+    monkeypatch.chdir(tmp_path)
+    out = io.StringIO()
+    assert run_files(["tcp-server.yaml"], verbose=True, out=out) == 0
+    assert f"$ simstack replay -v tcp-server.yaml\n{out.getvalue()}" in TEXT

@@ -16,7 +16,6 @@
 Addresses go through the socket module, never through simstack's helpers.
 """
 
-import dataclasses
 import socket
 import struct
 from typing import Any
@@ -363,7 +362,7 @@ def test_control_segment_accepted(description: str, data: bytes, options: tuple[
     if description.startswith("EOL then garbage"):
         # after an EOL the area is padding: emit writes zeros, under the same data offset
         assert rebuilt[20:] == bytes(4)
-        fresh = tcp.emit(dataclasses.replace(seg, checksum=None), SRC, DST)
+        fresh = tcp.emit(seg._replace(checksum=None), SRC, DST)
         assert fresh == segment(bytes(4)), "the segment construct and scapy build with a zero area"
     else:
         assert rebuilt == data

@@ -15,7 +15,7 @@ from functools import partial
 from operator import itemgetter
 from typing import Any
 
-from simstack.protocols import arp, ethernet, fieldspec, icmp, ipv4, udp
+from simstack.protocols import arp, ethernet, fieldspec, icmp, ipv4, tcp, udp
 from simstack.protocols.addresses import (
     BROADCAST_IP,
     BROADCAST_MAC,
@@ -29,6 +29,9 @@ from simstack.protocols.addresses import (
 from simstack.protocols.checksum import verify
 from simstack.protocols.errors import Malformed
 from simstack.protocols.fieldspec import NO_DEFAULT, Header
+
+from .isn import MASK, Isns, Rel
+from .tcp_words import OptionsPattern, flags_text, options_text, parse_flags, parse_options
 
 
 class SpecError(ValueError):
@@ -143,6 +146,54 @@ class BytesKind(Kind):
         return f"{value[:12].hex()}... ({len(value)} bytes)"
 
 
+class TcpFlagsKind(Kind):
+    """Control bits in tcpdump's letters (``S.``), or a number."""
+
+    def normalize(self, value: Any, ctx: Context, path: str) -> int:
+        if isinstance(value, str):
+            try:
+                return parse_flags(value)
+            except ValueError as e:
+                raise SpecError(path, str(e)) from None
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFF:
+            raise SpecError(path, f"want flag letters like S, S., P., F., R. or a number from 0 to 255, got {value!r}")
+        return value
+
+    def show(self, value: Any) -> str:
+        return flags_text(value)
+
+
+class SeqKind(Kind):
+    """A sequence number relative to an ISN (``1001``, ``-1``), or absolute (``{abs: N}``)."""
+
+    def normalize(self, value: Any, ctx: Context, path: str) -> int:
+        if isinstance(value, Mapping) and set(value) == {"abs"}:
+            n = value["abs"]
+            if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MASK:
+                raise SpecError(path, f"abs must be an integer from 0 to {MASK}, got {n!r}")
+            return n
+        if isinstance(value, bool) or not isinstance(value, int) or not -(1 << 31) <= value <= MASK:
+            raise SpecError(path, f"want a sequence number relative to the ISN (from {-(1 << 31)} to {MASK}) "
+                                  f"or {{abs: N}}, got {value!r}")
+        return Rel(value & MASK)
+
+    def show(self, value: Any) -> str:
+        return str(int(value)) if isinstance(value, Rel) else f"{{abs: {value}}}"
+
+
+class TcpOptionsKind(Kind):
+    """An ordered list of options in packetdrill's words; ``*`` and ``any`` only in expectations."""
+
+    def normalize(self, value: Any, ctx: Context, path: str) -> Any:
+        try:
+            return parse_options(value)
+        except ValueError as e:
+            raise SpecError(path, str(e)) from None
+
+    def show(self, value: Any) -> str:
+        return repr(value) if isinstance(value, OptionsPattern) else options_text(value)
+
+
 def payload_bytes(value: Any, path: str) -> bytes:
     if isinstance(value, str):
         return value.encode()
@@ -171,20 +222,26 @@ MAC = AddressKind("a MAC address", "mac", {"broadcast": BROADCAST_MAC, "zero": Z
 IP = AddressKind("an IPv4 address", "ip", {"broadcast": BROADCAST_IP, "any": ZERO_IP}, ip_to_bytes, ip_to_str)
 BOOL = BoolKind()
 BYTES = BytesKind()
+SEQ = SeqKind()
 _SCALAR_KINDS: dict[fieldspec.Scalar, Kind] = {
     fieldspec.MAC: MAC, fieldspec.IPV4_ADDRESS: IP, fieldspec.BOOL: BOOL, fieldspec.BYTES: BYTES,
+    fieldspec.TCP_FLAGS: TcpFlagsKind(), fieldspec.TCP_OPTIONS: TcpOptionsKind(),
 }
 
 
 def _kind(t: fieldspec.FieldType) -> Kind:
     if isinstance(t, fieldspec.Int):
         return IntKind(t.bits, t.names)
+    if isinstance(t, fieldspec.SeqNum):
+        return SEQ
     return _SCALAR_KINDS[t]
 
 
 # Every header a scenario can name, in the order frames nest and diffs print.
-LAYERS: dict[str, Header] = {h.layer: h for h in (ethernet.FIELDS, arp.FIELDS, ipv4.FIELDS, icmp.FIELDS, udp.FIELDS)}
-TRANSPORTS = (icmp.FIELDS.layer, udp.FIELDS.layer)  # layers that sit on IPv4
+LAYERS: dict[str, Header] = {
+    h.layer: h for h in (ethernet.FIELDS, arp.FIELDS, ipv4.FIELDS, icmp.FIELDS, udp.FIELDS, tcp.FIELDS)
+}
+TRANSPORTS = (icmp.FIELDS.layer, udp.FIELDS.layer, tcp.FIELDS.layer)  # layers that sit on IPv4
 LAYER_ORDER = (*LAYERS, "payload")  # "payload": the bytes above the last header simstack decodes
 # layer -> field name -> kind, read off LAYERS; the payload layer has one field with no name.
 KINDS: dict[str, dict[str, Kind]] = {
@@ -234,6 +291,8 @@ def normalize_spec(spec: Any, ctx: Context, path: str = "") -> dict[str, Any]:
         raise SpecError(path, "a frame carries arp or ipv4, not both")
     if len(layers & set(TRANSPORTS)) > 1:
         raise SpecError(path, f"a frame carries one of {', '.join(TRANSPORTS)}")
+    if "tcp.len" in flat and "tcp.data" in flat and flat["tcp.len"] != len(flat["tcp.data"]):
+        raise SpecError(f"{path}tcp.len", f"len {flat['tcp.len']} but data holds {len(flat['tcp.data'])} bytes")
     return flat
 
 
@@ -242,6 +301,8 @@ def _value(header: Header, flat: Mapping[str, Any], **given: Any) -> Any:
     """``header``'s value from the fields ``flat`` names; the rest from ``given`` (by attribute), else their defaults."""
     kw = dict(given)
     for f in header.fields:
+        if f.measures:
+            continue  # a view of another field (tcp.len): the builder turns it into that field
         if f.key in flat:
             kw[f.attr] = flat[f.key]
         elif f.attr not in kw and f.default is not NO_DEFAULT:
@@ -249,8 +310,12 @@ def _value(header: Header, flat: Mapping[str, Any], **given: Any) -> Any:
     return header.value(**kw)
 
 
-def build_frame(flat: Mapping[str, Any], ctx: Context) -> bytes:
-    """Build a frame from normalized fields; unnamed fields take peer-to-stack defaults."""
+def build_frame(flat: Mapping[str, Any], ctx: Context, isns: Isns | None = None) -> bytes:
+    """Build a frame from normalized fields; unnamed fields take peer-to-stack defaults.
+
+    TCP sequence numbers written relative count from the ISNs in ``isns``
+    (from 0 without it), so a TCP frame is built when its step runs.
+    """
     g = flat.get
     peer = ctx.peer or Host("peer")
     layers = {k.partition(".")[0] for k in flat}
@@ -270,7 +335,7 @@ def build_frame(flat: Mapping[str, Any], ctx: Context) -> bytes:
         default_dst = BROADCAST_MAC if op == arp.REQUEST else ctx.stack.mac
     elif "ipv4" in layers or layers & set(TRANSPORTS):
         upper, proto = _build_transport(flat)
-        body = _build_ipv4(flat, ctx, peer, upper, proto)
+        body = _build_ipv4(flat, ctx, peer, upper, proto, isns)
         ethertype = ethernet.TYPE_IPV4
         default_dst = ctx.stack.mac
     else:
@@ -297,15 +362,20 @@ def _build_transport(flat: Mapping[str, Any]) -> tuple[bytes, int]:
         return icmp.emit(_value(icmp.FIELDS, flat)) + g("payload.", b""), ipv4.PROTO_ICMP
     if any(k.startswith("udp.") for k in flat):
         return b"", ipv4.PROTO_UDP  # built in _build_ipv4, which knows the addresses
+    if any(k.startswith("tcp.") for k in flat):
+        return b"", ipv4.PROTO_TCP  # likewise
     return g("payload.", b""), g("ipv4.proto", 0)
 
 
-def _build_ipv4(flat: Mapping[str, Any], ctx: Context, peer: Host, upper: bytes, proto: int) -> bytes:
+def _build_ipv4(flat: Mapping[str, Any], ctx: Context, peer: Host, upper: bytes, proto: int,
+                isns: Isns | None = None) -> bytes:
     g = flat.get
     src = g("ipv4.src", peer.ip or ZERO_IP)
     dst = g("ipv4.dst", ctx.stack.ip or ZERO_IP)
     if proto == ipv4.PROTO_UDP and any(k.startswith("udp.") for k in flat):
         upper = udp.emit(_value(udp.FIELDS, flat), src, dst) + g("payload.", b"")
+    elif proto == ipv4.PROTO_TCP and any(k.startswith("tcp.") for k in flat):
+        upper = _build_tcp(flat, src, dst, isns) + g("payload.", b"")
     pkt: ipv4.Ipv4 = _value(ipv4.FIELDS, flat, src=src, dst=dst, protocol=proto, payload=upper)
     if pkt.ihl is not None and pkt.ihl * 4 != pkt.header_len:
         raise SpecError("ipv4.ihl", f"IHL {pkt.ihl} needs {pkt.ihl * 4 - 20} bytes of options; use raw: for a lying IHL")
@@ -313,6 +383,18 @@ def _build_ipv4(flat: Mapping[str, Any], ctx: Context, peer: Host, upper: bytes,
         return ipv4.emit(pkt)
     except ValueError as e:
         raise SpecError("ipv4", str(e)) from None
+
+
+def _build_tcp(flat: Mapping[str, Any], src: bytes, dst: bytes, isns: Isns | None) -> bytes:
+    if isns is not None:
+        flat = isns.absolute(flat, src, flat.get("tcp.sport", 0), dst, flat.get("tcp.dport", 0))
+    if isinstance(flat.get("tcp.options"), OptionsPattern):
+        raise SpecError("tcp.options", "a segment to inject needs every option value: '*' and any are for expect")
+    payload = flat["tcp.data"] if "tcp.data" in flat else bytes(i & 0xFF for i in range(flat.get("tcp.len", 0)))
+    try:
+        return tcp.emit(_value(tcp.FIELDS, flat, payload=payload), src, dst)
+    except ValueError as e:
+        raise SpecError("tcp.options", str(e)) from None
 
 
 # -- decoding ------------------------------------------------------------------
@@ -325,7 +407,7 @@ class _Decoder:
     """
 
     def __init__(self, header: Header) -> None:
-        always = [f for f in header.fields if f.when is None]
+        always = [f for f in header.fields if f.when is None and not f.measures]
         self.marker = f"{header.layer}."
         self.keys = tuple(f.key for f in always)
         picks = [header.index[f.attr] for f in always]
@@ -334,6 +416,7 @@ class _Decoder:
         self.sometimes = tuple(
             (f.key, header.index[f.attr], header.index[f.when.attr], f.when.values) for f in header.fields if f.when
         )
+        self.lengths = tuple((f.key, header.index[f.attr]) for f in header.fields if f.measures)
 
     def __call__(self, value: tuple[Any, ...], out: dict[str, Any]) -> None:
         out[self.marker] = True
@@ -342,6 +425,8 @@ class _Decoder:
             other = value[j]
             if (other is not None) if values is None else (other in values):
                 out[key] = value[i]
+        for key, i in self.lengths:
+            out[key] = len(value[i])
 
 
 _ETH = _Decoder(ethernet.FIELDS)
@@ -349,6 +434,7 @@ _ARP = _Decoder(arp.FIELDS)
 _IPV4 = _Decoder(ipv4.FIELDS)
 _ICMP = _Decoder(icmp.FIELDS)
 _UDP = _Decoder(udp.FIELDS)
+_TCP = _Decoder(tcp.FIELDS)
 
 Summary = str | Callable[[], str]  # a summary, or what writes it when it is read
 
@@ -383,8 +469,12 @@ def _text(summary: Summary) -> str:
     return summary if isinstance(summary, str) else summary()
 
 
-def decode_frame(frame: bytes) -> Decoded:
-    """Every field simstack can read from ``frame``; never raises."""
+def decode_frame(frame: bytes, isns: Isns | None = None) -> Decoded:
+    """Every field simstack can read from ``frame``; never raises.
+
+    The fields hold absolute TCP sequence numbers; ``isns`` only makes the
+    summary count them from each side's ISN, as tcpdump does.
+    """
     out: dict[str, Any] = {}
     bad: list[str] = []
     try:
@@ -399,7 +489,7 @@ def decode_frame(frame: bytes) -> Decoded:
         out["payload."] = eth.payload
         rest = partial(_ethertype_text, eth.ethertype, len(frame))
     else:
-        rest = _decode_ipv4(eth.payload, out, bad)
+        rest = _decode_ipv4(eth.payload, out, bad, isns)
     if eth.vlan is not None:
         rest = partial(_tagged_text, eth.vlan, rest)
     return Decoded(out, rest, bad)
@@ -430,7 +520,7 @@ def _arp_text(a: arp.Arp, length: int) -> str:
     return f"ARP, op {a.op}, length {length}"
 
 
-def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str]) -> Summary:
+def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str], isns: Isns | None = None) -> Summary:
     try:
         ip = ipv4.parse(data, verify_checksum=False)
     except Malformed as e:
@@ -446,6 +536,8 @@ def _decode_ipv4(data: bytes, out: dict[str, Any], bad: list[str]) -> Summary:
     if decoder is None:
         out["payload."] = ip.payload
         return partial(_ip_proto_text, ip)
+    if decoder is _decode_tcp:
+        return _decode_tcp(ip, out, bad, isns)
     return decoder(ip, out, bad)
 
 
@@ -514,13 +606,57 @@ def _udp_text(ip: ipv4.Ipv4, d: udp.Udp) -> str:
     return f"IP {ip_to_str(ip.src)}.{d.src_port} > {ip_to_str(ip.dst)}.{d.dst_port}: UDP, length {len(d.payload)}"
 
 
+def _decode_tcp(ip: ipv4.Ipv4, out: dict[str, Any], bad: list[str], isns: Isns | None = None) -> Summary:
+    try:
+        s = tcp.parse(ip.payload, ip.src, ip.dst, verify_checksum=False)
+    except Malformed as e:
+        out["payload."] = ip.payload
+        return _ip_head(ip) + f"TCP [malformed: {e}]"
+    if not verify(ip.payload, ipv4.pseudo_header_sum(ip.src, ip.dst, ipv4.PROTO_TCP, len(ip.payload))):
+        bad.append("tcp.checksum")
+    options = s.options
+    if options and options[-1].kind == tcp.OPT_EOL and s.data_offset is not None \
+            and tcp.emit_options(options[:-1]) == ip.payload[tcp.HEADER_LEN:s.data_offset * 4]:
+        # the End of Option List that only pads the area (RFC 9293 3.1), which emit writes again by itself
+        s = s._replace(options=options[:-1])
+    _TCP(s, out)
+    seq_base, ack_base = (0, 0) if isns is None else isns.bases(ip.src, s.src_port, ip.dst, s.dst_port)
+    return partial(_tcp_text, ip, s, seq_base, ack_base)
+
+
+def _tcp_text(ip: ipv4.Ipv4, s: tcp.Tcp, seq_base: int, ack_base: int) -> str:
+    """tcpdump's line: numbers relative to each side's ISN, except in a SYN, which shows them absolute."""
+    n = len(s.payload)
+    flags = s.flags
+    if flags & tcp.SYN:
+        seq_base = ack_base = 0
+    parts = [f"Flags [{flags_text(flags)}]"]
+    seq = (s.seq - seq_base) & MASK
+    if n:
+        parts.append(f"seq {seq}:{(seq + n) & MASK}")
+    elif flags & (tcp.SYN | tcp.FIN | tcp.RST) or not flags & tcp.ACK:
+        parts.append(f"seq {seq}")
+    if flags & tcp.ACK:
+        parts.append(f"ack {(s.ack - ack_base) & MASK}")
+    parts.append(f"win {s.window}")
+    if flags & tcp.URG:
+        parts.append(f"urg {s.urgent}")
+    if s.options:
+        parts.append(f"options {options_text(s.options, ',')}")
+    parts.append(f"length {n}")
+    return f"IP {ip_to_str(ip.src)}.{s.src_port} > {ip_to_str(ip.dst)}.{s.dst_port}: " + ", ".join(parts)
+
+
 _TRANSPORT_DECODERS: dict[int, Callable[[ipv4.Ipv4, dict[str, Any], list[str]], Summary]] = {
     ipv4.PROTO_ICMP: _decode_icmp,
     ipv4.PROTO_UDP: _decode_udp,
+    ipv4.PROTO_TCP: _decode_tcp,
 }
 
 
 # -- comparing -------------------------------------------------------------------
+_SEQ_KEYS = {"tcp.seq": 0, "tcp.ack": 1}  # which of Isns.bases each counts from
+
 def show(key: str, value: Any) -> str:
     if value is None:
         return "(absent)"
@@ -529,20 +665,33 @@ def show(key: str, value: Any) -> str:
     return kind_of(key).show(value)
 
 
-def compare(expected: Mapping[str, Any], actual: Decoded) -> list[tuple[str, str, str]]:
+def compare(expected: Mapping[str, Any], actual: Decoded, isns: Isns | None = None) -> list[tuple[str, str, str]]:
     """Rows (field, expected, actual) that differ; empty when the frame matches.
 
     Only named fields count, but a bad checksum always does unless the
-    scenario names that checksum itself.
+    scenario names that checksum itself. Relative TCP numbers count from the
+    ISNs ``isns`` learned for the frame's direction (from 0 without it).
     """
     got = actual.fields
-    if not actual.bad_checksums and expected.items() <= got.items():
+    want_all = expected
+    bases = (0, 0)
+    if isns is not None and "tcp.sport" in got and ("tcp.seq" in expected or "tcp.ack" in expected
+                                                     or "tcp.options" in expected):
+        src, sport, dst, dport = got["ipv4.src"], got["tcp.sport"], got["ipv4.dst"], got["tcp.dport"]
+        want_all = isns.absolute(expected, src, sport, dst, dport)
+        bases = isns.bases(src, sport, dst, dport)
+    if not actual.bad_checksums and want_all.items() <= got.items():
         return []  # the usual case, decided in C; the loop below finds what differs
     rows = []
-    for key, want in expected.items():
+    for key, want in want_all.items():
         have = got.get(key)
         if have != want:
-            rows.append((key, show(key, want), show(key, have)))
+            if key in _SEQ_KEYS and have is not None:
+                base = bases[_SEQ_KEYS[key]]
+                shown = f"{(have - base) & MASK} (abs {have})" if base else str(have)
+                rows.append((key, show(key, expected[key]), shown))
+                continue
+            rows.append((key, show(key, expected[key]), show(key, have)))
     for key in actual.bad_checksums:
         if key not in expected:
             rows.append((key, "valid", f"{got.get(key, 0):#06x} (invalid)"))

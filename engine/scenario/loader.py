@@ -5,6 +5,7 @@ stack's configuration, the hosts around it, then steps that inject frames,
 expect frames, drive applications and check counters. See docs/scenarios.md.
 """
 
+import errno
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,9 +20,11 @@ from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.errors import Malformed
 from simstack.protocols.fragments import ReassemblyConfig, fragment
 from simstack.protocols.stack import StackConfig
+from simstack.protocols.tcp_conn import TcpConfig
 
 from ..api.services import SERVICES
 from .fields import IP, Context, Host, SpecError, build_frame, normalize_spec, payload_bytes
+from .isn import Isns
 
 
 class ScenarioError(Exception):
@@ -93,9 +96,13 @@ class Step:
     at: float | None = None
     relative: bool = False
     frames: list[bytes] = field(default_factory=list)  # inject: one frame, or its fragments
+    build: dict[str, Any] | None = None  # inject of TCP: the fields, built when the step runs (relative numbers)
+    fragment: tuple[int, list[int] | None] | None = None  # inject: (size, order), to split a frame built late
     expected: dict[str, Any] = field(default_factory=dict)  # expect
     within: float | None = None  # expect: how long to wait for the frame
     tolerance: float | None = None  # expect with at: allowed timing error
+    at_hi: float | None = None  # expect with at: A~B: the end of the range (at is its start)
+    hi_relative: bool = False
     optional: bool = False
     fragments: int = 0  # expect: reassemble this many frames and compare the whole datagram
     span: float = 0.0  # nothing: how long the wire stays quiet
@@ -120,16 +127,26 @@ class Scenario:
     ignore: list[dict[str, Any]] = field(default_factory=list)  # frames of the stack's own choosing, never expected
     expect_within: float = 5.0
     tolerance: float = 0.0
+    tcp: bool = False  # TCP steps: the runner learns ISNs from the frames that cross the wire
 
     def rng(self) -> random.Random:
         return random.Random(self.seed)
 
 
 TOP_KEYS = {"description", "stack", "hosts", "options", "steps"}
-STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp", "reassembly", "services"}
+STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp", "reassembly", "services", "tcp"}
 OPTION_KEYS = {"allow_unexpected", "ignore", "expect_within", "tolerance"}
 STEP_ACTIONS = {"inject", "expect", "app", "counters"}
-COUNTER_LAYERS = {"eth", "arp", "ipv4", "icmp", "udp", "tap"}
+COUNTER_LAYERS = {"eth", "arp", "ipv4", "icmp", "udp", "tcp", "tap"}
+# stack.tcp: the range each setting of TcpConfig may take (numbers of seconds, or counts).
+TCP_RANGES: dict[str, tuple[float, float]] = {
+    "msl": (0.001, 3600), "rto_initial": (0.001, 600), "rto_min": (0.001, 600), "rto_max": (0.001, 3600),
+    "delack_time": (0.001, 0.2), "keepalive_time": (0.001, 604800), "keepalive_intvl": (0.001, 86400),
+    "fin_timeout": (0.001, 3600), "syn_retries": (0, 255), "synack_retries": (0, 255), "retries": (0, 255),
+    "rcvbuf": (256, 1 << 30), "sndbuf": (256, 1 << 30), "ooo_max_segments": (1, 1_000_000),
+    "challenge_ack_limit": (1, 1_000_000), "keepalive_probes": (1, 255), "initial_window": (1, 1000),
+    "max_syn_backlog": (1, 1_000_000), "somaxconn": (1, 1_000_000), "ephemeral": (1, 65535),
+}
 STEP_KEYS = {
     "inject": {"at", "note", "fragment"},
     "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments"},
@@ -140,24 +157,39 @@ _SOCK = {"socket": "name", "error": "error"}
 APP_OPS: dict[str, dict[str, str]] = {
     # op: {argument: kind}; for recv/recvfrom/getsockname, data and addr are the expected result
     "ping": {"dst": "ip", "id": "int", "seq": "int", "data": "bytes", "count": "int", "interval": "float"},
-    "socket": {"socket": "name"},
+    "socket": {"socket": "name", "type": "socktype"},
+    "setblocking": {"socket": "name", "blocking": "bool"},
     "bind": {**_SOCK, "addr": "addr"},
-    "connect": {**_SOCK, "addr": "addr"},
+    "listen": {**_SOCK, "backlog": "count"},
+    "accept": {**_SOCK, "as": "name", "addr": "addr", "timeout": "float"},
+    "connect": {**_SOCK, "addr": "addr", "timeout": "float"},
     "sendto": {**_SOCK, "addr": "addr", "data": "bytes"},
-    "send": {**_SOCK, "data": "bytes"},
-    "recv": {**_SOCK, "size": "int", "timeout": "float", "data": "bytes"},
+    "send": {**_SOCK, "data": "bytes", "returns": "count", "timeout": "float"},
+    "recv": {**_SOCK, "size": "count", "timeout": "float", "data": "bytes", "len": "count", "peek": "bool"},
     "recvfrom": {**_SOCK, "size": "int", "timeout": "float", "data": "bytes", "addr": "addr"},
+    "shutdown": {**_SOCK, "how": "how"},
+    "setsockopt": {**_SOCK, "option": "sockopt", "value": "optvalue"},
+    "getsockopt": {**_SOCK, "option": "sockopt", "value": "optvalue"},
     "getsockname": {**_SOCK, "addr": "addr"},
+    "getpeername": {**_SOCK, "addr": "addr"},
     "close": {"socket": "name"},
     "wait": {"socket": "name"},
 }
 # Calls that may block, and so may take until:/within: (packetdrill's "0...0.1 read()").
-BLOCKING_OPS = {"recv", "recvfrom"}
-REQUIRED_ARGS = {"ping": ("dst",), "bind": ("addr",), "connect": ("addr",), "sendto": ("addr",)}
+BLOCKING_OPS = {"recv", "recvfrom", "accept", "connect", "send"}
+STREAM_OPS = {"listen", "accept", "shutdown", "setsockopt", "getsockopt"}  # on a socket of type: stream only
+DGRAM_OPS = {"sendto", "recvfrom"}
+REQUIRED_ARGS = {"ping": ("dst",), "bind": ("addr",), "connect": ("addr",), "sendto": ("addr",), "accept": ("as",),
+                 "setblocking": ("blocking",), "shutdown": ("how",), "setsockopt": ("option", "value"),
+                 "getsockopt": ("option",)}
+SOCKET_TYPES = ("dgram", "stream")
+SHUTDOWN_HOW = {"rd": 0, "wr": 1, "rdwr": 2}  # SHUT_RD, SHUT_WR, SHUT_RDWR
+SOCKET_OPTIONS = ("nodelay", "reuseaddr", "rcvbuf", "sndbuf", "keepalive", "error")  # "error" (SO_ERROR): get only
 ERROR_NAMES = {
     "OSError", "ConnectionRefusedError", "ConnectionError", "TimeoutError", "BlockingIOError", "EADDRINUSE",
     "EADDRNOTAVAIL", "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EMSGSIZE", "EAGAIN", "EINVAL",
-    "EDESTADDRREQ", "ENOTCONN", "EBADF",
+    "EDESTADDRREQ", "ENOTCONN", "EBADF", "ConnectionResetError", "BrokenPipeError", "ECONNRESET", "ETIMEDOUT",
+    "EPIPE", "EINPROGRESS", "EALREADY", "EISCONN", "ENOPROTOOPT",
 }
 
 
@@ -243,21 +275,44 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
     steps = top["steps"]
     if not isinstance(steps, LineList) or not steps:
         raise chk.fail(top.key_lines["steps"], "steps must be a non-empty list")
-    sockets: set[str] = set()
+    sockets: dict[str, str] = {}  # name -> type, of the sockets open at this point of the file
     for raw in steps:
         step = _step(chk, raw, steps.line, ctx)
         name = step.args.get("socket")
         if step.kind == "app" and name is not None:
-            if step.app == "socket":
-                if name in sockets:
-                    raise chk.fail(step.line, f"socket {name!r} is already open; close it first")
-                sockets.add(name)
-            elif name not in sockets:
-                raise chk.fail(step.line, f"socket {name!r} is not open here; open it with 'app: socket'")
-            if step.app == "close":
-                sockets.discard(name)
+            _socket_use(chk, step, name, sockets)
+        if step.build is not None or any(k.startswith("tcp.") for k in step.expected):
+            scenario.tcp = True
         scenario.steps.append(step)
+    if "stream" in sockets.values() or any(s.args.get("type") == "stream" for s in scenario.steps):
+        scenario.tcp = True
     return scenario
+
+
+def _socket_use(chk: _Checker, step: Step, name: str, sockets: dict[str, str]) -> None:
+    """The socket ``step`` names is open here, of a type its operation takes; track what it opens and closes."""
+    op = step.app
+    if op == "socket":
+        if name in sockets:
+            raise chk.fail(step.line, f"socket {name!r} is already open; close it first")
+        sockets[name] = step.args.get("type", "dgram")
+        return
+    kind = sockets.get(name)
+    if kind is None:
+        raise chk.fail(step.line, f"socket {name!r} is not open here; open it with 'app: socket'")
+    if op in STREAM_OPS and kind != "stream":
+        raise chk.fail(step.line, f"app: {op} needs a stream socket; {name!r} is a datagram socket (type: stream)")
+    if op in DGRAM_OPS and kind != "dgram":
+        raise chk.fail(step.line, f"app: {op} needs a datagram socket; {name!r} is a stream socket")
+    if kind == "dgram" and op in ("connect", "send") and (step.until is not None or step.within is not None):
+        raise chk.fail(step.line, f"app: {op} on a datagram socket never blocks: until and within go with stream sockets")
+    if op == "accept":
+        new = step.args["as"]
+        if new in sockets:
+            raise chk.fail(step.line, f"socket {new!r} is already open; accept names a new socket")
+        sockets[new] = "stream"
+    if op == "close":
+        del sockets[name]
 
 
 def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, ...]]:
@@ -306,12 +361,48 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
             chk.keys(r, set(ReassemblyConfig.__dataclass_fields__), "stack.reassembly")
             values: dict[str, Any] = {k: chk.number(r, k) if k == "timeout" else chk.integer(r, k, 1, 1 << 32) for k in r}
             kwargs["reassembly"] = ReassemblyConfig(**values)
+        if "tcp" in s:
+            kwargs["tcp"] = _tcp_config(chk, s)
         if "services" in s:
             names = s["services"]
             if not isinstance(names, list) or not all(n in SERVICES for n in names):
                 raise chk.fail(s.key_lines["services"], f"services must be a list of {', '.join(SERVICES)}")
             services = tuple(names)
     return StackConfig(mac, ip, prefix, **kwargs), seed, services
+
+
+def _tcp_config(chk: _Checker, s: LineDict) -> TcpConfig:
+    """``stack.tcp``: TcpConfig's settings, each within TCP_RANGES (timers in seconds, counts, rfc5961 a boolean)."""
+    t = chk.mapping(s["tcp"], s.key_lines["tcp"], "stack.tcp")
+    defaults = TcpConfig()
+    chk.keys(t, set(TcpConfig.__dataclass_fields__), "stack.tcp")
+    kw: dict[str, Any] = {}
+    for key, value in t.items():
+        line = t.key_lines[key]
+        default = getattr(defaults, key)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise chk.fail(line, f"tcp.{key} must be true or false, got {value!r}")
+            kw[key] = value
+            continue
+        lo, hi = TCP_RANGES[key]
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or len(value) != 2 or not all(
+                    isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi for v in value) or value[0] > value[1]:
+                raise chk.fail(line, f"tcp.{key} must be [LOW, HIGH], ports from {lo:g} to {hi:g}, got {value!r}")
+            kw[key] = tuple(value)
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+                raise chk.fail(line, f"tcp.{key} must be a number of seconds from {lo:g} to {hi:g}, got {value!r}")
+            kw[key] = float(value)
+        else:
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise chk.fail(line, f"tcp.{key} must be an integer from {lo:g} to {hi:g}, got {value!r}")
+            kw[key] = value
+    try:
+        return TcpConfig(**kw)
+    except ValueError as e:
+        raise chk.fail(s.key_lines["tcp"], f"stack.tcp: {e}") from None
 
 
 def _hosts(chk: _Checker, top: LineDict) -> dict[str, Host]:
@@ -350,8 +441,13 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
     chk.keys(m, allowed, f"an {action} step")
     step = Step(m.line, action)
     if "at" in m:
-        step.at = chk.number(m, "at")
-        step.relative = isinstance(m["at"], RelativeTime)
+        if isinstance(m["at"], str) and "~" in m["at"]:
+            if action != "expect":
+                raise chk.fail(m.key_lines["at"], "a time range (at: A~B) goes with expect: it says when a frame may leave")
+            step.at, step.relative, step.at_hi, step.hi_relative = _time_range(chk, m["at"], m.key_lines["at"])
+        else:
+            step.at = chk.number(m, "at")
+            step.relative = isinstance(m["at"], RelativeTime)
     if "note" in m:
         step.note = str(m["note"])
     aline = m.key_lines[action]
@@ -361,9 +457,17 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
             if isinstance(spec, Mapping) and set(spec) == {"raw"}:
                 step.frames = [payload_bytes({"hex": spec["raw"]}, "raw")]
             else:
-                step.frames = [build_frame(normalize_spec(spec, ctx), ctx)]
+                flat = normalize_spec(spec, ctx)
+                # Built now to check it; a TCP segment is built again when it runs, from the ISNs seen by then.
+                step.frames = [build_frame(flat, ctx, Isns())]
+                if any(k.startswith("tcp.") for k in flat):
+                    step.build = flat
             if "fragment" in m:
-                step.frames = _fragment(chk, m, step.frames[0])
+                step.fragment = _fragment_spec(chk, m)
+                try:
+                    step.frames = fragment_frame(step.frames[0], *step.fragment)
+                except ValueError as e:
+                    raise chk.fail(m.key_lines["fragment"], str(e)) from None
         elif action == "expect":
             if m["expect"] == "nothing":
                 step.kind = "nothing"
@@ -417,8 +521,8 @@ def _ignore(chk: _Checker, opts: LineDict, ctx: Context) -> list[dict[str, Any]]
     return out
 
 
-def _fragment(chk: _Checker, m: LineDict, frame: bytes) -> list[bytes]:
-    """``fragment: {size: N, order: [i, ...]}``: split the IPv4 payload, then reorder or repeat pieces."""
+def _fragment_spec(chk: _Checker, m: LineDict) -> tuple[int, list[int] | None]:
+    """``fragment: {size: N, order: [i, ...]}``: the size, and the order (None: as they come)."""
     line = m.key_lines["fragment"]
     spec = m["fragment"]
     if isinstance(spec, int) and not isinstance(spec, bool):
@@ -428,19 +532,49 @@ def _fragment(chk: _Checker, m: LineDict, frame: bytes) -> list[bytes]:
     size = spec["size"]
     if isinstance(size, bool) or not isinstance(size, int) or size < 8 or size % 8:
         raise chk.fail(line, f"fragment size must be a positive multiple of 8, got {size!r}")
+    order = spec.get("order")
+    if order is not None and (not isinstance(order, list) or not all(isinstance(i, int) for i in order)):
+        order = [-1]  # refused by fragment_frame, which knows how many pieces there are
+    return size, order
+
+
+def fragment_frame(frame: bytes, size: int, order: list[int] | None) -> list[bytes]:
+    """Split the IPv4 payload of ``frame``, then reorder or repeat pieces; ValueError says why it cannot."""
     eth = ethernet.parse(frame)
     try:
         whole = ipv4.parse(eth.payload)
     except Malformed as e:
-        raise chk.fail(line, f"only a valid IPv4 datagram can be fragmented ({e})") from None
+        raise ValueError(f"only a valid IPv4 datagram can be fragmented ({e})") from None
     pieces = [
         ethernet.emit(ethernet.Ethernet(eth.dst, eth.src, eth.ethertype, ipv4.emit(p), eth.vlan), pad=False)
         for p in fragment(whole, whole.header_len + size)
     ]
-    order = spec.get("order", list(range(len(pieces))))
-    if not isinstance(order, list) or not order or not all(isinstance(i, int) and 0 <= i < len(pieces) for i in order):
-        raise chk.fail(line, f"order must list fragment indexes from 0 to {len(pieces) - 1}")
+    if order is None:
+        return pieces
+    if not order or not all(0 <= i < len(pieces) for i in order):
+        raise ValueError(f"order must list fragment indexes from 0 to {len(pieces) - 1}")
     return [pieces[i] for i in order]
+
+
+def _time_range(chk: _Checker, text: str, line: int) -> tuple[float, bool, float, bool]:
+    """``at: +0.04~+0.05`` or ``0.1~0.2``: (start, relative, end, relative), as packetdrill writes a range."""
+    ends = text.split("~")
+    out: list[tuple[float, bool]] = []
+    for end in ends:
+        end = end.strip()
+        try:
+            value = float(end)
+        except ValueError:
+            value = -1.0
+        if len(ends) != 2 or value < 0 or end.lower().lstrip("+") in ("inf", "nan", "infinity"):
+            raise chk.fail(line, f"at: want a time range A~B, like +0.04~+0.05 or 0.1~0.2, got {text!r}")
+        out.append((value, end.startswith("+")))
+    (lo, lo_rel), (hi, hi_rel) = out
+    if lo_rel != hi_rel:
+        raise chk.fail(line, f"at: both ends of {text!r} must be relative (+) or both absolute")
+    if lo > hi:
+        raise chk.fail(line, f"at: the range {text!r} ends before it starts")
+    return lo, lo_rel, hi, hi_rel
 
 
 def _line_of(spec: Any, path: str, default: int) -> int:
@@ -461,6 +595,8 @@ def _app(chk: _Checker, m: LineDict, step: Step, ctx: Context) -> None:
     if op not in APP_OPS:
         raise chk.fail(m.key_lines["app"], f"unknown app operation {op!r}; known: {', '.join(APP_OPS)}")
     step.app = op
+    if op == "setsockopt" and "value" in m and m.get("option") != "error" and isinstance(m["value"], str):
+        raise chk.fail(m.key_lines["value"], f"value must be a count or true/false, got {m['value']!r}")
     for key in ("until", "within"):
         if key in m:
             if op not in BLOCKING_OPS:
@@ -494,6 +630,36 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
         if kind == "int":
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
                 raise chk.fail(line, f"{name} must be an integer from 0 to 65535, got {value!r}")
+            return value
+        if kind == "count":
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 31:
+                raise chk.fail(line, f"{name} must be an integer from 0 to {(1 << 31) - 1}, got {value!r}")
+            return value
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise chk.fail(line, f"{name} must be true or false, got {value!r}")
+            return value
+        if kind == "socktype":
+            if value not in SOCKET_TYPES:
+                raise chk.fail(line, f"type must be one of {', '.join(SOCKET_TYPES)}, got {value!r}")
+            return value
+        if kind == "how":
+            if value not in SHUTDOWN_HOW:
+                raise chk.fail(line, f"how must be one of {', '.join(SHUTDOWN_HOW)}, got {value!r}")
+            return SHUTDOWN_HOW[value]
+        if kind == "sockopt":
+            if value not in SOCKET_OPTIONS or (value == "error" and m["app"] == "setsockopt"):
+                names = SOCKET_OPTIONS if m["app"] == "getsockopt" else SOCKET_OPTIONS[:-1]
+                raise chk.fail(line, f"option must be one of {', '.join(names)}, got {value!r}")
+            return value
+        if kind == "optvalue":
+            # a number, true/false, or (for option: error) an errno name such as ECONNREFUSED
+            if isinstance(value, str) and value.isupper() and hasattr(errno, value):
+                return getattr(errno, value)
+            if isinstance(value, bool):
+                return int(value)
+            if not isinstance(value, int) or not 0 <= value < 1 << 31:
+                raise chk.fail(line, f"value must be a count, true or false, or an errno name, got {value!r}")
             return value
         if kind == "float":
             return chk.number(m, name)

@@ -14,6 +14,7 @@ its result and return time are checked when it returns.
 
 import errno
 import math
+import os
 import traceback
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
@@ -24,15 +25,34 @@ from simstack.protocols.icmp_layer import EchoEndpoint
 from simstack.protocols.stack import Stack
 
 from ..api.services import start_services
-from ..api.sockets import AF_INET, SOCK_DGRAM, Socket
+from ..api.sockets import AF_INET, SOCK_DGRAM, SOCK_STREAM, Socket
+from ..api.stream import (
+    IPPROTO_TCP,
+    MSG_PEEK,
+    SO_ERROR,
+    SO_KEEPALIVE,
+    SO_RCVBUF,
+    SO_REUSEADDR,
+    SO_SNDBUF,
+    SOL_SOCKET,
+    TCP_NODELAY,
+    StreamSocket,
+)
 from ..wire.sim import Trace
 from .defrag import DefragError, reassemble
-from .fields import BYTES, compare, decode_frame, show
-from .loader import Scenario, ScenarioError, Step
+from .fields import BYTES, SpecError, build_frame, compare, decode_frame, show
+from .isn import Isns
+from .loader import Scenario, ScenarioError, Step, fragment_frame
 from .simhost import SimHost
 
 # A blocking call: yields ("read" | "write", socket) while it would block, returns its result.
-Call = Generator[tuple[str, Socket], None, Any]
+Call = Generator[tuple[str, "Socket | StreamSocket"], None, Any]
+AnySocket = Socket | StreamSocket
+# app: setsockopt / getsockopt option names -> (level, option)
+SOCKET_OPTIONS = {
+    "nodelay": (IPPROTO_TCP, TCP_NODELAY), "reuseaddr": (SOL_SOCKET, SO_REUSEADDR), "rcvbuf": (SOL_SOCKET, SO_RCVBUF),
+    "sndbuf": (SOL_SOCKET, SO_SNDBUF), "keepalive": (SOL_SOCKET, SO_KEEPALIVE), "error": (SOL_SOCKET, SO_ERROR),
+}
 
 
 class StepFailed(Exception):
@@ -48,8 +68,8 @@ class Result:
     report: str = ""
 
 
-def describe(frame: bytes) -> str:
-    return decode_frame(frame).summary
+def describe(frame: bytes, isns: Isns | None = None) -> str:
+    return decode_frame(frame, isns).summary
 
 
 @dataclass
@@ -57,7 +77,7 @@ class _Blocked:
     """An app call left blocked across later steps."""
 
     step: Step
-    sock: Socket
+    sock: AnySocket
     call: Call
     check: Callable[[Any], None]
     started: float
@@ -71,11 +91,24 @@ class Runner(SimHost):
     def __init__(self, scenario: Scenario, trace: Trace | None = None) -> None:
         stack = Stack(scenario.config, scenario.rng())
         ignore = scenario.ignore
-        keep = (lambda frame: not any(not compare(spec, decode_frame(frame)) for spec in ignore)) if ignore else None
+        # ISNs, learned from the SYNs as they cross the wire (both ways), for relative sequence numbers
+        self.isns = isns = Isns()
+        if scenario.tcp:
+            user_trace = trace
+
+            def learning(t: float, direction: str, frame: bytes) -> None:
+                isns.see(frame)
+                if user_trace is not None:
+                    user_trace(t, direction, frame)
+
+            trace = learning
+        keep = (lambda frame: not any(not compare(spec, decode_frame(frame), isns) for spec in ignore)) if ignore \
+            else None
         super().__init__(stack, trace=trace, keep=keep, default_wait=scenario.expect_within)
         self.scenario = scenario
         self.echo: dict[int, EchoEndpoint] = {}
-        self.sockets: dict[str, Socket] = {}
+        self.sockets: dict[str, AnySocket] = {}
+        self.nonblocking: set[str] = set()  # socket names set non-blocking (app: setblocking)
         self.blocked: dict[str, _Blocked] = {}  # by socket name
         self.services = start_services(self, scenario.services)
 
@@ -121,7 +154,15 @@ class Runner(SimHost):
 
     def _do_inject(self, step: Step) -> None:
         self.advance(self._target(step))
-        for frame in step.frames:
+        frames = step.frames
+        if step.build is not None:
+            # TCP: relative numbers count from the ISNs seen so far, so the frame is built now
+            try:
+                frame = build_frame(step.build, self.scenario.ctx, self.isns)
+                frames = fragment_frame(frame, *step.fragment) if step.fragment else [frame]
+            except (SpecError, ValueError) as e:
+                raise ScenarioError(self.scenario.path, step.line, str(e)) from None
+        for frame in frames:
             self.wire.inject(frame)
 
     def _do_expect(self, step: Step) -> None:
@@ -129,7 +170,10 @@ class Runner(SimHost):
         timed = step.at is not None
         target = self._target(step)
         tolerance = sc.tolerance if step.tolerance is None else step.tolerance
-        deadline = target + tolerance if timed else self.now + (sc.expect_within if step.within is None else step.within)
+        end = target  # a range (at: A~B) lets the frame leave any time from target to end
+        if step.at_hi is not None:
+            end = self.now + step.at_hi if step.hi_relative else step.at_hi
+        deadline = end + tolerance if timed else self.now + (sc.expect_within if step.within is None else step.within)
         wanted = max(step.fragments, 1)
         pending = self.wire.pending
         while len(pending) < wanted:
@@ -148,10 +192,13 @@ class Runner(SimHost):
         if step.fragments:
             t = pending[wanted - 1][0]
             frame = _reassemble([f for _, f in list(pending)[:wanted]], self.stack.config.mtu)
-        decoded = decode_frame(frame)
-        rows = compare(step.expected, decoded)
-        if timed and abs(t - target) > tolerance + 1e-9:
-            rows.append(("time", f"{target:.6f} ±{tolerance:g}", f"{t:.6f}"))
+        decoded = decode_frame(frame, self.isns)
+        rows = compare(step.expected, decoded, self.isns)
+        if timed and not target - tolerance - 1e-9 <= t <= end + tolerance + 1e-9:
+            if step.at_hi is None:
+                rows.append(("time", f"{target:.6f} ±{tolerance:g}", f"{t:.6f}"))
+            else:
+                rows.append(("time", f"{target:.6f}~{end:.6f}" + (f" ±{tolerance:g}" if tolerance else ""), f"{t:.6f}"))
         if rows:
             if step.optional:
                 return
@@ -162,8 +209,9 @@ class Runner(SimHost):
         for _ in range(wanted):
             pending.popleft()
         # A timed expect leaves the clock at its own time, not the (earlier) send
-        # time it tolerated, so a recording's relative times do not drift.
-        self.wire.now = max(self.now, target if timed else t)
+        # time it tolerated, so a recording's relative times do not drift; after a
+        # range, at the time the frame left (packetdrill's rule).
+        self.wire.now = max(self.now, target if timed and step.at_hi is None else t)
 
     def _do_nothing(self, step: Step) -> None:
         start = self._target(step)
@@ -202,8 +250,12 @@ class Runner(SimHost):
             self.wire.collect()
 
     # -- calls that may block ------------------------------------------------------
-    def _blocking(self, step: Step, sock: Socket, call: Call, check: Callable[[Any], None]) -> None:
-        """Run ``call``: in place (moving the clock) or, with until:/within:, across later steps."""
+    def _blocking(self, step: Step, sock: AnySocket, call: Call, check: Callable[[Any], None]) -> None:
+        """Run ``call``: in place (moving the clock) or, with until:/within:, across later steps.
+
+        A call on a stream socket only yields when it would block on a blocking
+        socket; with neither until, within nor timeout, that fails the step.
+        """
         if step.until is None and step.within is None:
             timeout = step.args.get("timeout", 0.0)
             limit = self.now + timeout
@@ -212,6 +264,9 @@ class Runner(SimHost):
                 if want is None:
                     break
                 if timeout == 0.0:
+                    if isinstance(sock, StreamSocket):
+                        raise StepFailed(f"  {step.app} would block: give until or within to let it block across "
+                                         "later steps, or timeout to wait in place")
                     outcome = (False, BlockingIOError(errno.EAGAIN, "Resource temporarily unavailable"))
                     break
                 ready = (lambda: sock.readable) if want == "read" else (lambda: sock.writable)
@@ -288,8 +343,23 @@ class Runner(SimHost):
                 raise StepFailed(f"  {b.step.app} can never return: nothing is left to happen")
 
     # -- socket operations (packetdrill's system calls) ---------------------------
-    def _sock(self, step: Step) -> Socket:
+    def _sock(self, step: Step) -> AnySocket:
         return self.sockets[step.args["socket"]]
+
+    def _stream(self, step: Step) -> StreamSocket:
+        sock = self.sockets[step.args["socket"]]
+        assert isinstance(sock, StreamSocket)  # the loader checks the type of the socket each operation takes
+        return sock
+
+    def _blocks(self, step: Step) -> bool:
+        """Whether the scenario's socket blocks (the stream socket underneath never does: the runner waits)."""
+        return step.args["socket"] not in self.nonblocking
+
+    def _fail_result(self, step: Step, rows: list[tuple[str, str, str]]) -> None:
+        if rows:
+            table = "\n".join(f"  {k:<8}{w:<40}{h}" for k, w, h in rows)
+            raise StepFailed(f"  {'result':<8}{'expected':<40}actual\n{table}",
+                             step if step.until is not None or step.within is not None else None)
 
     def _attempt(self, step: Step, fn: Callable[[], Any]) -> Any:
         """Run one call that never blocks and hold it to the step's ``error:``, if any."""
@@ -301,32 +371,182 @@ class Runner(SimHost):
         return None if result is _NOTHING else result
 
     def _app_socket(self, step: Step) -> None:
-        self.sockets[step.args["socket"]] = self.socket(AF_INET, SOCK_DGRAM)
+        name = step.args["socket"]
+        if step.args.get("type") == "stream":
+            sock = self.socket(AF_INET, SOCK_STREAM)
+            sock.setblocking(False)  # the runner does the blocking, on the virtual clock
+            self.sockets[name] = sock
+        else:
+            self.sockets[name] = self.socket(AF_INET, SOCK_DGRAM)
+        self.nonblocking.discard(name)
+
+    def _app_setblocking(self, step: Step) -> None:
+        name = step.args["socket"]
+        if step.args["blocking"]:
+            self.nonblocking.discard(name)
+        else:
+            self.nonblocking.add(name)
 
     def _app_bind(self, step: Step) -> None:
         sock = self._sock(step)
         self._attempt(step, lambda: sock.bind(step.args["addr"]))
 
+    def _app_listen(self, step: Step) -> None:
+        sock = self._stream(step)
+        self._attempt(step, lambda: sock.listen(step.args.get("backlog", 128)))
+
+    def _app_accept(self, step: Step) -> None:
+        sock = self._stream(step)
+        blocks = self._blocks(step)
+
+        def call() -> Call:
+            while True:
+                try:
+                    return sock.accept()
+                except BlockingIOError:
+                    if not blocks:
+                        raise
+                    yield "read", sock
+
+        def check(got: tuple[StreamSocket, tuple[str, int]]) -> None:
+            child, addr = got
+            child.setblocking(False)
+            self.sockets[step.args["as"]] = child
+            self.nonblocking.discard(step.args["as"])
+            want = step.args.get("addr")
+            self._fail_result(step, [("addr", str(want), str(addr))] if want is not None and addr != want else [])
+
+        self._blocking(step, sock, call(), check)
+
     def _app_connect(self, step: Step) -> None:
         sock = self._sock(step)
-        self._attempt(step, lambda: sock.connect(step.args["addr"]))
+        if isinstance(sock, Socket):
+            self._attempt(step, lambda: sock.connect(step.args["addr"]))
+            return
+        stream = sock
+        blocks = self._blocks(step)
+
+        def call() -> Call:
+            try:
+                stream.connect(step.args["addr"])
+            except BlockingIOError as e:
+                if not blocks or e.errno != errno.EINPROGRESS:
+                    raise
+            else:
+                return None
+            while not stream.writable:  # writable once the handshake is over, one way or the other
+                yield "write", stream
+            err = stream.getsockopt(SOL_SOCKET, SO_ERROR)
+            if err:
+                raise OSError(err, os.strerror(err))
+            return None
+
+        self._blocking(step, stream, call(), lambda _: None)
 
     def _app_sendto(self, step: Step) -> None:
         sock = self._sock(step)
+        assert isinstance(sock, Socket)
         self._attempt(step, lambda: sock.sendto(step.args.get("data", b""), step.args["addr"]))
 
     def _app_send(self, step: Step) -> None:
         sock = self._sock(step)
-        self._attempt(step, lambda: sock.send(step.args.get("data", b"")))
+        data = step.args.get("data", b"")
+        if isinstance(sock, Socket):
+            self._check_returns(step, self._attempt(step, lambda: sock.send(data)))
+            return
+        stream = sock
+        blocks = self._blocks(step)
+
+        def call() -> Call:
+            # A blocking send returns once all of it is queued, as Linux's does; a non-blocking one what fitted.
+            view = memoryview(data)
+            total = 0
+            while True:
+                try:
+                    n = stream.send(view[total:]) if total < len(data) else 0  # type: ignore[arg-type]
+                except BlockingIOError:
+                    if not blocks:
+                        if total:
+                            return total
+                        raise
+                    yield "write", stream
+                    continue
+                except OSError:
+                    if total:
+                        return total  # what was queued before the error
+                    raise
+                total += n
+                if total >= len(data) or not blocks:
+                    return total
+
+        self._blocking(step, stream, call(), lambda n: self._check_returns(step, n))
+
+    def _check_returns(self, step: Step, n: Any) -> None:
+        want = step.args.get("returns")
+        if want is not None and n is not None and n != want:
+            self._fail_result(step, [("returns", str(want), str(n))])
 
     def _app_recv(self, step: Step) -> None:
-        self._receive(step, with_address=False)
+        sock = self._sock(step)
+        if isinstance(sock, Socket):
+            self._receive(step, with_address=False)
+            return
+        stream = sock
+        blocks = self._blocks(step)
+        size = step.args.get("size", 65535)
+        flags = MSG_PEEK if step.args.get("peek") else 0
+
+        def call() -> Call:
+            while True:
+                try:
+                    return stream.recv(size, flags)
+                except BlockingIOError:
+                    if not blocks:
+                        raise
+                    yield "read", stream
+
+        def check(data: bytes) -> None:
+            rows = []
+            if "data" in step.args and data != step.args["data"]:
+                rows.append(("data", BYTES.show(step.args["data"]), BYTES.show(data)))
+            if "len" in step.args and len(data) != step.args["len"]:
+                rows.append(("len", str(step.args["len"]), str(len(data))))
+            self._fail_result(step, rows)
+
+        self._blocking(step, stream, call(), check)
+
+    def _app_shutdown(self, step: Step) -> None:
+        sock = self._stream(step)
+        self._attempt(step, lambda: sock.shutdown(step.args["how"]))
+
+    def _app_setsockopt(self, step: Step) -> None:
+        sock = self._stream(step)
+        level, option = SOCKET_OPTIONS[step.args["option"]]
+        self._attempt(step, lambda: sock.setsockopt(level, option, step.args["value"]))
+
+    def _app_getsockopt(self, step: Step) -> None:
+        sock = self._stream(step)
+        level, option = SOCKET_OPTIONS[step.args["option"]]
+        got = self._attempt(step, lambda: sock.getsockopt(level, option))
+        want = step.args.get("value")
+        if want is not None and got is not None and got != want:
+            name = errno.errorcode.get(got, str(got)) if step.args["option"] == "error" else str(got)
+            raise StepFailed(f"  getsockopt {step.args['option']} returned {name}, expected "
+                             f"{errno.errorcode.get(want, str(want)) if step.args['option'] == 'error' else want}")
+
+    def _app_getpeername(self, step: Step) -> None:
+        sock = self._sock(step)
+        got = self._attempt(step, sock.getpeername)
+        want = step.args.get("addr")
+        if want is not None and got is not None and got != want:
+            raise StepFailed(f"  getpeername returned {got}, expected {want}")
 
     def _app_recvfrom(self, step: Step) -> None:
         self._receive(step, with_address=True)
 
     def _receive(self, step: Step, with_address: bool) -> None:
         sock = self._sock(step)
+        assert isinstance(sock, Socket)
         size = step.args.get("size", 65535)
 
         def call() -> Call:
@@ -344,10 +564,9 @@ class Runner(SimHost):
                 rows.append(("data", BYTES.show(step.args["data"]), BYTES.show(data)))
             if with_address and "addr" in step.args and addr != step.args["addr"]:
                 rows.append(("addr", str(step.args["addr"]), str(addr)))
-            if rows:
-                table = "\n".join(f"  {k:<8}{w:<40}{h}" for k, w, h in rows)
-                raise StepFailed(f"  {'result':<8}{'expected':<40}actual\n{table}",
-                                 step if step.until is not None or step.within is not None else None)
+            if "len" in step.args and len(data) != step.args["len"]:
+                rows.append(("len", str(step.args["len"]), str(len(data))))
+            self._fail_result(step, rows)
 
         self._blocking(step, sock, call(), check)
 
