@@ -567,6 +567,11 @@ class TcpConn:
         # Before the acceptability test, three segments that it would refuse but that mean something:
         if state == SYN_RECEIVED and flags & (SYN | ACK | RST) == SYN and seq == self.irs:
             return self._fire(T.DUP_SYN, seg, now) or True
+        if state == SYN_RECEIVED and flags & (SYN | ACK | RST) == SYN | ACK and seq == self.irs:
+            # RFC 9293 3.5 figure 7, simultaneous open: the peer's SYN-ACK repeats the SYN we took;
+            # its ACK completes the handshake (the acceptability test's letter would refuse it)
+            flags &= ~SYN
+            seq = (seq + 1) & MASK
         if state == TIME_WAIT:
             if flags & (SYN | ACK | RST) == SYN and seq_gt(seq, self.rcv_nxt) and \
                     self.layer.listening(self.local_ip, self.local_port):

@@ -178,7 +178,7 @@ class Runner(SimHost):
         pending = self.wire.pending
         while len(pending) < wanted:
             next_deadline = self.next_deadline()
-            if next_deadline is None or next_deadline > deadline:
+            if next_deadline is None or next_deadline > deadline + 1e-9:  # the slack the time check allows
                 break
             self.step()
         if len(pending) < wanted:
