@@ -2,10 +2,19 @@
 
 A scenario cannot know the stack's ISN (RFC 6528 draws it from a clock and a
 secret), so it writes sequence and acknowledgment numbers relative to it, and
-the runner learns the ISNs from the SYNs that cross the wire: the stack's
-from its SYN or SYN-ACK, a peer's from the SYN a step injects. An ISN not
-seen yet counts as 0, so until a SYN sets it a relative number is the
-absolute one (a reset to a closed port says ``seq: 0``, as packetdrill's
+the runner learns the ISNs from the SYNs that cross the wire:
+
+- every SYN the stack sends gives the stack's ISN, and a SYN-ACK also the
+  peer's, the one it acknowledges (so a new incarnation of a connection is
+  learned from the stack's answer to it);
+- a SYN sent to the stack gives its sender's ISN if it is the first SYN of
+  its connection (``see``), or if the scenario wrote its number absolute
+  (the runner calls ``learn_syn``). A SYN written relative on a connection
+  whose ISN is known is a SYN inside that connection, such as RFC 5961 4.2
+  tests, and changes nothing.
+
+An ISN not seen yet counts as 0, so until a SYN sets it a relative number is
+the absolute one (a reset to a closed port says ``seq: 0``, as packetdrill's
 ``R. 0:0(0)``).
 
 ``Rel`` marks a number written relative; a plain ``int`` is absolute
@@ -19,7 +28,7 @@ segment, so the recorder can write what it saw.
 from collections.abc import Mapping
 from typing import Any
 
-from simstack.protocols.tcp import OPT_SACK, SYN, Option
+from simstack.protocols.tcp import ACK, OPT_SACK, SYN, Option
 
 from .tcp_words import ANY, OptionsPattern
 
@@ -47,6 +56,27 @@ def _shift_options(options: Any, base: int, sign: int) -> Any:
     return OptionsPattern(moved) if isinstance(options, OptionsPattern) else moved
 
 
+def _syn(frame: bytes) -> tuple[Direction, int, int, int] | None:
+    """(direction, seq, ack, flags) of a TCP SYN in an Ethernet frame; None for anything else."""
+    if len(frame) < 54:
+        return None
+    etype = frame[12:14]
+    ip = 14
+    if etype == b"\x81\x00":
+        etype = frame[16:18]
+        ip = 18
+    if etype != b"\x08\x00" or frame[ip + 9] != 6 or frame[ip] >> 4 != 4:
+        return None
+    if (frame[ip + 6] & 0x1F) or frame[ip + 7]:
+        return None  # a fragment other than the first carries no TCP header
+    t = ip + (frame[ip] & 0x0F) * 4
+    if len(frame) < t + 14 or not frame[t + 13] & SYN:
+        return None
+    key = (frame[ip + 12:ip + 16], int.from_bytes(frame[t:t + 2], "big"), frame[ip + 16:ip + 20],
+           int.from_bytes(frame[t + 2:t + 4], "big"))
+    return key, int.from_bytes(frame[t + 4:t + 8], "big"), int.from_bytes(frame[t + 8:t + 12], "big"), frame[t + 13]
+
+
 class Isns:
     """The ISN of each direction of each connection, learned from the SYNs that crossed the wire."""
 
@@ -55,24 +85,24 @@ class Isns:
     def __init__(self) -> None:
         self._isn: dict[Direction, int] = {}
 
-    def see(self, frame: bytes) -> None:
-        """Learn from ``frame`` if it is a TCP SYN (or SYN-ACK); cheap for everything else."""
-        if len(frame) < 54:
+    def see(self, frame: bytes, direction: str) -> None:
+        """Learn from ``frame`` (``">"`` sent by the stack, ``"<"`` sent to it) if it is a SYN; cheap otherwise."""
+        syn = _syn(frame)
+        if syn is None:
             return
-        etype = frame[12:14]
-        ip = 14
-        if etype == b"\x81\x00":
-            etype = frame[16:18]
-            ip = 18
-        if etype != b"\x08\x00" or frame[ip + 9] != 6 or frame[ip] >> 4 != 4:
-            return
-        if (frame[ip + 6] & 0x1F) or frame[ip + 7]:
-            return  # a fragment other than the first carries no TCP header
-        t = ip + (frame[ip] & 0x0F) * 4
-        if len(frame) < t + 14 or not frame[t + 13] & SYN:
-            return
-        self.learn((frame[ip + 12:ip + 16], int.from_bytes(frame[t:t + 2], "big"), frame[ip + 16:ip + 20],
-                    int.from_bytes(frame[t + 2:t + 4], "big")), int.from_bytes(frame[t + 4:t + 8], "big"))
+        key, seq, ack, flags = syn
+        if direction == ">":
+            self._isn[key] = seq
+            if flags & ACK:
+                self._isn[(key[2], key[3], key[0], key[1])] = (ack - 1) & MASK
+        elif key not in self._isn:
+            self._isn[key] = seq
+
+    def learn_syn(self, frame: bytes) -> None:
+        """``frame`` is a SYN whose number the scenario wrote absolute: it sets its sender's ISN."""
+        syn = _syn(frame)
+        if syn is not None:
+            self._isn[syn[0]] = syn[1]
 
     def learn(self, direction: Direction, isn: int) -> None:
         self._isn[direction] = isn

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import TextIO
 
 from ..wire.pcap import PcapWriter
-from .isn import Isns
 from .loader import ScenarioError, load
 from .runner import Result, Runner, describe
 
@@ -16,23 +15,23 @@ def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, 
     out = out or sys.stdout
     writer = PcapWriter(Path(pcap).open("wb")) if pcap else None  # noqa: SIM115 - closed in finally
     passed = failed = invalid = 0
-    isns = Isns()  # per file: TCP numbers in -v count from each side's ISN, as tcpdump's do
+    runner: Runner | None = None
 
     def trace(t: float, direction: str, frame: bytes) -> None:
         if writer:
             writer.write(t, frame)
         if verbose:
-            isns.see(frame)
-            print(f"  {t:10.6f} {direction} {describe(frame, isns)}", file=out)
+            # TCP numbers count from each side's ISN, as tcpdump's do: the ones the runner has learned
+            print(f"  {t:10.6f} {direction} {describe(frame, runner.isns if runner else None)}", file=out)
 
     try:
         for path in paths:
             try:
                 scenario = load(path)
-                isns = Isns()
                 if verbose:
                     print(f"{path}:", file=out)
-                result: Result = Runner(scenario, trace if (writer or verbose) else None).run()
+                runner = Runner(scenario, trace if (writer or verbose) else None)
+                result: Result = runner.run()
             except ScenarioError as e:
                 print(str(e), file=out)
                 invalid += 1

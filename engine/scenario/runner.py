@@ -23,6 +23,7 @@ from typing import Any
 from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.icmp_layer import EchoEndpoint
 from simstack.protocols.stack import Stack
+from simstack.protocols.tcp import SYN
 
 from ..api.services import start_services
 from ..api.sockets import AF_INET, SOCK_DGRAM, SOCK_STREAM, Socket
@@ -41,7 +42,7 @@ from ..api.stream import (
 from ..wire.sim import Trace
 from .defrag import DefragError, reassemble
 from .fields import BYTES, SpecError, build_frame, compare, decode_frame, show
-from .isn import Isns
+from .isn import Isns, Rel
 from .loader import Scenario, ScenarioError, Step, fragment_frame
 from .simhost import SimHost
 
@@ -97,7 +98,7 @@ class Runner(SimHost):
             user_trace = trace
 
             def learning(t: float, direction: str, frame: bytes) -> None:
-                isns.see(frame)
+                isns.see(frame, direction)
                 if user_trace is not None:
                     user_trace(t, direction, frame)
 
@@ -162,6 +163,8 @@ class Runner(SimHost):
                 frames = fragment_frame(frame, *step.fragment) if step.fragment else [frame]
             except (SpecError, ValueError) as e:
                 raise ScenarioError(self.scenario.path, step.line, str(e)) from None
+            if step.build.get("tcp.flags", 0) & SYN and not isinstance(step.build.get("tcp.seq", 0), Rel):
+                self.isns.learn_syn(frame)  # seq: {abs: N} on a SYN: a new ISN for its sender
         for frame in frames:
             self.wire.inject(frame)
 
