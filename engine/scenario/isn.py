@@ -107,6 +107,9 @@ class Isns:
     def learn(self, direction: Direction, isn: int) -> None:
         self._isn[direction] = isn
 
+    def known(self, direction: Direction) -> bool:
+        return direction in self._isn
+
     def base(self, direction: Direction) -> int:
         """The ISN of the sender of ``direction``; 0 while none is known."""
         return self._isn.get(direction, 0)

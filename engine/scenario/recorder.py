@@ -12,6 +12,12 @@ named opcodes and types, payloads as text, ``{size: N}`` or ``{hex: ...}``.
 Every inject is checked by building it back with ``fields.build_frame``; a
 frame the field language cannot reproduce exactly becomes ``raw:`` hex.
 
+TCP is written as a person writes it: flags in tcpdump's letters, sequence
+and acknowledgment numbers relative to each side's ISN (``isn.py``, learned
+as the runner learns them), options in packetdrill's words; and the
+applications behind the segments (a listener, a connect, the writes and
+reads, the close) become ``app:`` steps (``tcp_apps.py``).
+
 The writer here (``HostTable``, ``inject_spec``, ``render_scenario``) is
 shared with ``engine/importer.py``, which makes scenarios out of captures.
 """
@@ -24,7 +30,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from simstack.protocols import arp, ethernet, fieldspec, icmp
+from simstack.protocols import arp, ethernet, fieldspec, icmp, tcp
 from simstack.protocols.addresses import (
     BROADCAST_IP,
     BROADCAST_MAC,
@@ -38,7 +44,9 @@ from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.fieldspec import NO_DEFAULT, Expect
 from simstack.protocols.fragments import ReassemblyConfig
 from simstack.protocols.stack import StackConfig
+from simstack.protocols.tcp_conn import TcpConfig
 
+from ..api.services import SERVICES
 from .defrag import is_fragment
 from .fields import (
     KINDS,
@@ -52,6 +60,9 @@ from .fields import (
     decode_frame,
     field_of,
 )
+from .isn import Isns, Rel
+from .tcp_apps import AppCall, infer
+from .tcp_words import OptionsPattern, flags_text, option_text
 
 DEFAULT_TOLERANCE = 0.05
 HEX_PER_LINE = 64
@@ -200,20 +211,21 @@ def _base_inject_fields(decoded: Decoded) -> dict[str, Any]:
         if key not in f:
             continue
         # What the builder computes, and (terse fields) the builder's default: leaving them out keeps an inject short.
-        if spec.computed is not None or (spec.terse and spec.default is not NO_DEFAULT and f[key] == spec.default):
+        if spec.computed is not None or spec.measures or \
+                (spec.terse and spec.default is not NO_DEFAULT and f[key] == spec.default):
             del f[key]
     layers = {k.partition(".")[0] for k in f}
     if ("arp" in layers and f.get("eth.type") == ethernet.TYPE_ARP) or \
-            (layers & {"ipv4", "icmp", "udp"} and f.get("eth.type") == ethernet.TYPE_IPV4):
+            (layers & {"ipv4", "icmp", "udp", "tcp"} and f.get("eth.type") == ethernet.TYPE_IPV4):
         f.pop("eth.type")
     if f.get("icmp.code") == 0 and f.get("icmp.type") in (icmp.ECHO_REQUEST, icmp.ECHO_REPLY):
         f.pop("icmp.code")
     return f
 
 
-def _builds(flat: Mapping[str, Any], ctx: Context) -> bytes | None:
+def _builds(flat: Mapping[str, Any], ctx: Context, isns: Isns | None = None) -> bytes | None:
     try:
-        return build_frame(flat, ctx)
+        return build_frame(flat, ctx, isns)
     except (SpecError, ValueError, TypeError, KeyError):
         return None
 
@@ -229,7 +241,7 @@ def _padding(built: bytes, frame: bytes) -> int | None:
     return None
 
 
-def inject_spec(frame: bytes, ctx: Context, decoded: Decoded | None = None) -> InjectSpec:
+def inject_spec(frame: bytes, ctx: Context, decoded: Decoded | None = None, isns: Isns | None = None) -> InjectSpec:
     """The fields that rebuild ``frame`` exactly (checked by building it), else raw bytes.
 
     Checksums, lengths and the IHL are left to the builder unless the frame
@@ -237,17 +249,28 @@ def inject_spec(frame: bytes, ctx: Context, decoded: Decoded | None = None) -> I
     checksum of zero, a length that lies); then the fewest such fields that
     reproduce the frame are named. Zero padding up to the Ethernet minimum
     is the one difference allowed, with a note: the builder does not pad and
-    the stack ignores padding.
+    the stack ignores padding. With ``isns``, TCP numbers are written relative
+    to the ISNs known before this frame. A SYN-ACK that brings a new ISN for a
+    connection whose ISN is known (a new incarnation) is written absolute, so
+    that it teaches it; a bare SYN needs not, since the stack's SYN-ACK will
+    teach its ISN, and a SYN inside a connection (RFC 5961 4.2) must not.
     """
     decoded = decoded or decode_frame(frame)
     base = _base_inject_fields(decoded)
+    if isns is not None and "tcp.seq" in base:
+        absolute = base
+        base = isns.relative(base)
+        if absolute["tcp.flags"] & (tcp.SYN | tcp.ACK) == tcp.SYN | tcp.ACK:
+            direction = (absolute["ipv4.src"], absolute["tcp.sport"], absolute["ipv4.dst"], absolute["tcp.dport"])
+            if isns.known(direction) and isns.base(direction) != absolute["tcp.seq"]:
+                base["tcp.seq"] = absolute["tcp.seq"]
     computed = {k: decoded.fields[k] for k in _COMPUTED if k in decoded.fields}
     candidates = [base]
     if computed:
         full = {**base, **computed}
         candidates.append(full)
     for flat in candidates:
-        built = _builds(flat, ctx)
+        built = _builds(flat, ctx, isns)
         if built is None:
             continue
         pad = _padding(built, frame)
@@ -257,7 +280,7 @@ def inject_spec(frame: bytes, ctx: Context, decoded: Decoded | None = None) -> I
             for key in _COMPUTED:  # drop what the builder gets right by itself
                 if key in flat:
                     trial = {k: v for k, v in flat.items() if k != key}
-                    again = _builds(trial, ctx)
+                    again = _builds(trial, ctx, isns)
                     if again is not None and _padding(again, frame) == pad:
                         flat = trial
         note = f"the captured frame ends in {pad} bytes of Ethernet padding, not rebuilt (the stack ignores them)" \
@@ -274,6 +297,8 @@ def expect_fields(decoded: Decoded, expect: Collection[Expect] = RECORDED) -> di
         out["payload."] = have["payload."]
     if out.get("ipv4.options") == b"":
         out.pop("ipv4.options")
+    if out.get("tcp.urg") == 0:
+        out.pop("tcp.urg")
     return out
 
 
@@ -337,6 +362,14 @@ def render_value(key: str, value: Any, hosts: HostTable, context: Mapping[str, A
         return render_bytes(value)
     if t is fieldspec.BOOL:
         return "true" if value else "false"
+    if t is fieldspec.TCP_FLAGS:
+        return flags_text(value)
+    if t is fieldspec.TCP_OPTIONS:
+        if isinstance(value, OptionsPattern):
+            return repr(value)
+        return "[" + ", ".join(option_text(o) for o in value) + "]"
+    if isinstance(t, fieldspec.SeqNum):
+        return str(int(value)) if isinstance(value, Rel) else f"{{abs: {value}}}"
     assert spec is not None and isinstance(t, fieldspec.Int)
     names = t.names
     if t.names_by is not None:
@@ -440,6 +473,14 @@ def render_step(step: OutStep, hosts: HostTable) -> list[str]:
     return lines
 
 
+def _setting(x: Any) -> str:
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, tuple):
+        return "[" + ", ".join(_setting(v) for v in x) + "]"
+    return _number(x)
+
+
 def _number(x: float) -> str:
     return str(int(x)) if float(x).is_integer() else repr(float(x))
 
@@ -485,10 +526,11 @@ def _config_lines(config: StackConfig, seed: int, services: Iterable[str]) -> li
     names = list(services)
     if names:
         lines.append(f"  services: [{', '.join(names)}]")
-    for key, value, default in (("arp", config.arp, ArpConfig()), ("reassembly", config.reassembly, ReassemblyConfig())):
+    for key, value, default in (("arp", config.arp, ArpConfig()), ("reassembly", config.reassembly, ReassemblyConfig()),
+                                ("tcp", config.tcp, TcpConfig())):
         changed = [(f.name, getattr(value, f.name)) for f in fields(value) if getattr(value, f.name) != getattr(default, f.name)]
         if changed:
-            lines.append(f"  {key}: {{" + ", ".join(f"{name}: {_number(v)}" for name, v in changed) + "}")
+            lines.append(f"  {key}: {{" + ", ".join(f"{name}: {_setting(v)}" for name, v in changed) + "}")
     return lines
 
 
@@ -545,6 +587,8 @@ def protocols_of(decoded: Iterable[Decoded]) -> list[str]:
             found.append("ICMP")
         if "udp.sport" in f:
             found.append("UDP")
+        if "tcp.sport" in f:
+            found.append("TCP")
         if not found and "eth.type" in f and f["eth.type"] not in (ethernet.TYPE_ARP, ethernet.TYPE_IPV4):
             found.append(f"ethertype {f['eth.type']:#06x}")
         if not f:
@@ -603,20 +647,36 @@ class Recorder:
             hosts.learn(d.fields)
         ctx = hosts.context()
         starts = _ping_starts(self.events, decoded)
+        apps: dict[int, list[AppCall]] = {}
+        for call in infer([(t, direction, d.fields) for (t, direction, _), d in zip(self.events, decoded, strict=True)],
+                          self.config.ip, service_ports(self.services)):
+            apps.setdefault(call.before, []).append(call)
+        isns = Isns()  # learned as the runner will learn them, frame by frame
         steps: list[OutStep] = []
         prev = 0.0
         for i, ((t, direction, frame), d) in enumerate(zip(self.events, decoded, strict=True)):
+            for call in apps.get(i, ()):
+                steps.append(app_step(call, hosts, time_text(prev, call.t, self.digits) if steps else _first_time(call.t)))
+                prev = max(prev, call.t)
             for ping in starts.get(i, ()):
                 steps.append(_ping_step(decoded[ping], hosts, time_text(prev, t, self.digits) if steps else _first_time(t)))
                 prev = t
             at = time_text(prev, t, self.digits) if steps else _first_time(t)
             prev = t
-            comment = f"{t:.6f} {direction} {d.summary}"
             if direction == "<":
-                spec = inject_spec(frame, ctx, d)
-                steps.append(OutStep("inject", at, spec.fields or {}, spec.raw, comment, spec.note))
+                spec = inject_spec(frame, ctx, d, isns)
+                summary = decode_frame(frame, isns).summary
+                steps.append(OutStep("inject", at, spec.fields or {}, spec.raw, f"{t:.6f} < {summary}", spec.note))
+                if spec.fields is not None and isinstance(spec.fields.get("tcp.seq"), int) \
+                        and not isinstance(spec.fields["tcp.seq"], Rel):
+                    isns.learn_syn(frame)
+                isns.see(frame, direction)
             else:
-                steps.append(OutStep("expect", at, expect_fields(d), None, comment))
+                isns.see(frame, direction)
+                summary = decode_frame(frame, isns).summary
+                steps.append(OutStep("expect", at, isns.relative(expect_fields(d)), None, f"{t:.6f} > {summary}"))
+        for call in apps.get(len(self.events), ()):
+            steps.append(app_step(call, hosts, time_text(prev, call.t, self.digits) if steps else _first_time(call.t)))
         return render_scenario(self._description(decoded), self.config, self.seed, self.services, hosts,
                                [("tolerance", _number(self.tolerance))], steps,
                                header="Recorded by simstack: received frames are injected as they came, sent frames\n"
@@ -636,6 +696,29 @@ class Recorder:
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml())
+
+
+def service_ports(names: Iterable[str]) -> set[int]:
+    """The ports the stack's own services serve, which no inferred application may take."""
+    ports = {getattr(SERVICES.get(name), "port", None) for name in names}
+    return {p for p in ports if isinstance(p, int)}
+
+
+def app_step(call: AppCall, hosts: HostTable, at: str | None) -> OutStep:
+    """An inferred application call (tcp_apps.AppCall) as a step."""
+    args: list[tuple[str, str | list[str]]] = []
+    for name, value in call.args:
+        if name == "addr":
+            ip, port = value
+            host = "any" if ip in (b"", ZERO_IP) else hosts.ip_name(ip) or ip_to_str(ip)
+            args.append((name, f"[{host}, {port}]"))
+        elif isinstance(value, bytes):
+            args.append((name, render_bytes(value)))
+        elif isinstance(value, bool):
+            args.append((name, "true" if value else "false"))
+        else:
+            args.append((name, str(value)))
+    return OutStep("app", at, {}, None, "", call.note, app=call.op, args=args)
 
 
 def _first_time(t: float) -> str:
