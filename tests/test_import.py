@@ -276,7 +276,7 @@ def kernel_like_capture() -> Frames:
         # then re-checks it with a unicast ARP request (NUD PROBE), which the peer answers
         frame({"eth": {"dst": "peer"}, "arp": {"op": "request", "sha": "stack", "spa": "stack", "tpa": "peer"}}, k),
         frame({"eth": {"dst": "stack"}, "arp": {"op": "reply", "tha": "stack", "tpa": "stack"}}),
-        frame({"eth": {"dst": "stack"}, "ipv4": {"proto": "tcp"}, "payload": {"hex": "0016c0de"}}),  # TCP: skipped
+        frame({"eth": {"dst": "stack"}, "ipv4": {"proto": 2}, "payload": {"hex": "1164ee9b00000000"}}),  # IGMP: skipped
         frame({"eth": {"dst": "02:00:00:00:00:03"}, "ipv4": {"dst": "10.0.0.3"}, "icmp": {"type": "echo-request"}}),
         frame({"eth": {"dst": "peer"}, "ipv4": {"src": "10.0.0.3", "dst": "peer"}, "icmp": {"type": "echo-reply"}}, other),
     ]
@@ -289,7 +289,7 @@ def test_kernel_choices_are_optional_and_foreign_frames_skipped(tmp_path: Path) 
     r = do_import(cap, out, "--stack", "10.0.0.1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == (f"imported 4 frames from {cap} into {out} (2 injects, 1 expected, 1 optional, 0 app steps, "
-                                f"2 priming steps); skipped 5: 2 not to or from the stack, 1 IPv6, 1 LLDP, 1 TCP")
+                                f"2 priming steps); skipped 5: 2 not to or from the stack, 1 IGMP, 1 IPv6, 1 LLDP")
     steps = load(out).steps
     kinds = [(s.kind, s.optional) for s in steps]
     assert kinds == [("inject", False), ("expect", False),  # priming: simstack learns the peer first
@@ -457,3 +457,57 @@ def test_strict_import_of_a_kernel_shows_its_own_choices(kernel_captures: dict[s
                      "--strict").returncode == 0
     rc, report = replay(out)
     assert rc == 1 and "ipv4.id" in report, report  # Linux's IP IDs are not simstack's: why --strict is not the default
+
+
+# -- TCP ------------------------------------------------------------------------------------------------------------
+def linux_tcp_server_capture() -> Frames:
+    """A Linux server's side of one HTTP/1.0 exchange, built by scapy as tcpdump would show it: window scaling and
+    timestamps on, bare ACKs of its own choosing, a scaled window that tells when its application read."""
+    from scapy.all import IP, TCP, Ether, raw  # the test extra's independent encoder
+
+    k, p = "0e:00:00:00:00:01", "02:00:00:00:00:02"
+    server, client = "10.9.0.1", "10.9.0.2"
+
+    def to_server(data: bytes = b"", **tcp: object) -> bytes:
+        return bytes(raw(Ether(src=p, dst=k) / IP(src=client, dst=server, id=7, flags="DF")
+                         / TCP(sport=43000, dport=80, **tcp) / data))
+
+    def from_server(data: bytes = b"", **tcp: object) -> bytes:
+        return bytes(raw(Ether(src=k, dst=p) / IP(src=server, dst=client, id=9, flags="DF")
+                         / TCP(sport=80, dport=43000, **tcp) / data))
+
+    request, answer = b"GET / HTTP/1.0\r\n\r\n", b"HTTP/1.0 200 OK\r\n\r\nhello"
+    c, s = 1000, 3_000_000_000  # the ISNs
+    ts = [("NOP", None), ("NOP", None), ("Timestamp", (300, 200))]
+    frames = [
+        to_server(flags="S", seq=c, window=64240, options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (300, 0)),
+                                                            ("NOP", None), ("WScale", 7)]),
+        from_server(flags="SA", seq=s, ack=c + 1, window=65160,
+                    options=[("MSS", 1460), ("SAckOK", b""), ("Timestamp", (200, 300)), ("NOP", None), ("WScale", 7)]),
+        to_server(flags="A", seq=c + 1, ack=s + 1, window=502, options=ts),
+        to_server(request, flags="PA", seq=c + 1, ack=s + 1, window=502, options=ts),
+        from_server(flags="A", seq=s + 1, ack=c + 1 + len(request), window=509, options=ts),
+        from_server(answer, flags="PA", seq=s + 1, ack=c + 1 + len(request), window=509, options=ts),
+        from_server(flags="FA", seq=s + 1 + len(answer), ack=c + 1 + len(request), window=509, options=ts),
+        to_server(flags="FA", seq=c + 1 + len(request), ack=s + 2 + len(answer), window=502, options=ts),
+        from_server(flags="A", seq=s + 2 + len(answer), ack=c + 2 + len(request), window=509, options=ts),
+    ]
+    return [(1_700_000_000_000_000_000 + i * 2_000_000, f) for i, f in enumerate(frames)]
+
+
+def test_a_linux_tcp_server_capture_imports_and_replays(tmp_path: Path) -> None:
+    cap = write_pcap(tmp_path / "http.pcap", linux_tcp_server_capture())
+    out = tmp_path / "http.yaml"
+    r = do_import(cap, out, "--stack", "10.9.0.1")
+    assert r.returncode == 0, r.stderr
+    text = out.read_text()
+    # numbers relative to each side's ISN, flags in tcpdump's letters, the peer's options as it sent them
+    assert "tcp: {sport: 80, dport: 43000, flags: S., seq: 0, ack: 1, data: \"\"}" in text, text
+    assert "options: [mss 1460, sackOK, TS val 300 ecr 0, nop, wscale 7]" in text, text
+    assert "tcp: {sport: 80, dport: 43000, flags: F., seq: 25, ack: 19, data: \"\"}" in text, text
+    # the application behind the server: listen, accept, the answer written, the request read, the close
+    for op in ("listen", "accept", "send", "recv", "close"):
+        assert f"app: {op}\n" in text, text
+    assert "ignore: [{tcp: {flags: ., len: 0}}]" in text and "2 bare TCP ACKs" in r.stdout, r.stdout
+    rc, report = replay(out)
+    assert rc == 0, report + text

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from construct import ConstructError
 
-from simstack.protocols import arp, ethernet, fieldspec, icmp, ipv4, udp
+from simstack.protocols import arp, ethernet, fieldspec, icmp, ipv4, tcp, udp
 from simstack.protocols.addresses import (
     BROADCAST_MAC,
     ZERO_IP,
@@ -54,10 +54,12 @@ from simstack.protocols.stack import StackConfig
 from ..wire.capture import Capture, CaptureError, read_capture
 from .defrag import DefragError, is_fragment, reassemble
 from .fields import LAYERS, Context, Decoded, Host, build_frame, decode_frame
+from .isn import Isns, Rel
 from .recorder import (
     DEFAULT_TOLERANCE,
     HostTable,
     OutStep,
+    app_step,
     expect_fields,
     inject_spec,
     join_words,
@@ -65,7 +67,9 @@ from .recorder import (
     render_bytes,
     render_scenario,
     render_value,
+    service_ports,
 )
+from .tcp_apps import AppCall, infer
 
 EXIT_OK, EXIT_INVALID = 0, 2
 DEFAULT_IP = "10.0.0.1/24"
@@ -87,7 +91,7 @@ ETHERTYPE_NAMES = {
     0x8864: "PPPoE", 0x0842: "Wake-on-LAN", 0x88E5: "MACsec", 0x8809: "slow protocols (LACP)", 0x888E: "EAPOL",
     0x22F0: "AVTP", 0x88F7: "PTP", 0x8847: "MPLS", 0x9000: "loopback (CTP)",
 }
-IP_PROTO_NAMES = {2: "IGMP", 6: "TCP", 41: "IPv6-in-IPv4", 47: "GRE", 50: "ESP", 89: "OSPF", 103: "PIM", 132: "SCTP"}
+IP_PROTO_NAMES = {2: "IGMP", 41: "IPv6-in-IPv4", 47: "GRE", 50: "ESP", 89: "OSPF", 103: "PIM", 132: "SCTP"}
 SIMSTACK_SENDS_ICMP = {icmp.ECHO_REPLY, icmp.ECHO_REQUEST, icmp.DEST_UNREACHABLE, icmp.TIME_EXCEEDED,
                        icmp.PARAMETER_PROBLEM}
 
@@ -243,7 +247,8 @@ def _skip_reason(fr: Frame) -> str | None:
         return "malformed"
     if etype not in (ethernet.TYPE_ARP, ethernet.TYPE_IPV4):
         return ETHERTYPE_NAMES.get(etype, f"ethertype {etype:#06x}")
-    if etype == ethernet.TYPE_IPV4 and "ipv4.proto" in f and f["ipv4.proto"] not in (ipv4.PROTO_ICMP, ipv4.PROTO_UDP):
+    if etype == ethernet.TYPE_IPV4 and "ipv4.proto" in f and \
+            f["ipv4.proto"] not in (ipv4.PROTO_ICMP, ipv4.PROTO_UDP, ipv4.PROTO_TCP):
         proto = f["ipv4.proto"]
         return IP_PROTO_NAMES.get(proto, f"IPv4 protocol {proto}")
     return None
@@ -297,9 +302,11 @@ class Importer:
         steps = self.steps(kept)
         self._check_subnet()
         services = self._services(kept)
+        options = [("tolerance", str(DEFAULT_TOLERANCE))]
+        if any(fr.role == "ack" for fr in kept):
+            options.append(("ignore", "[{tcp: {flags: ., len: 0}}]  # bare ACKs: when to send them is a stack's choice"))
         self.result.yaml = render_scenario(
-            self._description(kept, services), self.config, 1, services, self.hosts,
-            [("tolerance", str(DEFAULT_TOLERANCE))], steps,
+            self._description(kept, services), self.config, 1, services, self.hosts, options, steps,
             header=f"Imported by simstack from {Path(self.source).name}: simstack import {self._argv()}")
         return self.result
 
@@ -399,6 +406,9 @@ class Importer:
         * UDP from the echo port: expected (simstack's echo service answers).
         * UDP from any other port: ``app: sendto`` on a socket bound to that port, then expected.
         * Fragments of one datagram, sent back to back: one expectation of the whole datagram (``fragments: N``).
+        * TCP with data, SYN, FIN or RST: expected, after the ``app`` steps that make it (tcp_apps). A bare ACK:
+          not expected (``ack``), and the scenario ignores simstack's, since when to acknowledge is a stack's
+          own choice (delayed ACKs, RFC 1122 4.2.3.2); the window it shows still tells when the application read.
         * Everything else it sent (echo replies, ICMP errors, ...): expected.
         """
         stack_frames = [fr for fr in kept if fr.role != "inject"]
@@ -417,6 +427,8 @@ class Importer:
                 fr.role = "ping"
             elif "udp.sport" in f and f["udp.sport"] != ECHO_PORT:
                 fr.role = "sendto"
+            elif _bare_ack(f):
+                fr.role = "ack"
             elif is_fragment(f):
                 self._group_fragments(fr, stack_frames)
             else:
@@ -487,8 +499,18 @@ class Importer:
         sockets: list[int] = []
         started: set[int] = set()  # frames whose app step is written already (above their ARP request)
         times: list[int] = []  # capture time of each step in ``out``
-        for fr in kept:
-            if fr.role == "fragment":
+        isns = Isns()  # learned from the capture as the replay will learn them (old addresses; ISNs do not move)
+        apps = self._tcp_apps(kept)
+        for k, fr in enumerate(kept):
+            for call in apps.get(k, ()):
+                out.append(self._tcp_app_step(call))
+                times.append(round(call.t * 1e9))
+                counts["app"] += 1
+            if fr.role in ("fragment", "ack"):
+                if "tcp.sport" in fr.f:
+                    isns.see(fr.data, ">")
+                if fr.role == "ack":
+                    self.result.skipped["bare TCP ACKs from the host (simstack's are ignored)"] += 1
                 continue
             comment = f"frame {fr.number}, {fr.ns / 1e9:.6f} {'<' if fr.role == 'inject' else '>'} {fr.d.summary}"
             starter = fr.app_first or (fr if fr.role in ("ping", "sendto") and fr.number not in started else None)
@@ -498,14 +520,25 @@ class Importer:
                 out.append(step)
                 times.append(fr.ns)
                 counts["app"] += 1
+            if "tcp.sport" in fr.f and fr.role == "inject":  # relative numbers, as before this segment
+                comment = comment.replace(fr.d.summary, decode_frame(fr.data, isns).summary)
             if fr.role == "inject":
-                step = self._inject_step(fr, ctx_old, ctx_new, injected)
+                step = self._inject_step(fr, ctx_old, ctx_new, injected, isns)
                 step.comment = comment
                 out.append(step)
                 times.append(fr.ns)
                 counts["inject"] += 1
+                if "tcp.sport" in fr.f:
+                    if isinstance(step.flat.get("tcp.seq"), int) and not isinstance(step.flat["tcp.seq"], Rel):
+                        isns.learn_syn(fr.data)
+                    isns.see(fr.data, "<")
                 continue
-            flat = self.amap.fields(expect_fields(fr.d, STRICT if self.opts.strict else DUTY))
+            fields = expect_fields(fr.d, STRICT if self.opts.strict else DUTY)
+            if "tcp.sport" in fields:
+                isns.see(fr.data, ">")
+                fields = isns.relative(fields)
+                comment = comment.replace(fr.d.summary, decode_frame(fr.data, isns).summary)
+            flat = self.amap.fields(fields)
             if "icmp.data" in flat and flat.get("icmp.type") in icmp.ERROR_TYPES:
                 flat["icmp.data"] = map_quote(flat["icmp.data"], self.amap, injected)
             step = OutStep("expect", None, flat, None, comment)
@@ -523,12 +556,31 @@ class Importer:
                 counts["expect"] += 1
             out.append(step)
             times.append(fr.ns)
+        for call in apps.get(len(kept), ()):
+            out.append(self._tcp_app_step(call))
+            times.append(round(call.t * 1e9))
+            counts["app"] += 1
         _timing(out, times)
         return self._prime(out) + self._socket_steps(sockets) + out
 
+    def _tcp_apps(self, kept: list[Frame]) -> dict[int, list[AppCall]]:
+        """The applications behind the host's TCP segments (tcp_apps.infer), by the index of the frame they precede."""
+        if not any("tcp.sport" in fr.f for fr in kept):
+            return {}
+        events = [(fr.ns / 1e9, "<" if fr.role == "inject" else ">", fr.f) for fr in kept]
+        apps: dict[int, list[AppCall]] = {}
+        for call in infer(events, self.stack_ip, service_ports(self._services(kept))):
+            apps.setdefault(call.before, []).append(call)
+        return apps
+
+    def _tcp_app_step(self, call: AppCall) -> OutStep:
+        call.args = [(name, (self.amap.ip(value[0]) if value[0] else value[0], value[1]) if name == "addr" else value)
+                     for name, value in call.args]
+        return app_step(call, self.hosts, None)
+
     def _inject_step(self, fr: Frame, ctx_old: Context, ctx_new: Context,
-                     injected: dict[tuple[bytes, bytes, int, int], bytes]) -> OutStep:
-        spec = inject_spec(fr.data, ctx_old, fr.d)
+                     injected: dict[tuple[bytes, bytes, int, int], bytes], isns: Isns | None = None) -> OutStep:
+        spec = inject_spec(fr.data, ctx_old, fr.d, isns)
         if spec.fields is None:
             assert spec.raw is not None
             raw = self._map_raw(spec.raw)
@@ -545,10 +597,10 @@ class Importer:
             if key not in fr.d.bad_checksums:
                 if not (key == "udp.checksum" and flat[key] == 0):  # zero: "no checksum", kept
                     del flat[key]  # a valid checksum: recomputed for the new addresses
-            elif key == "udp.checksum" and _offload_partial(f):
+            elif key in ("udp.checksum", "tcp.checksum") and _offload_partial(f, key.partition(".")[0]):
                 del flat[key]
-                notes.append("the capture shows a UDP checksum left for NIC offload (the pseudo-header sum); "
-                             "recomputed")
+                notes.append(f"the capture shows a {key[:3].upper()} checksum left for NIC offload (the pseudo-header "
+                             "sum); recomputed")
             else:
                 notes.append(f"{key} was bad in the capture and stays as captured")
         if is_fragment(f) and not f.get("ipv4.frag") and "payload." in flat:
@@ -557,7 +609,7 @@ class Importer:
             flat["icmp.data"] = map_quote(flat["icmp.data"], self.amap, injected)
         if "ipv4.src" in f:
             try:
-                packet = ethernet.parse(build_frame(flat, ctx_new)).payload
+                packet = ethernet.parse(build_frame(flat, ctx_new, isns)).payload
                 injected[(f["ipv4.src"], f["ipv4.dst"], f["ipv4.proto"], f["ipv4.id"])] = packet
             except (ValueError, Malformed):
                 pass
@@ -678,7 +730,7 @@ class Importer:
                 f"{c['inject']} frames it received are injected as captured (checksums recomputed for the new "
                 f"addresses); {c['expect']} frames it sent are expected with what any correct stack must "
                 f"reproduce: addresses, ARP opcodes, ICMP type, code, identifier, sequence and payload, UDP ports "
-                f"and payload")
+                f"and payload" + (", TCP ports, flags, sequence numbers and data" if "TCP" in protos else ""))
         text += ", and, as --strict asks, its IP ID, TTL, DF and TOS." if self.opts.strict else \
             " (not the host's own choices of IP ID, TTL, DF or TOS)."
         if c["optional"]:
@@ -698,13 +750,25 @@ def _frag_key(f: Mapping[str, Any]) -> tuple[Any, ...]:
     return f.get("ipv4.src"), f.get("ipv4.dst"), f.get("ipv4.proto"), f.get("ipv4.id")
 
 
-def _offload_partial(f: Mapping[str, Any]) -> bool:
-    """A UDP checksum holding just the pseudo-header sum: the sender left it to NIC offload (veth, virtio)."""
-    length = f.get("udp.len")
+def _offload_partial(f: Mapping[str, Any], layer: str = "udp") -> bool:
+    """A UDP or TCP checksum holding just the pseudo-header sum: the sender left it to NIC offload (veth, virtio)."""
+    if layer == "tcp":
+        if "ipv4.len" not in f or "ipv4.ihl" not in f:
+            return False
+        length = f["ipv4.len"] - f["ipv4.ihl"] * 4
+        proto = ipv4.PROTO_TCP
+    else:
+        length = f.get("udp.len")
+        proto = ipv4.PROTO_UDP
     if length is None:
         return False
-    pseudo = ipv4.pseudo_header_sum(f["ipv4.src"], f["ipv4.dst"], ipv4.PROTO_UDP, length)
-    return f.get("udp.checksum") in (pseudo, ~pseudo & 0xFFFF)
+    pseudo = ipv4.pseudo_header_sum(f["ipv4.src"], f["ipv4.dst"], proto, length)
+    return f.get(f"{layer}.checksum") in (pseudo, ~pseudo & 0xFFFF)
+
+
+def _bare_ack(f: Mapping[str, Any]) -> bool:
+    """A TCP segment that only acknowledges: no data and no SYN, FIN or RST."""
+    return "tcp.flags" in f and not f.get("tcp.data") and not f["tcp.flags"] & (tcp.SYN | tcp.FIN | tcp.RST)
 
 
 def _quoted_key(data: bytes) -> tuple[Any, ...]:

@@ -140,7 +140,8 @@ def infer(events: Sequence[tuple[float, str, Mapping[str, Any]]], stack_ip: byte
             if conn.listener is not None and not conn.accepted and flags & ACK:
                 conn.accepted = True
                 calls.append(AppCall(i + 1, t, "accept", [("socket", conn.listener), ("as", conn.sock),
-                                                          ("addr", (peer_ip, peer_port))]))
+                                                          ("addr", (peer_ip, peer_port))],
+                                     "the handshake is complete: the application takes the connection"))
             data = f.get("tcp.data", b"")
             if data and conn.rcv_nxt is not None and not conn.fin:
                 conn.readable += _arrive(conn, f["tcp.seq"], data)
@@ -160,17 +161,19 @@ def infer(events: Sequence[tuple[float, str, Mapping[str, Any]]], stack_ip: byte
             new = ((seq + len(data)) - conn.sent) & MASK
             if 0 < new <= len(data):
                 write = _write(events, i, key, stack_ip, data[len(data) - new:], flags)
-                calls.append(AppCall(i, t, "send", [("socket", conn.sock), ("data", write)]))
+                calls.append(AppCall(i, t, "send", [("socket", conn.sock), ("data", write)],
+                                     "the application writes what the segments below carry"))
                 conn.sent = (conn.sent + len(write)) & MASK
         if flags & FIN and not conn.fin:
             conn.fin = True
             if conn.readable:
-                calls.append(_recv(i, t, conn, conn.readable))
+                calls.append(_recv(i, t, conn, conn.readable, "the application reads the rest before it closes"))
             later = any(d == "<" and g.get("tcp.data") and _key(g, d, stack_ip) == key for _, d, g in events[i + 1:])
             if later:
-                calls.append(AppCall(i, t, "shutdown", [("socket", conn.sock), ("how", "wr")]))
+                calls.append(AppCall(i, t, "shutdown", [("socket", conn.sock), ("how", "wr")],
+                                     "the application is done sending but reads on: the FIN follows"))
             else:
-                calls.append(AppCall(i, t, "close", [("socket", conn.sock)]))
+                calls.append(AppCall(i, t, "close", [("socket", conn.sock)], "the application closes: the FIN follows"))
     return calls
 
 
@@ -197,9 +200,10 @@ def _write(events: Sequence[tuple[float, str, Mapping[str, Any]]], i: int, key: 
     return bytes(out)
 
 
-def _recv(i: int, t: float, conn: _Conn, n: int) -> AppCall:
+def _recv(i: int, t: float, conn: _Conn, n: int, note: str = "") -> AppCall:
     conn.readable -= n
-    return AppCall(i, t, "recv", [("socket", conn.sock), ("size", n), ("len", n)])
+    return AppCall(i, t, "recv", [("socket", conn.sock), ("size", n), ("len", n)],
+                   note or f"the window the stack offers next shows that its application read {n} octets")
 
 
 def _wscale(f: Mapping[str, Any]) -> int | None:
