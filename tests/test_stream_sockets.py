@@ -168,7 +168,10 @@ def test_time_wait_ends_after_two_msl() -> None:
     client.close()  # the active closer ends in TIME-WAIT
     assert conn.recv(1) == b""
     conn.close()
-    states = lambda: sorted(c.state for c in b.stack.tcp.conns.values())  # noqa: E731
+
+    def states() -> list[str]:
+        return sorted(c.state for c in b.stack.tcp.conns.values())
+
     net.run_until(lambda: states() == ["TIME-WAIT"], net.now + 1)
     assert states() == ["TIME-WAIT"]
     net.advance(net.now + 2 * TCP.msl + 0.01)
