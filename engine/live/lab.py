@@ -43,6 +43,7 @@ log = logging.getLogger("simstack.live")
 BRIDGE_SUFFIX = "-br"
 CLIENT_IFNAME = "eth0"  # the client's end of its veth, inside its namespace where no name can clash
 MAX_NAME = IFNAMSIZ - 1 - len(BRIDGE_SUFFIX)  # NAME-br must fit an interface name (15 characters)
+MAX_CLIENTS = 256  # each client is a namespace and a veth pair: setup and teardown time grow with the count
 # Interface names refuse '/', ':' and whitespace (dev_valid_name), namespace names '/' and dots-only;
 # a leading letter or digit keeps NAME-1 from reading as an option to ip(8).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -102,6 +103,8 @@ def plan_lab(name: str | None, clients: int | None, route: bool, config: StackCo
         network = f"{ip_to_str(config.network.to_bytes(4, 'big'))}/{config.prefix_len}"
         raise SetupError(f"--lab-clients {count}: the subnet {network} has room for {len(hosts)} "
                          f"besides the stack's {ip_to_str(config.ip)}")
+    if count > MAX_CLIENTS:
+        raise SetupError(f"--lab-clients {count}: want at most {MAX_CLIENTS}")
     plan = LabPlan(name, name + BRIDGE_SUFFIX, tap, config.ip, config.prefix_len,
                    tuple(Client(f"{name}-{k}", hosts[k - 1]) for k in range(1, count + 1)), route)
     if tap is not None and tap in plan.links:
