@@ -36,7 +36,7 @@ from simstack.protocols.stack import StackConfig
 from ..wire.errors import SetupError
 from ..wire.tap import IFNAMSIZ
 from .netlink import _message
-from .signals import interrupt_once
+from .signals import defer_interrupts, interrupt_once
 
 log = logging.getLogger("simstack.live")
 
@@ -186,9 +186,17 @@ class Lab:
                 raise
 
     def destroy(self) -> None:
-        """Remove what ``create`` made, newest first; safe to call twice, or after a failed ``create``."""
+        """Remove what ``create`` made, newest first; safe to call twice, or after a failed ``create``.
+
+        A stop signal cannot cut it short (``defer_interrupts``): whatever ends
+        the process, short of SIGKILL, the lab goes first.
+        """
         if not self._made:
             return
+        with defer_interrupts():
+            self._destroy()
+
+    def _destroy(self) -> None:
         ipr = None
         try:
             ipr = IPRoute()
@@ -231,22 +239,24 @@ class Lab:
         log.info("lab %s: %s", p.name, self.describe())
 
     def _add_link(self, ipr: Any, name: str, **spec: Any) -> int:
-        _do(ipr, f"cannot create {name}", "link", "add", ifname=name, **spec)  # NLM_F_EXCL: never an existing one
-        index = _lookup(ipr, name)
-        if index is None:
-            raise SetupError(f"{name} vanished right after it was created")
-        self._made.append(_Made("link", name, (index, 0)))
+        with defer_interrupts():  # made and recorded, or neither: a signal between would leave it behind
+            _do(ipr, f"cannot create {name}", "link", "add", ifname=name, **spec)  # NLM_F_EXCL: never an existing one
+            index = _lookup(ipr, name)
+            if index is None:
+                raise SetupError(f"{name} vanished right after it was created")
+            self._made.append(_Made("link", name, (index, 0)))
         return index
 
     def _add_client(self, ipr: Any, client: Client, bridge: int) -> None:
         path = os.path.join(NETNS_DIR, client.name)
-        try:
-            netns.create(client.name)  # the mount point is opened O_EXCL: an existing namespace fails here
-        except FileExistsError:
-            raise SetupError(f"cannot create namespace {client.name}: it appeared while the lab was set up") from None
-        except Exception as e:  # pyroute2 creates it in a child process and re-raises what failed there
-            raise SetupError(f"cannot create namespace {client.name}: {_why(e)}") from None
-        self._made.append(_Made("netns", client.name, _identity(path)))
+        with defer_interrupts():  # made and recorded, or neither
+            try:
+                netns.create(client.name)  # the mount point is opened O_EXCL: an existing namespace fails here
+            except FileExistsError:
+                raise SetupError(f"cannot create namespace {client.name}: it appeared while the lab was set up") from None
+            except Exception as e:  # pyroute2 creates it in a child process and re-raises what failed there
+                raise SetupError(f"cannot create namespace {client.name}: {_why(e)}") from None
+            self._made.append(_Made("netns", client.name, _identity(path)))
         # The peer is created straight inside the client's namespace (IFLA_NET_NS_FD on the peer),
         # so its name cannot clash with a link in simstack's namespace.
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
 from simstack.protocols.addresses import AddressError, check_stack_addresses, ip_to_bytes, mac_to_bytes, parse_interface
 from simstack.protocols.stack import Stack, StackConfig
@@ -35,7 +35,7 @@ from .lab import Lab, LabPlan, plan_lab
 from .livehost import LiveHost
 from .netlink import Link, Netlink
 from .ping import Pinger, PingError
-from .signals import STOP_SIGNALS, Caught, interrupt_once
+from .signals import STOP_SIGNALS, Caught, defer_interrupts, interrupt_once, signal_name
 
 log = logging.getLogger("simstack.live")
 T = TypeVar("T")
@@ -201,7 +201,7 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
     p = plan(opts)
     name = opts.ifname
     started = time.monotonic()
-    with contextlib.ExitStack() as undo:
+    with _Undo() as undo:
         frames = FrameLog(_open_pcap(opts.pcap), out if opts.verbose else None, started)
         undo.callback(frames.close)
         nl = undo.enter_context(Netlink())
@@ -214,9 +214,10 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
             if why:
                 raise SetupError(why)
         created = before is None
-        tap = Tap.attach(name)
+        with defer_interrupts():  # attached and its undo registered, or neither
+            tap = Tap.attach(name)
+            undo.callback(_release, nl, tap, created)
         log.info("%s %s", "created" if created else "attached to", name)
-        undo.callback(_release, nl, tap, created)
         link = nl.link(name)
         if link is None:
             raise SetupError(f"{name} vanished right after it was attached")
@@ -249,6 +250,14 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         for service in services:
             undo.callback(service.stop)
         yield Session(opts, p, stack, driver, host, link, created, started, recorder, lab, guard)
+
+
+class _Undo(contextlib.ExitStack):
+    """The session's undo callbacks, run to the end even when a stop signal comes while they run."""
+
+    def __exit__(self, *exc: Any) -> bool:
+        with defer_interrupts(unwinding=exc[0] is not None):
+            return bool(super().__exit__(*exc))
 
 
 def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
@@ -308,7 +317,7 @@ def _run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
     if stopped is not None or opts.verbose or driver.error is not None:
         if stopped == signal.SIGINT:
             print(file=out)  # end the line the terminal's "^C" echo started
-        why = f" by {signal.Signals(stopped).name}" if stopped is not None else ""
+        why = f" by {signal_name(stopped)}" if stopped is not None else ""
         gone = f"; removed {name}" if created and driver.error is None else ""
         if session.lab is not None:
             gone += f"{' and' if gone else '; removed'} lab {session.lab.plan.name}"
