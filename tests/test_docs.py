@@ -364,3 +364,32 @@ def test_an_empty_layer_is_still_a_layer() -> None:
         assert compare(wanted, decode_frame(bytes(frames[what]))) == [], f"expect: {{icmp: {{}}}} does not match {what}"
     for what in misses:
         assert compare(wanted, decode_frame(bytes(frames[what]))) != [], f"expect: {{icmp: {{}}}} matches {what}"
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+def test_the_bounds_on_the_page_are_the_loaders() -> None:
+    """Each stack.arp and stack.reassembly row gives its range, and the limits the page states are the loader's."""
+    from simstack.engine.scenario.loader import (
+        ARP_RANGES,
+        MAX_FILE_BYTES,
+        MAX_INT_DIGITS,
+        MAX_NODES,
+        MAX_SECONDS,
+        REASSEMBLY_RANGES,
+    )
+
+    section = _section("The file")
+    for prefix, config_class, ranges in (("arp", ArpConfig, ARP_RANGES), ("reassembly", ReassemblyConfig,
+                                                                          REASSEMBLY_RANGES)):
+        assert set(ranges) == {f.name for f in dataclasses.fields(config_class)}, f"{prefix}: a setting without a range"
+        for name, (lo, hi) in ranges.items():
+            meaning = _row(f"{prefix}.{name}", section)[2]
+            assert meaning.endswith(f"; from {_plain(lo)} to {_plain(hi)}"), f"{prefix}.{name}: {lo}..{hi}: {meaning}"
+    text = " ".join(section.split())
+    assert f"{MAX_SECONDS:,.0f} s for a time" in text
+    assert f"at most {MAX_INT_DIGITS} characters" in text
+    assert f"regular file of at most {MAX_FILE_BYTES >> 20} MiB" in text
+    assert MAX_NODES == 10_000_000 and "past ten million values" in text

@@ -117,3 +117,13 @@ def test_a_good_record_path_is_left_as_it_was(tmp_path: Path) -> None:
     old.write_text("kept\n")
     plan(LiveOptions("tap0", record=str(old)))
     assert old.read_text() == "kept\n"
+
+
+def test_the_bounds_in_docs_live_are_the_codes() -> None:
+    from conftest import ROOT
+
+    from simstack.engine.live.session import MAX_SECONDS
+
+    text = " ".join((ROOT / "docs" / "live.md").read_text().split())
+    assert f"`-i` and `-W` finite numbers of seconds from 0 to {MAX_SECONDS:g}" in text
+    assert f"`--lab-clients` 1 to {MAX_CLIENTS}" in text
