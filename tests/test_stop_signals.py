@@ -102,3 +102,36 @@ def test_an_error_inside_defer_interrupts_goes_on_and_the_interrupt_is_dropped()
             print("cleanup ran")
     """)
     assert (r.returncode, r.stdout, r.stderr) == (0, "setup failed SIGUSR1\ncleanup ran\n", "")
+
+
+def test_defer_interrupts_in_another_thread_neither_holds_nor_raises() -> None:
+    """A session opened in a background thread must not delay the main thread's interrupt, nor receive it."""
+    r = _python("""
+        import os, signal, threading
+        from simstack.engine.live.signals import defer_interrupts, interrupt_once
+        inside, release, seen = threading.Event(), threading.Event(), []
+
+        def background():
+            try:
+                with defer_interrupts():
+                    inside.set()
+                    release.wait(10)
+            except BaseException as e:
+                seen.append(type(e).__name__)
+
+        t = threading.Thread(target=background)
+        t.start()
+        inside.wait(10)
+        try:
+            with interrupt_once():
+                os.kill(os.getpid(), signal.SIGHUP)
+                for _ in range(1000):
+                    pass
+                print("not interrupted")
+        except KeyboardInterrupt:
+            print("interrupted")
+        release.set()
+        t.join(10)
+        print(seen)
+    """)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "interrupted\n[]\n", "")

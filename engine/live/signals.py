@@ -70,13 +70,18 @@ class defer_interrupts(contextlib.AbstractContextManager[None]):
 
     def __init__(self, unwinding: bool = False) -> None:
         self.unwinding = unwinding
+        # Handlers run in the main thread only; another thread's block must neither hold nor raise its interrupt.
+        self.main = threading.current_thread() is threading.main_thread()
 
     def __enter__(self) -> None:
         global _defer_depth
-        _defer_depth += 1
+        if self.main:
+            _defer_depth += 1
 
     def __exit__(self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None) -> None:
         global _defer_depth, _deferred
+        if not self.main:
+            return
         _defer_depth -= 1
         if _defer_depth == 0 and _deferred:
             _deferred = False
