@@ -255,9 +255,8 @@ class _Checker:
             raise self.fail(m.key_lines[key], f"{key} must be an integer from {lo} to {hi}, got {value!r}")
         return value
 
-    def number(self, m: LineDict, key: str, lo: float = 0.0, hi: float = 0.0) -> float:
-        """A finite number from ``lo`` to ``hi`` (MAX_SECONDS when 0): NaN or infinity would never end a wait."""
-        hi = hi or MAX_SECONDS
+    def number(self, m: LineDict, key: str, lo: float = 0.0, hi: float = MAX_SECONDS) -> float:
+        """A finite number from ``lo`` to ``hi``: a NaN or infinite deadline would never end a wait."""
         value = m[key]
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.fail(m.key_lines[key], f"{key} must be a number from {lo:g} to {hi:g}, got {value!r}")
