@@ -552,11 +552,11 @@ def _fragment(chk: _Checker, m: LineDict, frame: bytes) -> list[bytes]:
         raise chk.fail(line, f"fragment size must be a positive multiple of 8, got {size!r}")
     try:
         eth = ethernet.parse(frame)
+        if eth.ethertype != ethernet.TYPE_IPV4:
+            raise chk.fail(line, f"only a valid IPv4 datagram can be fragmented (ethertype {eth.ethertype:#06x})")
         whole = ipv4.parse(eth.payload)
     except Malformed as e:
         raise chk.fail(line, f"only a valid IPv4 datagram can be fragmented ({e})") from None
-    if eth.ethertype != ethernet.TYPE_IPV4:
-        raise chk.fail(line, f"only a valid IPv4 datagram can be fragmented (ethertype {eth.ethertype:#06x})")
     pieces = [
         ethernet.emit(ethernet.Ethernet(eth.dst, eth.src, eth.ethertype, ipv4.emit(p), eth.vlan), pad=False)
         for p in fragment(whole, whole.header_len + size)
