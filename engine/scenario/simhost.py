@@ -67,6 +67,8 @@ class SimHost(SocketHost):
         return True
 
     def _dispatch(self) -> None:
+        if not self.stack.ready:
+            return
         rounds = 0
         while self.dispatch_ready():
             rounds += 64
@@ -119,6 +121,8 @@ class NetHost(SocketHost):
         return True
 
     def _dispatch(self) -> None:
+        if not self.stack.ready:
+            return
         rounds = 0
         while self.dispatch_ready():
             rounds += 64
