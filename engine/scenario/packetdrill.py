@@ -17,7 +17,9 @@ import argparse
 import sys
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_DOWN, Decimal
+from ipaddress import ip_interface
 from pathlib import Path
+from typing import Any
 
 from .packetdrill_ast import (
     ANY,
@@ -75,7 +77,73 @@ IP_ECN = ("noecn", "ect0", "ect1", "ce", "ect01")
 ENCAPSULATIONS = ("ipv4", "ipv6", "gre", "GREv0", "mpls")
 # Options that need a value, and how it reads; the rest are kept as written.
 _INT_OPTIONS = ("tolerance_usecs", "mss", "mtu", "bind_port", "connect_port")
+# Every option either packetdrill knows (google's and NPLab's config.c), by whether it takes a value.
+OPTIONS_WITH_VALUE = frozenset(
+    "ip_version bind_port code_command code_format code_sockopt connect_port remote_ip local_ip local_linklocal_ip"  # noqa: SIM905
+    " gateway_ip gateway_linklocal_ip netmask_ip speed mss mtu init_scripts tolerance_usecs tolerance_percent"
+    " wire_server_ip wire_server_at wire_server_port wire_client_dev wire_server_dev so_filename so_flags"
+    " tcp_ts_tick_usecs non_fatal psp_udp_port define tcp_md5_secret udp_encapsulation tun_dev".split()
+)
+OPTIONS_WITHOUT_VALUE = frozenset(
+    "wire_client wire_server tcp_ts_ecr_scaled strict_segments dry_run is_anyip send_omit_free debug verbose"  # noqa: SIM905
+    " persistent_tun_dev no_cleanup".split()
+)
 IP_VERSIONS = ("ipv4", "ipv6", "ipv4-mapped-ipv6")
+MAX_TCP_OPTION_BYTES = 40  # RFC 9293 3.1: data offset counts 4-byte words up to 60, 20 for the header
+
+# ICMP names as packetdrill's icmp_packet.c spells them: type -> (number, {code -> number}).
+ICMPV4_TYPES: dict[str, tuple[int, dict[str, int]]] = {
+    "echo_reply": (0, {}),
+    "unreachable": (  # RFC 792, RFC 1122 3.2.2.1, RFC 1812 5.2.7.1
+        3,
+        {
+            name: code
+            for code, name in enumerate(
+                (
+                    "net_unreachable",
+                    "host_unreachable",
+                    "protocol_unreachable",
+                    "port_unreachable",
+                    "frag_needed",
+                    "source_route_failed",
+                    "net_unknown",
+                    "host_unknown",
+                    "source_host_isolated",
+                    "net_prohibited",
+                    "host_prohibited",
+                    "net_unreachable_for_tos",
+                    "host_unreachable_for_tos",
+                    "packet_filtered",
+                    "precedence_violation",
+                    "precedence_cutoff",
+                )
+            )
+        },
+    ),
+    "source_quench": (4, {}),
+    "redirect": (5, {}),
+    "echo_request": (8, {}),
+    "time_exceeded": (11, {"ttl_exceeded_in_transit": 0, "frag_reass_exceeded": 1}),
+    "parameter_problem": (12, {}),
+    "timestamp_request": (13, {}),
+    "timestamp_reply": (14, {}),
+    "information_request": (15, {}),
+    "information_reply": (16, {}),
+    "address_mask_request": (17, {}),
+    "address_mask_reply": (18, {}),
+}
+ICMPV6_TYPES: dict[str, tuple[int, dict[str, int]]] = {  # RFC 4443
+    "unreachable": (
+        1,
+        {"no_route": 0, "admin_prohibited": 1, "not_neighbour": 2, "address_unreachable": 3, "port_unreachable": 4},
+    ),
+    "packet_too_big": (2, {}),
+    "time_exceeded": (3, {"exceeded_hop_limit": 0, "exceeded_frag_time": 1}),
+    "parameter_problem": (4, {"header_field": 0, "unknown_next_header": 1, "unknown_option": 2}),
+    "echo_request": (128, {}),
+    "echo_reply": (129, {}),
+    "router_advertisement": (134, {}),
+}
 
 
 def parse(text: str, path: str = "<script>", defines: Defines = DEFAULT_DEFINES) -> Script:
@@ -88,6 +156,40 @@ def load(path: str | Path, defines: Defines = DEFAULT_DEFINES) -> Script:
     except (OSError, UnicodeDecodeError) as e:
         raise PacketdrillError(str(path), 0, f"cannot read: {e}") from None
     return parse(text, str(path), defines)
+
+
+def _numbered(prefix: str, name: str) -> int | None:
+    """tcpdump's ``type_3``/``code_4`` for a number with no name."""
+    if name.startswith(prefix) and name[len(prefix) :].isdigit() and int(name[len(prefix) :]) <= U8:
+        return int(name[len(prefix) :])
+    return None
+
+
+def _option_bytes(option: TcpOption) -> int:
+    """How many bytes an option takes on the wire (RFC 9293 3.2, RFC 7323, RFC 2018, RFC 2385, RFC 7413)."""
+    if isinstance(option, Nop | Eol):
+        return 1
+    if isinstance(option, SackOk):
+        return 2
+    if isinstance(option, WScale):
+        return 3
+    if isinstance(option, Mss):
+        return 4
+    if isinstance(option, Timestamp):
+        return 10
+    if isinstance(option, Sack):
+        return 2 + 8 * len(option.blocks)
+    if isinstance(option, Md5):
+        return 18 if option.key is None else 2 + len(option.key) // 2
+    if isinstance(option, FastOpen):
+        return (4 if option.experimental else 2) + len(option.cookie) // 2
+    if isinstance(option, GenericOption):
+        return 2 + len(option.data) // 2
+    return len(option.hex) // 2
+
+
+def _is_hex(s: str) -> bool:
+    return len(s) % 2 == 0 and all(c in "0123456789abcdefABCDEF" for c in s)
 
 
 def _describe(tok: Token) -> str:
@@ -110,6 +212,7 @@ class _Parser:
         self.i = 0
         self.path = path
         self.text = text
+        self.ip_version = "ipv4"
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -171,6 +274,7 @@ class _Parser:
             tok = self.next()
             options.append(Option(tok.text, tok.value, tok.line))
         config = self.config(options)
+        self.ip_version = config.ip_version
         init = None
         if self.at("command"):
             tok = self.next()
@@ -191,30 +295,45 @@ class _Parser:
         return Script(self.path, tuple(options), config, tuple(events), init, cleanup)
 
     def config(self, options: list[Option]) -> Config:
-        values: dict[str, object] = {}
+        """Options over the harness defaults; the ones with no Config field go to ``extra`` as written."""
+        values: dict[str, Any] = {}
         extra: dict[str, str | None] = {}
         for opt in options:
-            if opt.name in (*_INT_OPTIONS, "ip_version", "local_ip", "remote_ip", "tolerance_percent"):
-                if not opt.value:
-                    raise PacketdrillError(self.path, opt.line, f"--{opt.name} needs a value")
-                if opt.name in _INT_OPTIONS:
-                    if not opt.value.isdigit() or int(opt.value) <= 0:
-                        raise PacketdrillError(self.path, opt.line, f"bad --{opt.name}: {opt.value}")
-                    values[opt.name] = int(opt.value)
-                elif opt.name == "tolerance_percent":
-                    try:
-                        values[opt.name] = float(opt.value)
-                    except ValueError:
-                        raise PacketdrillError(self.path, opt.line, f"bad --{opt.name}: {opt.value}") from None
-                elif opt.name == "ip_version" and opt.value not in IP_VERSIONS:
-                    raise PacketdrillError(
-                        self.path, opt.line, f"bad --ip_version: {opt.value} (one of {', '.join(IP_VERSIONS)})"
-                    )
-                else:
-                    values[opt.name] = opt.value
+            name, value = opt.name, opt.value
+
+            def bad(why: str, line: int = opt.line) -> PacketdrillError:
+                return PacketdrillError(self.path, line, why)
+
+            if name in OPTIONS_WITHOUT_VALUE:
+                if value is not None:
+                    raise bad(f"--{name} takes no value")
+                extra[name] = None
+            elif name not in OPTIONS_WITH_VALUE:
+                raise bad(f"unknown option --{name}")
+            elif not value:
+                raise bad(f"--{name} needs a value")
+            elif name in _INT_OPTIONS:
+                if not value.isdigit() or int(value) <= 0 or (name.endswith("_port") and int(value) > U16):
+                    raise bad(f"bad --{name}: {value}")
+                values[name] = int(value)
+            elif name == "tolerance_percent":
+                try:
+                    values[name] = float(value)
+                except ValueError:
+                    raise bad(f"bad --{name}: {value}") from None
+            elif name == "ip_version":
+                if value not in IP_VERSIONS:
+                    raise bad(f"bad --ip_version: {value} (one of {', '.join(IP_VERSIONS)})")
+                values[name] = value
+            elif name in ("local_ip", "remote_ip"):
+                try:
+                    ip_interface(value)
+                except ValueError:
+                    raise bad(f"bad --{name}: {value}") from None
+                values[name] = value
             else:
-                extra[opt.name] = opt.value
-        return Config(extra=extra, **values)  # type: ignore[arg-type]
+                extra[name] = value
+        return Config(extra=extra, **values)
 
     # -- events -------------------------------------------------------------------------
 
@@ -369,11 +488,14 @@ class _Parser:
         parts = []
         if self.at("word"):
             parts.append(self.next().text)
-        if self.at("."):
-            parts.append(self.next().text)
-            if self.at("word"):  # NPLab: letters after the ack dot
+        if self.at("float") and not self.peek().text.startswith("-"):
+            parts.append(self.next().text)  # AccECN's ACE counter after the dot: S.5, .3
+        elif parts:
+            if self.at("."):
                 parts.append(self.next().text)
-        elif self.at("float") and not self.peek().text.startswith("-"):  # AccECN's ACE counter: S.5, .3
+            if self.at("word"):
+                parts.append(self.next().text)  # NPLab: more letters, after the dot or not
+        elif self.at("."):
             parts.append(self.next().text)
         if not parts:
             raise self.expected("TCP flags (S, S., ., P., F., R, R., -, ...) or udp/icmp")
@@ -427,13 +549,19 @@ class _Parser:
         while True:
             options.append(self.tcp_option())
             if self.accept(">"):
-                return tuple(options)
+                break
             if not self.accept(","):
                 raise self.expected("',' or '>' in the TCP option list")
+        size = sum(map(_option_bytes, options))
+        if size > MAX_TCP_OPTION_BYTES:
+            raise self.error(lt, f"TCP option list too long: {size} bytes, at most {MAX_TCP_OPTION_BYTES}")
+        if size % 4:  # RFC 9293 3.1: the header ends on a 32-bit boundary; scripts pad with nop/eol themselves
+            raise self.error(lt, f"TCP options are not padded to a multiple of 4 bytes: {size % 4} excess bytes")
+        return tuple(options)
 
     def tcp_option(self) -> TcpOption:
         tok = self.peek()
-        if tok.kind == "int" and self.peek(1).kind == ">":
+        if tok.kind == "int" and self.peek(1).kind == ">" and _is_hex(tok.text):
             self.next()
             return RawOptions(tok.text)
         if tok.kind != "word":
@@ -468,17 +596,24 @@ class _Parser:
         if name == "md5":
             if self.accept("word", "valid"):
                 return Md5(None)
-            return Md5(self.blob("an MD5 signature"))
+            digest = self.blob("an MD5 digest")
+            if not _is_hex(digest) or len(digest) > 32:
+                raise self.error(tok, f"TCP MD5 digest {digest!r} is not a hex string of at most 16 bytes")
+            return Md5(digest)
         if name in ("FO", "FOEXP"):
             cookie = "" if self.at(",") or self.at(">") else self.blob("a Fast Open cookie")
+            if not _is_hex(cookie):
+                raise self.error(tok, f"TCP fast open cookie {cookie!r} is not a valid hex string")
             return FastOpen(cookie, experimental=name == "FOEXP")
         if name.startswith("gen-"):
             kind = int(name[4:])
             if kind > U8:
                 raise self.error(tok, f"TCP option kind out of range: {kind}")
             data = "" if self.at(",") or self.at(">") else self.blob("option data")
+            if not _is_hex(data):
+                raise self.error(tok, f"TCP option data {data!r} is not a valid hex string")
             return GenericOption(kind, data)
-        if self.at(">") and all(c in "0123456789abcdefABCDEF" for c in name):
+        if self.at(">") and _is_hex(name):
             return RawOptions(name)
         raise self.error(tok, f"unknown TCP option {_describe(tok)}")
 
@@ -490,17 +625,42 @@ class _Parser:
     def icmp(self, direction: Direction, ip: IpInfo | None) -> IcmpPacket:
         if not self.at("word"):
             raise self.expected("an ICMP type (unreachable, time_exceeded, ...)")
-        type_ = self.next().text
-        code = None
+        type_tok = self.next()
+        code_tok = None
         if self.at("word") and not self.at_word("mtu", "id"):
-            code = self.next().text
-        mtu = self.integer("mtu", U16) if self.accept("word", "mtu") else None
+            code_tok = self.next()
+        type_value, code_value = self.icmp_numbers(type_tok, code_tok)
+        mtu = None
+        if self.accept("word", "mtu"):
+            mtu_tok = self.peek()
+            mtu = self.integer("ICMP MTU", U32 if self.ip_version == "ipv6" else U16)
+            if self.ip_version != "ipv6" and (type_value, code_value) != (3, 4):
+                raise self.error(mtu_tok, "ICMPv4 MTU is only valid for unreachable frag_needed")
         echo_id = self.integer("ICMP echo id", U16) if self.accept("word", "id") else None
         quote = None
         if self.accept("["):
             quote = self.icmp_quote()
             self.expect("]", "']' to close the quoted packet")
-        return IcmpPacket(direction, type_, code, mtu, echo_id, quote, ip)
+        code = code_tok.text if code_tok else None
+        return IcmpPacket(direction, type_tok.text, code, mtu, echo_id, quote, ip, type_value, code_value)
+
+    def icmp_numbers(self, type_tok: Token, code_tok: Token | None) -> tuple[int, int]:
+        table = ICMPV6_TYPES if self.ip_version == "ipv6" else ICMPV4_TYPES
+        version = "ICMPv6" if self.ip_version == "ipv6" else "ICMPv4"
+        codes: dict[str, int] = {}
+        if type_tok.text in table:
+            type_value, codes = table[type_tok.text]
+        elif (n := _numbered("type_", type_tok.text)) is not None:
+            type_value = n
+        else:
+            raise self.error(type_tok, f"bad ICMP type {type_tok.text!r} for {version}")
+        if code_tok is None:
+            return type_value, 0
+        if code_tok.text in codes:
+            return type_value, codes[code_tok.text]
+        if (n := _numbered("code_", code_tok.text)) is not None:
+            return type_value, n
+        raise self.error(code_tok, f"bad ICMP code {code_tok.text!r} for {version} {type_tok.text}")
 
     def icmp_quote(self) -> IcmpQuote:
         for protocol in ("udp", "raw", "sctp"):
@@ -527,7 +687,7 @@ class _Parser:
         if not self.at("="):
             raise self.expected(f"'=' and the result of {name.text}()")
         self.next()
-        result = self.expr()
+        result = self.expr(result=True)
         errno = note = None
         if self.at("word"):
             errno = self.next().text
@@ -557,13 +717,14 @@ class _Parser:
             if not self.accept(","):
                 raise self.expected(f"',' or {close!r}")
 
-    def expr(self) -> Expr:
-        left = self.primary()
+    def expr(self, result: bool = False) -> Expr:
+        """An argument, or with ``result`` a syscall's result: there ``= EINPROGRESS (...)`` is a word and a note, not a call."""
+        left = self.primary(result)
         while self.accept("|"):
-            left = BitOr(left, self.primary())
+            left = BitOr(left, self.primary(result))
         return left
 
-    def primary(self) -> Expr:
+    def primary(self, result: bool = False) -> Expr:
         tok = self.peek()
         if tok.kind == "ellipsis":
             self.next()
@@ -588,6 +749,8 @@ class _Parser:
         if tok.kind == "word":
             self.next()
             target: Expr = Word(tok.text)
+            if result:
+                return target
             if self.accept("("):
                 target = Call(tok.text, self.expr_list(")"))
             if self.accept("="):

@@ -216,7 +216,12 @@ class IcmpQuote:
 
 @dataclass(frozen=True)
 class IcmpPacket:
-    """``< icmp unreachable port_unreachable [0:0(0)]``, ``< icmp unreachable frag_needed mtu 1300 [...]``."""
+    """``< icmp unreachable port_unreachable [0:0(0)]``, ``< icmp unreachable frag_needed mtu 1300 [...]``.
+
+    ``type``/``code`` are the names as written; ``type_value``/``code_value`` the
+    numbers they stand for in the script's IP version (ICMPv6's for ipv6), as
+    packetdrill's tables give them; ``type_N``/``code_N`` are numbers spelled out.
+    """
 
     direction: Direction
     type: str
@@ -225,6 +230,8 @@ class IcmpPacket:
     echo_id: int | None = None
     quote: IcmpQuote | None = None
     ip: IpInfo | None = None
+    type_value: int = 0
+    code_value: int = 0
 
 
 Packet = TcpPacket | UdpPacket | IcmpPacket
