@@ -14,6 +14,7 @@ what a collection of scripts uses (packetdrill_census.py).
 """
 
 import argparse
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from decimal import ROUND_DOWN, Decimal
@@ -89,6 +90,7 @@ OPTIONS_WITHOUT_VALUE = frozenset(
     " persistent_tun_dev no_cleanup".split()
 )
 IP_VERSIONS = ("ipv4", "ipv6", "ipv4-mapped-ipv6")
+_ERRNO = re.compile(r"E[A-Z0-9]+")  # EINPROGRESS; a word that is not one starts a line that lacks its time
 MAX_TCP_OPTION_BYTES = 40  # RFC 9293 3.1: data offset counts 4-byte words up to 60, 20 for the header
 
 # ICMP names as packetdrill's icmp_packet.c spells them: type -> (number, {code -> number}).
@@ -438,6 +440,9 @@ class _Parser:
         options: tuple[TcpOption, ...] | Wildcard = ()
         if self.at("<"):
             options = self.tcp_options(direction)
+        if self.at_word("ack", "win", "urg") or self.at("<"):
+            shape = "a TCP segment is flags start:end(length) [ack N] [win N] [urg N] [<options>]"
+            raise self.error(self.peek(), f"{_describe(self.peek())} out of place: {shape}")
         return TcpPacket(direction, flags, seq, ack, win, urg, options, ip, src, dst, self.encap())
 
     def ip_info(self, direction: Direction) -> IpInfo | None:
@@ -689,7 +694,7 @@ class _Parser:
         self.next()
         result = self.expr(result=True)
         errno = note = None
-        if self.at("word"):
+        if self.at("word") and _ERRNO.fullmatch(self.peek().text):
             errno = self.next().text
         if self.at("("):
             note = self.note()
