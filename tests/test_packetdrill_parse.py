@@ -670,6 +670,15 @@ def test_broken_scripts(text: str, message: str) -> None:
     assert f"{e.value.path}:{e.value.line}: {e.value.message}" == message
 
 
+@pytest.mark.parametrize("nest", ["[{", "x=", "f("])
+def test_deep_nesting_is_an_error_not_a_crash(nest: str) -> None:
+    with pytest.raises(PacketdrillError, match=r"^t\.pkt:1: expression nested more than 64 deep$"):
+        parse(f"0 f({nest * 2000}) = 0", "t.pkt")
+    assert parse(
+        f"0 f({nest * 20}1{''.join({'[': ']', '{': '}', '(': ')'}.get(c, '') for c in reversed(nest * 20))}) = 0", "t.pkt"
+    )
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(PacketdrillError) as e:
         load(tmp_path / "missing.pkt")
@@ -734,6 +743,50 @@ def segments(draw: st.DrawFn) -> tuple[TcpPacket, str]:
 def test_segments_read_back(segment: tuple[TcpPacket, str], time: str) -> None:
     packet, text = segment
     assert action(f"{time} {text}") == packet
+
+
+# -- never a traceback ----------------------------------------------------------------
+
+_CHARS = [*'0123456789.+-*~<>:()[]{},=|!/`"%#_ \n\tSFRPEWx', "²", "é", "\r\n"]
+_TOKENS = [
+    "...",
+    "<...>",
+    "ack 1",
+    "win 9",
+    "sack 1:2",
+    "mss 1460",
+    "TS val 1 ecr 2",
+    "FO",
+    "0:0(0)",
+    "icmp unreachable",
+    "udp (1)",
+]
+_LINES = ["#ifdef A\n", "#ifndef A\n", "#else\n", "#endif\n", "// c\n", "/*", "*/", "%{", "}%", "--mss=", "--define=A"]
+_PIECES = st.sampled_from([*_CHARS, *_TOKENS, *_LINES, "close(3) = 0", "= -1 EAGAIN (x)"])
+
+
+def _reads_or_fails_cleanly(text: str) -> None:
+    try:
+        parse(text, "f.pkt")
+    except PacketdrillError as e:
+        assert str(e).startswith("f.pkt:") and e.line >= 1, e
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(_PIECES, max_size=40).map("".join))
+def test_any_text_reads_or_fails_with_path_and_line(text: str) -> None:
+    _reads_or_fails_cleanly(text)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.data())
+def test_damaged_scripts_read_or_fail_with_path_and_line(data: st.DataObject) -> None:
+    text = data.draw(st.sampled_from([CENSUS_A, CENSUS_B, NESTED, *(t for t, _ in PACKETS[-12:]), *(t for t, _ in SYSCALLS)]))
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(text)))
+        j = data.draw(st.integers(i, min(len(text), i + 3)))
+        text = text[:i] + data.draw(st.sampled_from(["", *"0.:(),<>[]{}=-+`#/*~!\n"])) + text[j:]
+    _reads_or_fails_cleanly(text)
 
 
 # -- the census -----------------------------------------------------------------------

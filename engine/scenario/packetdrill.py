@@ -90,7 +90,9 @@ OPTIONS_WITHOUT_VALUE = frozenset(
     " persistent_tun_dev no_cleanup".split()
 )
 IP_VERSIONS = ("ipv4", "ipv6", "ipv4-mapped-ipv6")
+_DIGITS = re.compile(r"[0-9]+")
 _ERRNO = re.compile(r"E[A-Z0-9]+")  # EINPROGRESS; a word that is not one starts a line that lacks its time
+MAX_NESTING = 64  # expressions inside expressions: far beyond any script, well short of Python's recursion limit
 MAX_TCP_OPTION_BYTES = 40  # RFC 9293 3.1: data offset counts 4-byte words up to 60, 20 for the header
 
 # ICMP names as packetdrill's icmp_packet.c spells them: type -> (number, {code -> number}).
@@ -162,7 +164,7 @@ def load(path: str | Path, defines: Defines = DEFAULT_DEFINES) -> Script:
 
 def _numbered(prefix: str, name: str) -> int | None:
     """tcpdump's ``type_3``/``code_4`` for a number with no name."""
-    if name.startswith(prefix) and name[len(prefix) :].isdigit() and int(name[len(prefix) :]) <= U8:
+    if name.startswith(prefix) and _DIGITS.fullmatch(name[len(prefix) :]) and int(name[len(prefix) :]) <= U8:
         return int(name[len(prefix) :])
     return None
 
@@ -215,6 +217,7 @@ class _Parser:
         self.path = path
         self.text = text
         self.ip_version = "ipv4"
+        self.depth = 0
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -315,7 +318,7 @@ class _Parser:
             elif not value:
                 raise bad(f"--{name} needs a value")
             elif name in _INT_OPTIONS:
-                if not value.isdigit() or int(value) <= 0 or (name.endswith("_port") and int(value) > U16):
+                if not _DIGITS.fullmatch(value) or int(value) <= 0 or (name.endswith("_port") and int(value) > U16):
                     raise bad(f"bad --{name}: {value}")
                 values[name] = int(value)
             elif name == "tolerance_percent":
@@ -724,9 +727,13 @@ class _Parser:
 
     def expr(self, result: bool = False) -> Expr:
         """An argument, or with ``result`` a syscall's result: there ``= EINPROGRESS (...)`` is a word and a note, not a call."""
+        self.depth += 1
+        if self.depth > MAX_NESTING:
+            raise self.error(self.peek(), f"expression nested more than {MAX_NESTING} deep")
         left = self.primary(result)
         while self.accept("|"):
             left = BitOr(left, self.primary(result))
+        self.depth -= 1
         return left
 
     def primary(self, result: bool = False) -> Expr:

@@ -39,21 +39,22 @@ DIRECTIVES = ("ifdef", "ifndef", "else", "endif")
 # cpp directives packetdrill has no use for: an error rather than a silently ignored line.
 UNSUPPORTED_DIRECTIVES = ("if", "elif", "define", "undef", "include", "error", "warning", "pragma", "line")
 
+# ASCII only, as flex's classes are: a Unicode digit or letter is punctuation here, and a syntax error later.
 _BLANK = re.compile(r"[ \t\r\f\v]+")
-_DIRECTIVE = re.compile(r"#([A-Za-z_]\w*)?[ \t]*(.*)")
-_NAME = re.compile(r"[A-Za-z_]\w*")
-_IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+")
-_FLOAT = re.compile(r"-?\d*\.\d+")
-_INT = re.compile(r"-?\d+")
+_DIRECTIVE = re.compile(r"#([A-Za-z_]\w*)?[ \t]*(.*)", re.ASCII)
+_NAME = re.compile(r"[A-Za-z_]\w*", re.ASCII)
+_IPV4 = re.compile(r"\d+\.\d+\.\d+\.\d+", re.ASCII)
+_FLOAT = re.compile(r"-?\d*\.\d+", re.ASCII)
+_INT = re.compile(r"-?\d+", re.ASCII)
 _HEX = re.compile(r"0x[0-9a-fA-F]+")
-_WORD = re.compile(r"gen-\d+|\w+")  # NPLab's generic TCP option gen-N is one word
+_WORD = re.compile(r"gen-\d+|\w+", re.ASCII)  # NPLab's generic TCP option gen-N is one word
+_NUMBER_OR_WORD = re.compile(r"\w|-\.?\d|\.\d", re.ASCII)
 _STRING = re.compile(r'"(?:\\.|[^"\\])*"', re.DOTALL)
 _COMMAND = re.compile(r"`(?:\\.|[^`\\])*`", re.DOTALL)
-_OPTION_NAME = re.compile(r"--(\w+)")
+_OPTION_NAME = re.compile(r"--(\w+)", re.ASCII)
 _OPTION_VALUE = re.compile(r'"(?:\\.|[^"\\])*"|(?:[^\s/]|/(?![/*]))+')
 # Tie-break order of flex's rules, for candidates of equal length.
 _NUMERIC = (("float", _FLOAT), ("int", _INT), ("hex", _HEX), ("word", _WORD), ("ipv4", _IPV4))
-_WORDISH = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_")
 
 
 @dataclass
@@ -222,7 +223,7 @@ class Lexer:
         if c == "." and text.startswith("...", pos):
             self.pos = pos + 3
             return Token("ellipsis", "...", line, pos, pos + 3)
-        if c in _WORDISH or (c in "-." and (nxt.isdigit() or (c == "-" and nxt == "." and text[pos + 2 : pos + 3].isdigit()))):
+        if _NUMBER_OR_WORD.match(text, pos):
             kind, end = max(
                 ((k, m.end()) for k, rx in _NUMERIC if (m := rx.match(text, pos))),
                 key=lambda km: km[1],  # max() keeps the first of equal lengths: flex's rule order
