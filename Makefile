@@ -6,7 +6,7 @@ PYTHON ?= python3
 # Tools the live tests drive, and dot for `simstack graph`; installed with apt when missing (needs root).
 APT_TOOLS := iproute2 iputils-ping iputils-arping netcat-openbsd curl tshark tcpdump socat graphviz
 
-.PHONY: demo test lint typecheck pytest apt bench clean
+.PHONY: demo test lint typecheck pytest apt bench fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
@@ -34,6 +34,12 @@ pytest: $(BIN)/.installed apt
 	$(BIN)/pytest
 
 test: lint typecheck pytest
+
+# The Hypothesis tests random and long: `make test` runs them derandomized (tests/conftest.py).
+# FUZZ_EXAMPLES raises the least number of examples a test gets (default 5000).
+FUZZ_EXAMPLES ?= 5000
+fuzz: $(BIN)/.installed
+	SIMSTACK_HYPOTHESIS=fuzz SIMSTACK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m "not live" -p no:cacheprovider tests
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/replay_ping.py

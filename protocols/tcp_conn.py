@@ -481,6 +481,7 @@ class TcpConn:
                 # always true in order.
                 wnd = seg.window
                 self.snd_wnd = wnd
+                self.probes = 0  # an answer to a zero-window probe lands here too
                 self.snd_wl1 = seg.seq
                 self.snd_wl2 = ack
                 if wnd > self.max_snd_wnd:
@@ -1093,7 +1094,11 @@ class TcpConn:
             self._push(now, force=True)  # the SWS override timeout (3.8.6.2.1 (4))
             return
         self.probes += 1
-        if self.probes > self.layer.config.retries:
+        # RFC 1122 4.2.2.17: the window may stay closed indefinitely while the peer answers the probes
+        # (an answer resets ``probes``); an orphan, which nobody will ever read for, gives up after
+        # as many probes as the retry limit however they are answered (as Linux's tcp_orphan_retries).
+        cfg = self.layer.config
+        if self.probes > cfg.retries or (self.released and self.persist_backoff >= cfg.retries):
             self._fire(T.USER_TIMEOUT, None, now)
             return
         self.layer.counters.inc("tcp.persist_probe")

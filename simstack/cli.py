@@ -1,7 +1,7 @@
 """The ``simstack`` command: ``replay`` scenarios, or run ``live`` on a TAP device."""
 
 import argparse
-import logging
+import os
 import sys
 
 from simstack import __version__
@@ -83,18 +83,36 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                     help="give clients a default route via the stack (a host, not a router: it forwards nothing)")
 
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of stdout went away (``| head``), as for any filter
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Every command; whatever ends it early ends it with an exit status, not a traceback."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C before a command took the signal over, while modules load, say
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "replay":
-        from simstack.engine.scenario.replay import run_files
+        from simstack.engine.scenario.replay import OutputError, run_files
 
         try:
             return run_files(args.files, args.pcap, args.verbose)
-        except OSError as e:
-            print(f"simstack: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        except OutputError as e:
+            print(f"simstack: {e}", file=sys.stderr)
             return 2
     if args.command == "live":
-        return live(args)
+        code = live(args)
+        if code == EXIT_BROKEN_PIPE:
+            _quiet_stdout()
+        return code
     if args.command == "graph":
         from simstack import graph
 
@@ -107,7 +125,19 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit cannot fail again and print a traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no stdout to speak of: nothing will be flushed to it either
+        pass
+
+
 def live(args: argparse.Namespace) -> int:
+    import logging
+
     from simstack.engine.live.session import EXIT_SETUP, LiveOptions, run
     from simstack.engine.wire.errors import SetupError
 
@@ -126,4 +156,4 @@ def live(args: argparse.Namespace) -> int:
         print(f"simstack: {e}", file=sys.stderr)
         return EXIT_SETUP
     except KeyboardInterrupt:  # Ctrl-C before the loop took over the signal
-        return 130
+        return EXIT_INTERRUPTED

@@ -28,7 +28,7 @@ import yaml
 from conftest import ROOT
 
 from simstack.engine.api.services import SERVICES
-from simstack.engine.scenario.fields import LAYERS
+from simstack.engine.scenario.fields import KINDS, LAYERS, compare, decode_frame
 from simstack.engine.scenario.loader import (
     APP_OPS,
     ERROR_NAMES,
@@ -309,3 +309,106 @@ def test_tcp_verbose_output_is_real(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     out = io.StringIO()
     assert run_files(["tcp-server.yaml"], verbose=True, out=out) == 0
     assert f"$ simstack replay -v tcp-server.yaml\n{out.getvalue()}" in TEXT
+
+
+# -- statements in the prose ------------------------------------------------------------
+# A few sentences of the page make claims about the program that no example shows; the
+# tests below read the claim out of the sentence and hold it to the loader and the matcher.
+_PEER = 'hosts:\n  peer: {mac: "02:00:00:00:00:02", ip: 10.0.0.2}\n'
+
+
+def _paragraph(start: str) -> str:
+    """The paragraph of the page that begins with ``start``, its lines joined by spaces."""
+    at = TEXT.index(f"\n{start}") + 1
+    end = TEXT.find("\n\n", at)
+    return " ".join(TEXT[at:end].split())
+
+
+def _injected(inject: str) -> bytes:
+    scenario = loads(f"description: one frame\n{_PEER}steps:\n  - inject: {inject}\n", NAME)
+    return scenario.steps[0].frames[0]
+
+
+def _layer_of(name: str) -> str:
+    return next(layer for layer, table in KINDS.items() if name in table)
+
+
+def test_plus_is_relative_only_under_at() -> None:
+    text = _paragraph("**`+` is a relative time only under `at`.**")
+    at = loads(f"description: relative\n{_PEER}steps:\n  - at: +0.5\n    inject: {{arp: {{op: request}}}}\n", NAME)
+    assert "`at: +0.5` is half a second after the step before" in text
+    assert at.steps[0].relative and at.steps[0].at == 0.5
+    claims = re.findall(r"`(\w+): \+(\d+)` is `(\w+): (\d+)`", text)
+    assert len(claims) >= 2, text
+    for name, plus, same, plain in claims:
+        assert (name, plus) == (same, plain), f"the page pairs {name}: +{plus} with {same}: {plain}"
+        layer = _layer_of(name)
+        frame = _injected(f"{{{layer}: {{{name}: +{plus}}}}}")
+        assert frame == _injected(f"{{{layer}: {{{name}: {plain}}}}}"), f"{name}: +{plus} is not {name}: {plain}"
+        assert decode_frame(frame).fields[f"{layer}.{name}"] == int(plain)
+
+
+def test_an_empty_layer_is_still_a_layer() -> None:
+    text = _paragraph("**An empty layer is still a layer.**")
+    same = re.findall(r"`inject: (\{.*?\})` injects the same frame as `inject: (\{.*?\})`", text)
+    assert same, text
+    for short, long in same:
+        frame = _injected(short)
+        assert frame == _injected(long), f"inject: {short} and inject: {long} build different frames"
+        assert decode_frame(frame).fields["icmp.type"] == 8  # "an echo request"
+    claim = re.search(r"`expect: (\{icmp: \{\}\})` matches (.*?), any frame that carries an ICMP message, "
+                      r"but not (.*?)\.", text)
+    assert claim, text
+    # The frames the sentence names, built by scapy rather than by the fields under test.
+    from scapy.layers.inet import ICMP, IP, UDP
+    from scapy.layers.l2 import ARP, Ether
+
+    eth = Ether(dst="aa:bb:cc:dd:ee:ff", src="02:00:00:00:00:02")
+    frames = {
+        "an echo reply": eth / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(type=0, id=1, seq=1),
+        "a port unreachable": eth / IP(src="10.0.0.2", dst="10.0.0.1") / ICMP(type=3, code=3)
+        / IP(src="10.0.0.1", dst="10.0.0.2") / UDP(sport=1024, dport=9),
+        "an ARP reply": eth / ARP(op=2, hwsrc="02:00:00:00:00:02", psrc="10.0.0.2", hwdst="aa:bb:cc:dd:ee:ff",
+                                  pdst="10.0.0.1"),
+        "a UDP datagram": eth / IP(src="10.0.0.2", dst="10.0.0.1") / UDP(sport=1024, dport=7) / b"x",
+    }
+    scenario = loads(f"description: match\n{_PEER}steps:\n  - expect: {claim.group(1)}\n", NAME)
+    wanted = scenario.steps[0].expected
+    matches, misses = (re.split(r", | or ", words) for words in (claim.group(2), claim.group(3)))
+    assert set(matches) | set(misses) == set(frames), (matches, misses)
+    for what in matches:
+        assert compare(wanted, decode_frame(bytes(frames[what]))) == [], f"expect: {{icmp: {{}}}} does not match {what}"
+    for what in misses:
+        assert compare(wanted, decode_frame(bytes(frames[what]))) != [], f"expect: {{icmp: {{}}}} matches {what}"
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else f"{number:g}"
+
+
+def test_the_bounds_on_the_page_are_the_loaders() -> None:
+    """Each stack.arp and stack.reassembly row gives its range, and the limits the page states are the loader's."""
+    from simstack.engine.scenario.loader import (
+        ARP_RANGES,
+        MAX_FILE_BYTES,
+        MAX_INT_DIGITS,
+        MAX_NODES,
+        MAX_SECONDS,
+        REASSEMBLY_RANGES,
+        TCP_RANGES,
+    )
+
+    section = _section("The file")
+    tcp_settings = {f.name for f in dataclasses.fields(TcpConfig) if f.type not in (bool, "bool")}  # rfc5961: a switch
+    for prefix, config_class, ranges in (("arp", ArpConfig, ARP_RANGES), ("reassembly", ReassemblyConfig,
+                                                                          REASSEMBLY_RANGES), ("tcp", TcpConfig, TCP_RANGES)):
+        names = tcp_settings if prefix == "tcp" else {f.name for f in dataclasses.fields(config_class)}
+        assert set(ranges) == names, f"{prefix}: a setting without a range"
+        for name, (lo, hi) in ranges.items():
+            meaning = _row(f"{prefix}.{name}", section)[2]
+            assert meaning.endswith(f"; from {_plain(lo)} to {_plain(hi)}"), f"{prefix}.{name}: {lo}..{hi}: {meaning}"
+    text = " ".join(section.split())
+    assert f"{MAX_SECONDS:,.0f} s for a time" in text
+    assert f"at most {MAX_INT_DIGITS} characters" in text
+    assert f"regular file of at most {MAX_FILE_BYTES >> 20} MiB" in text
+    assert MAX_NODES == 10_000_000 and "past ten million values" in text

@@ -198,11 +198,10 @@ def test_hyphenated_states_keep_their_names(hyphenated: types.ModuleType, tmp_pa
     assert named == edges_of(HYPHENATED, hyphenated.TRANSITIONS)
 
 
-# -- TCP, once its table exists ---------------------------------------------------
+# -- TCP ---------------------------------------------------------------------------
 TCP_TABLE = "simstack.protocols.tcp_table"
 
 
-@pytest.mark.skipif(importlib.util.find_spec(TCP_TABLE) is None, reason=f"{TCP_TABLE} is not written yet")
 def test_tcp_svg_and_mermaid_show_all_eleven_states(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     require_tool("dot")
     table = importlib.import_module(TCP_TABLE)

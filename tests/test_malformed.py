@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scapy.layers.inet import ICMP, IP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
@@ -706,9 +706,22 @@ def total(delta: dict[str, int], counters: set[str]) -> int:
 
 
 def is_arp_reply_to_us(frame: bytes) -> bool:
-    """scapy's view: an ARP reply whose target is us. RFC 826 learns from it and answers nothing."""
+    """scapy's view: an Ethernet/IPv4 ARP reply to us from a sender we may learn; RFC 826 learns and answers nothing.
+
+    RFC 826 looks at the format first ("?Do I have the hardware type in
+    ar$hrd?", "?Do I speak the protocol in ar$pro?"): a reply with another
+    hardware or protocol type, or other address lengths, is a bad frame and
+    gets a verdict. So do replies from our own MAC or IP, or a multicast sender.
+    """
     p = Ether(frame)
-    return ARP in p and p[ARP].op == 2 and p[ARP].pdst == STACK_IP
+    if ARP not in p:
+        return False
+    a = p[ARP]
+    if (a.hwtype, a.ptype, a.hwlen, a.plen) != (1, 0x0800, 6, 4):
+        return False
+    sender = mac_bytes(a.hwsrc)
+    return a.op == 2 and a.pdst == STACK_IP and a.psrc != STACK_IP and sender != mac_bytes(STACK_MAC) \
+        and not sender[0] & 1
 
 
 def check_accounted(frame: bytes, out: Outcome, later: Outcome) -> None:
@@ -832,11 +845,31 @@ def receive_and_settle(frame: bytes) -> tuple[Outcome, Outcome]:
     return out, later
 
 
+# Found by a random run: an ARP reply to us with hardware type 0, which the stack rightly drops.
+HTYPE_ZERO_REPLY = bytes.fromhex("ffffffffffff000000000000 0806 0000 0800 0604 0002 000000000000 00000000 000000000000 0a000001")
+
+
 @settings(max_examples=500, deadline=None)
 @given(frame=frames)
+@example(frame=HTYPE_ZERO_REPLY)
 def test_receive_never_raises_and_accounts_for_every_frame(frame: bytes) -> None:
     out, later = receive_and_settle(frame)
     check_accounted(frame, out, later)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"hwtype": 0}, {"hwtype": 6}, {"ptype": 0x86DD}, {"hwlen": 8}, {"plen": 16},  # unsupported_format
+     {"hwsrc": STACK_MAC}, {"psrc": STACK_IP}, {"hwsrc": "01:00:5e:00:00:01"}],  # own_frame, address_conflict, bad_sender
+    ids=["htype0", "htype6", "ptype_ipv6", "hlen8", "plen16", "own_mac", "own_ip", "multicast_sender"])
+def test_a_bad_arp_reply_to_us_gets_a_verdict(fields: dict[str, Any]) -> None:
+    """The oracle above and the stack agree on ARP replies to us that are not to be learned from."""
+    frame = ether(arp_request(op=2, hwdst=STACK_MAC, **fields), dst=BROADCAST_MAC)
+    assert not is_arp_reply_to_us(frame)
+    out, later = receive_and_settle(frame)
+    assert total(out.delta, ARP_DROPS) == 1, out.delta
+    check_accounted(frame, out, later)
+    assert out.sent == []
 
 
 def test_accounting_sees_every_kind_of_verdict() -> None:

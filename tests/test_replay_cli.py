@@ -44,7 +44,7 @@ def test_yaml_syntax_error_exits_2_with_line(tmp_path: Path) -> None:
     bad.write_text("description: x\nsteps:\n  - inject: {eth: {src: peer}\n  - expect: nothing\n")
     r = run("replay", str(bad))
     assert r.returncode == 2
-    assert re.search(rf"{re.escape(str(bad))}:\d+: YAML", r.stdout), r.stdout
+    assert re.search(rf"{re.escape(str(bad))}:\d+: YAML", r.stderr), r.stderr
     assert "Traceback" not in r.stdout + r.stderr
 
 
@@ -53,7 +53,7 @@ def test_unknown_step_key_exits_2_with_its_line(tmp_path: Path) -> None:
     bad.write_text("description: typo in a step\nsteps:\n  - at: 0\n    injekt:\n      eth: {}\n")
     r = run("replay", str(bad))
     assert r.returncode == 2
-    assert f"{bad}:4: unknown step key 'injekt'" in r.stdout
+    assert f"{bad}:4: unknown step key 'injekt'" in r.stderr
     assert "Traceback" not in r.stdout + r.stderr
 
 
@@ -76,14 +76,14 @@ def test_invalid_fields_name_their_line(tmp_path: Path, capsys: pytest.CaptureFi
     bad = tmp_path / "bad.yaml"
     bad.write_text("description: bad field\nsteps:\n" + body)
     assert main(["replay", str(bad)]) == 2
-    out = capsys.readouterr().out
-    assert f"{bad}:{line}: {message}" in out, out
+    err = capsys.readouterr().err
+    assert f"{bad}:{line}: {message}" in err, err
 
 
 def test_missing_file_is_invalid(tmp_path: Path) -> None:
     r = run("replay", str(tmp_path / "nope.yaml"))
     assert r.returncode == 2
-    assert "nope.yaml:0: cannot read" in r.stdout
+    assert "nope.yaml:0: cannot read" in r.stderr
 
 
 def test_two_replays_give_identical_pcaps_and_output(tmp_path: Path) -> None:

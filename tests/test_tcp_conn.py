@@ -3,7 +3,7 @@
 import errno
 
 import pytest
-from tcp_harness import A_IP, B_IP, Net, Pump, check_all, established_pair
+from tcp_harness import A_IP, B_IP, Net, Pump, Sent, check_all, established_pair
 
 from simstack.protocols import tcp_table
 from simstack.protocols.tcp import ACK, FIN, OPT_MSS, RST, SYN, Tcp
@@ -373,14 +373,13 @@ def test_duplicate_syn_in_syn_received_resends_syn_ack() -> None:
     listener.listen()
     drops = {"n": 1}
 
-    def lose_first_syn_ack(s: object) -> list[float] | None:
-        assert hasattr(s, "seg")
-        if s.seg.flags == SYN | ACK and drops["n"]:  # type: ignore[attr-defined]
+    def lose_first_syn_ack(s: Sent) -> list[float] | None:
+        if s.seg.flags == SYN | ACK and drops["n"]:
             drops["n"] -= 1
             return []
         return None
 
-    net.tap = lose_first_syn_ack  # type: ignore[assignment]
+    net.tap = lose_first_syn_ack
     c = net.b.open()
     c.connect(A_IP, 80, net.now)
     net.run_until(lambda: c.state == "ESTABLISHED")
@@ -639,3 +638,30 @@ def test_syn_to_time_wait_without_listener_keeps_time_wait() -> None:
     net.inject(syn, A_IP, B_IP)
     net.run(until=net.now + 0.01)
     assert client.state == "TIME-WAIT" and [s.seg.flags for s in net.log[n:] if s.src == B_IP] == [ACK]
+
+
+def test_fin_in_syn_received_with_the_handshake_ack() -> None:
+    """The handshake's last ACK is lost and the client closes at once: its FIN (with ACK) completes the
+    handshake and closes the peer's side in one segment (SYN-RECEIVED -> ESTABLISHED -> CLOSE-WAIT)."""
+    net = net_()
+    listener = net.a.open()
+    listener.bind(ANY, 80)
+    listener.listen()
+    c = net.b.open()
+    drop = {"n": 1}
+
+    def lose_final_ack(s: Sent) -> list[float] | None:
+        if s.seg.flags == ACK and s.src == B_IP and drop["n"]:
+            drop["n"] -= 1
+            return []
+        return None
+
+    net.tap = lose_final_ack
+    c.connect(A_IP, 80, net.now)
+    net.run_until(lambda: c.state == "ESTABLISHED")
+    (child,) = listener.children
+    assert child.state == "SYN-RECEIVED"
+    c.close(net.now)
+    net.run_until(lambda: bool(listener.accept_queue))
+    server = listener.accept()
+    assert server is not None and server.state == "CLOSE-WAIT" and server.recv(10, net.now) == b""

@@ -446,3 +446,17 @@ def test_random_soak(seed: int) -> None:
     net.run()
     assert server.state == client.state == "CLOSED"
     assert not net.a.tcp.conns and not net.b.tcp.conns and not net.a.tcp.ports and not net.b.tcp.ports
+
+
+def test_zero_window_stays_open_while_answered_but_an_orphan_gives_up() -> None:
+    cfg = TcpConfig(rto_min=0.2, rto_initial=0.2, retries=4, rcvbuf=4096)
+    net = checked(Net(cfg))
+    _, server, client = established_pair(net)
+    client.send(PAYLOAD[:50_000], net.now)
+    net.run(until=net.now + 300)
+    # RFC 1122 4.2.2.17: the receiver answers every probe, so the sender keeps probing (backed off to RTO max)
+    assert client.state == "ESTABLISHED" and net.b.counters["tcp.persist_probe"] > cfg.retries
+    client.close(net.now)  # the orphan's data can never be delivered: it gives up after the retry limit
+    net.run(until=net.now + 1000)
+    assert client.state == "CLOSED" and net.b.tcp.conns == {}
+    assert server.state == "CLOSED" and server.error == errno.ECONNRESET  # it sent a RST on the way out

@@ -254,3 +254,24 @@ def test_conns_and_ports_are_released() -> None:
         for h in (net.a, net.b):
             assert h.tcp.conns == {} and h.tcp.ports == {} and h.tcp.listeners == {}
             assert len(h.stack.timers) == 0
+
+
+def test_bulk_in_order_transfer_takes_the_fast_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In ESTABLISHED, in-order data and new ACKs never look up the table: only the user calls do."""
+    from simstack.protocols import tcp_conn
+
+    events: list[str] = []
+
+    class Counting(dict):  # type: ignore[type-arg]
+        def get(self, key: Any, default: Any = None) -> Any:
+            events.append(key[1])
+            return super().get(key, default)
+
+    net = Net(FAST)
+    _, server, client = established_pair(net)
+    monkeypatch.setattr(tcp_conn, "_DISPATCH", Counting(tcp_conn._DISPATCH))
+    up = Pump(net, client, server, bytes(300_000), shutdown=False)
+    down = Pump(net, server, client, bytes(100_000), shutdown=False)
+    net.run_until(lambda: len(up.got) == 300_000 and len(down.got) == 100_000)
+    assert events and set(events) <= {"SEND", "RECEIVE"}
+    assert net.a.counters["tcp.rx"] > 200

@@ -13,17 +13,17 @@ in a replay). The stack itself stays sans-IO.
 """
 
 import errno
-import os
 import socket as _socket
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Final, Literal, TypeVar, Union, overload
 
-from simstack.protocols.addresses import ip_to_bytes, ip_to_str
+from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.stack import Stack
 from simstack.protocols.transport import Ready
-from simstack.protocols.udp_ports import ANY, UdpEndpoint
+from simstack.protocols.udp_ports import UdpEndpoint
 
+from .sockbase import SocketBase, oserror, parse_address
 from .stream import StreamSocket
 
 AF_INET = _socket.AF_INET
@@ -169,58 +169,22 @@ _WRITE_EVENTS = Ready.WRITABLE | Ready.CONNECTED | Ready.HUP | Ready.ERROR
 
 AnySocket = Union["Socket", StreamSocket]
 
-_HOSTS: dict[str, bytes] = {}  # dotted quads already parsed: a socket call per datagram should not re-parse
-
-
-def _parse_address(address: Any, what: str) -> tuple[bytes, int]:
-    if not isinstance(address, tuple) or len(address) != 2:
-        raise TypeError(f"{what}(): AF_INET address must be tuple, not {type(address).__name__}")
-    host, port = address
-    if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"'{type(port).__name__}' object cannot be interpreted as an integer")
-    if not 0 <= port <= 0xFFFF:
-        raise OverflowError(f"{what}(): port must be 0-65535.")
-    if not isinstance(host, str):
-        raise TypeError(f"str, bytes or bytearray expected, not {type(host).__name__}")
-    if host in ("", "0.0.0.0"):
-        return ANY, port
-    if host == "<broadcast>":
-        return b"\xff\xff\xff\xff", port
-    ip = _HOSTS.get(host)
-    if ip is not None:
-        return ip, port
-    try:
-        ip = ip_to_bytes(host)
-    except ValueError:
-        # simstack has no resolver: names other than dotted quads do not resolve.
-        raise _socket.gaierror(_socket.EAI_NONAME, "Name or service not known") from None
-    if len(_HOSTS) >= 4096:
-        _HOSTS.clear()
-    _HOSTS[host] = ip
-    return ip, port
-
-
-def _oserror(code: int) -> OSError:
-    return OSError(code, os.strerror(code))  # OSError picks the subclass: ConnectionRefusedError, ...
-
-
-class Socket:
+class Socket(SocketBase):
     """A UDP socket on a simstack host (SOCK_DGRAM only, for now)."""
 
     def __init__(self, host: SocketHost, family: int = AF_INET, type: int = SOCK_DGRAM, proto: int = 0) -> None:
         if family != AF_INET:
-            raise _oserror(errno.EAFNOSUPPORT)
+            raise oserror(errno.EAFNOSUPPORT)
         if type != SOCK_DGRAM:
-            raise _oserror(errno.ESOCKTNOSUPPORT)
+            raise oserror(errno.ESOCKTNOSUPPORT)
         if proto not in (0, IPPROTO_UDP):
-            raise _oserror(errno.EPROTONOSUPPORT)
+            raise oserror(errno.EPROTONOSUPPORT)
         self.host = host
         self.family = family
         self.type = type
         self.proto = proto or IPPROTO_UDP
-        self._timeout: float | None = _socket.getdefaulttimeout()
+        super().__init__()
         self._endpoint: UdpEndpoint = host.call(lambda st, now: st.udp.open())
-        self._closed = False
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"laddr={self._local()}"
@@ -229,12 +193,9 @@ class Socket:
     def __enter__(self) -> "Socket":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _check(self) -> UdpEndpoint:
         if self._closed:
-            raise _oserror(errno.EBADF)
+            raise oserror(errno.EBADF)
         return self._endpoint
 
     def _local(self) -> Address:
@@ -242,28 +203,7 @@ class Socket:
         return ip_to_str(ep.local_ip), ep.local_port
 
     # -- configuration ---------------------------------------------------------
-    def settimeout(self, value: float | None) -> None:
-        if value is not None and value < 0:
-            raise ValueError("Timeout value out of range")
-        self._timeout = None if value is None else float(value)
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
-
-    def fileno(self) -> int:
-        return -1  # there is no kernel descriptor behind a simstack socket
-
     # -- readiness, for event loops (engine/aio.py); read where the stack lives ---------
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     @property
     def readable(self) -> bool:
         """A datagram or an error is waiting: a receive now would not block."""
@@ -277,12 +217,12 @@ class Socket:
     # -- addresses --------------------------------------------------------------
     def bind(self, address: Address) -> None:
         ep = self._check()
-        ip, port = _parse_address(address, "bind")
+        ip, port = parse_address(address, "bind")
         self.host.call(lambda st, now: st.udp.bind(ep, ip, port))
 
     def connect(self, address: Address) -> None:
         ep = self._check()
-        ip, port = _parse_address(address, "connect")
+        ip, port = parse_address(address, "connect")
         self.host.call(lambda st, now: st.udp.connect(ep, ip, port, now))
 
     def getsockname(self) -> Address:
@@ -292,7 +232,7 @@ class Socket:
     def getpeername(self) -> Address:
         ep = self._check()
         if ep.remote is None:
-            raise _oserror(errno.ENOTCONN)
+            raise oserror(errno.ENOTCONN)
         return ip_to_str(ep.remote[0]), ep.remote[1]
 
     # -- data -------------------------------------------------------------------
@@ -301,7 +241,7 @@ class Socket:
         if len(args) not in (1, 2):
             raise TypeError(f"sendto() takes 2 or 3 arguments ({len(args) + 1} given)")
         ep = self._check()
-        dst = _parse_address(args[-1], "sendto")
+        dst = parse_address(args[-1], "sendto")
         payload = bytes(data)
         return self.host.call(lambda st, now: st.udp.send(ep, payload, dst, now))
 
@@ -321,19 +261,19 @@ class Socket:
         def take(st: Stack, now: float) -> tuple[bytes, tuple[bytes, int]] | None:
             err = ep.take_error()
             if err is not None:
-                raise _oserror(err)
+                raise oserror(err)
             return ep.pop() if ep.queue else None
 
         got = self.host.call(take)
         if got is None:
             if self._timeout == 0.0:
-                raise _oserror(errno.EAGAIN)
+                raise oserror(errno.EAGAIN)
             if not self.host.wait_until(lambda: ep.readable or ep.closed, self._timeout):
                 raise TimeoutError("timed out")
             self._check()
             got = self.host.call(take)
             if got is None:
-                raise _oserror(errno.EAGAIN)
+                raise oserror(errno.EAGAIN)
         data, (ip, port) = got
         # Datagram semantics: what does not fit the buffer is discarded.
         return data[:bufsize], (ip_to_str(ip), port)

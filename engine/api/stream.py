@@ -17,13 +17,14 @@ polling.
 """
 
 import errno
-import os
 import socket as _socket
 from typing import TYPE_CHECKING, Any
 
 from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.stack import Stack
 from simstack.protocols.tcp_conn import TcpConn
+
+from .sockbase import SocketBase, oserror, parse_address
 
 if TYPE_CHECKING:
     from .sockets import SocketHost
@@ -44,28 +45,23 @@ SHUT_RD, SHUT_WR, SHUT_RDWR = _socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDW
 Address = tuple[str, int]
 
 
-def _oserror(code: int) -> OSError:
-    return OSError(code, os.strerror(code))  # OSError picks the subclass: ConnectionRefusedError, ...
-
-
-class StreamSocket:
+class StreamSocket(SocketBase):
     """A TCP socket on a simstack host."""
 
     def __init__(self, host: "SocketHost", family: int = AF_INET, type: int = SOCK_STREAM, proto: int = 0,
                  _endpoint: TcpConn | None = None) -> None:
         if family != AF_INET:
-            raise _oserror(errno.EAFNOSUPPORT)
+            raise oserror(errno.EAFNOSUPPORT)
         if type != SOCK_STREAM:
-            raise _oserror(errno.ESOCKTNOSUPPORT)
+            raise oserror(errno.ESOCKTNOSUPPORT)
         if proto not in (0, IPPROTO_TCP):
-            raise _oserror(errno.EPROTONOSUPPORT)
+            raise oserror(errno.EPROTONOSUPPORT)
         self.host = host
         self.family = family
         self.type = type
         self.proto = IPPROTO_TCP
-        self._timeout: float | None = _socket.getdefaulttimeout()
+        super().__init__()
         self._endpoint: TcpConn = _endpoint if _endpoint is not None else host.call(lambda st, now: st.tcp.open())
-        self._closed = False
         self._reuseaddr = False
 
     def __repr__(self) -> str:
@@ -78,12 +74,9 @@ class StreamSocket:
     def __enter__(self) -> "StreamSocket":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def _check(self) -> TcpConn:
         if self._closed:
-            raise _oserror(errno.EBADF)
+            raise oserror(errno.EBADF)
         return self._endpoint
 
     def _local(self) -> Address:
@@ -93,35 +86,18 @@ class StreamSocket:
     def _peer(self) -> Address:
         remote = self._endpoint.remote_address
         if remote is None:
-            raise _oserror(errno.ENOTCONN)
+            raise oserror(errno.ENOTCONN)
         return ip_to_str(remote[0]), remote[1]
 
     def _wait(self, ready: Any) -> None:
         """Block until ``ready()`` or the socket's timeout; TimeoutError, or BlockingIOError when non-blocking."""
         if self._timeout == 0.0:
-            raise _oserror(errno.EAGAIN)
+            raise oserror(errno.EAGAIN)
         if not self.host.wait_until(ready, self._timeout):
             raise TimeoutError("timed out")
         self._check()
 
     # -- configuration -----------------------------------------------------------
-    def settimeout(self, value: float | None) -> None:
-        if value is not None and value < 0:
-            raise ValueError("Timeout value out of range")
-        self._timeout = None if value is None else float(value)
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
-
-    def fileno(self) -> int:
-        return -1  # there is no kernel descriptor behind a simstack socket
-
     def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
         ep = self._check()
         on = bool(int.from_bytes(value, "little") if isinstance(value, bytes) else value)
@@ -138,7 +114,7 @@ class StreamSocket:
             self._reuseaddr = on
             self.host.call(lambda st, now: setattr(ep, "reuseaddr", on))
         else:
-            raise _oserror(errno.ENOPROTOOPT)
+            raise oserror(errno.ENOPROTOOPT)
 
     def getsockopt(self, level: int, option: int, buflen: int = 0) -> int:
         ep = self._check()
@@ -155,13 +131,9 @@ class StreamSocket:
             return int(ep.sndbuf_size)
         if level == SOL_SOCKET and option == SO_REUSEADDR:
             return int(self._reuseaddr)
-        raise _oserror(errno.ENOPROTOOPT)
+        raise oserror(errno.ENOPROTOOPT)
 
     # -- readiness, for event loops; read where the stack lives -----------------------
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     @property
     def readable(self) -> bool:
         """A recv (or, listening, an accept) would not block."""
@@ -177,10 +149,8 @@ class StreamSocket:
 
     # -- addresses and connections ---------------------------------------------------
     def bind(self, address: Address) -> None:
-        from .sockets import _parse_address
-
         ep = self._check()
-        ip, port = _parse_address(address, "bind")
+        ip, port = parse_address(address, "bind")
         self.host.call(lambda st, now: ep.bind(ip, port))
 
     def listen(self, backlog: int = 128) -> None:
@@ -201,7 +171,7 @@ class StreamSocket:
     def connect(self, address: Address) -> None:
         err = self._connect(address)
         if err:
-            raise _oserror(err)
+            raise oserror(err)
 
     def connect_ex(self, address: Address) -> int:
         try:
@@ -210,10 +180,8 @@ class StreamSocket:
             return e.errno or errno.EIO
 
     def _connect(self, address: Address) -> int:
-        from .sockets import _parse_address
-
         ep = self._check()
-        ip, port = _parse_address(address, "connect")
+        ip, port = parse_address(address, "connect")
         if ep.state in ("SYN-SENT", "SYN-RECEIVED") and self._timeout == 0.0:
             return errno.EALREADY
         if ep.state not in ("SYN-SENT", "SYN-RECEIVED"):
@@ -290,4 +258,4 @@ class StreamSocket:
         self.host.call(close)
 
     def detach(self) -> int:
-        raise _oserror(errno.EOPNOTSUPP)
+        raise oserror(errno.EOPNOTSUPP)

@@ -36,13 +36,14 @@ from simstack.protocols.stack import StackConfig
 from ..wire.errors import SetupError
 from ..wire.tap import IFNAMSIZ
 from .netlink import _message
-from .signals import interrupt_once
+from .signals import defer_interrupts, interrupt_once
 
 log = logging.getLogger("simstack.live")
 
 BRIDGE_SUFFIX = "-br"
 CLIENT_IFNAME = "eth0"  # the client's end of its veth, inside its namespace where no name can clash
 MAX_NAME = IFNAMSIZ - 1 - len(BRIDGE_SUFFIX)  # NAME-br must fit an interface name (15 characters)
+MAX_CLIENTS = 256  # each client is a namespace and a veth pair: setup and teardown time grow with the count
 # Interface names refuse '/', ':' and whitespace (dev_valid_name), namespace names '/' and dots-only;
 # a leading letter or digit keeps NAME-1 from reading as an option to ip(8).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
@@ -102,6 +103,8 @@ def plan_lab(name: str | None, clients: int | None, route: bool, config: StackCo
         network = f"{ip_to_str(config.network.to_bytes(4, 'big'))}/{config.prefix_len}"
         raise SetupError(f"--lab-clients {count}: the subnet {network} has room for {len(hosts)} "
                          f"besides the stack's {ip_to_str(config.ip)}")
+    if count > MAX_CLIENTS:
+        raise SetupError(f"--lab-clients {count}: want at most {MAX_CLIENTS}")
     plan = LabPlan(name, name + BRIDGE_SUFFIX, tap, config.ip, config.prefix_len,
                    tuple(Client(f"{name}-{k}", hosts[k - 1]) for k in range(1, count + 1)), route)
     if tap is not None and tap in plan.links:
@@ -183,9 +186,17 @@ class Lab:
                 raise
 
     def destroy(self) -> None:
-        """Remove what ``create`` made, newest first; safe to call twice, or after a failed ``create``."""
+        """Remove what ``create`` made, newest first; safe to call twice, or after a failed ``create``.
+
+        A stop signal cannot cut it short (``defer_interrupts``): whatever ends
+        the process, short of SIGKILL, the lab goes first.
+        """
         if not self._made:
             return
+        with defer_interrupts():
+            self._destroy()
+
+    def _destroy(self) -> None:
         ipr = None
         try:
             ipr = IPRoute()
@@ -228,22 +239,24 @@ class Lab:
         log.info("lab %s: %s", p.name, self.describe())
 
     def _add_link(self, ipr: Any, name: str, **spec: Any) -> int:
-        _do(ipr, f"cannot create {name}", "link", "add", ifname=name, **spec)  # NLM_F_EXCL: never an existing one
-        index = _lookup(ipr, name)
-        if index is None:
-            raise SetupError(f"{name} vanished right after it was created")
-        self._made.append(_Made("link", name, (index, 0)))
+        with defer_interrupts():  # made and recorded, or neither: a signal between would leave it behind
+            _do(ipr, f"cannot create {name}", "link", "add", ifname=name, **spec)  # NLM_F_EXCL: never an existing one
+            index = _lookup(ipr, name)
+            if index is None:
+                raise SetupError(f"{name} vanished right after it was created")
+            self._made.append(_Made("link", name, (index, 0)))
         return index
 
     def _add_client(self, ipr: Any, client: Client, bridge: int) -> None:
         path = os.path.join(NETNS_DIR, client.name)
-        try:
-            netns.create(client.name)  # the mount point is opened O_EXCL: an existing namespace fails here
-        except FileExistsError:
-            raise SetupError(f"cannot create namespace {client.name}: it appeared while the lab was set up") from None
-        except Exception as e:  # pyroute2 creates it in a child process and re-raises what failed there
-            raise SetupError(f"cannot create namespace {client.name}: {_why(e)}") from None
-        self._made.append(_Made("netns", client.name, _identity(path)))
+        with defer_interrupts():  # made and recorded, or neither
+            try:
+                netns.create(client.name)  # the mount point is opened O_EXCL: an existing namespace fails here
+            except FileExistsError:
+                raise SetupError(f"cannot create namespace {client.name}: it appeared while the lab was set up") from None
+            except Exception as e:  # pyroute2 creates it in a child process and re-raises what failed there
+                raise SetupError(f"cannot create namespace {client.name}: {_why(e)}") from None
+            self._made.append(_Made("netns", client.name, _identity(path)))
         # The peer is created straight inside the client's namespace (IFLA_NET_NS_FD on the peer),
         # so its name cannot clash with a link in simstack's namespace.
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

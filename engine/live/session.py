@@ -10,6 +10,7 @@ signal, unwinds exactly what was done.
 import contextlib
 import errno
 import logging
+import math
 import os
 import random
 import signal
@@ -18,28 +19,31 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
-from typing import TextIO, TypeVar
+from typing import Any, TextIO, TypeVar
 
-from simstack.protocols.addresses import ip_to_bytes, is_multicast_mac, mac_to_bytes, parse_interface
+from simstack.protocols.addresses import AddressError, check_stack_addresses, ip_to_bytes, mac_to_bytes, parse_interface
 from simstack.protocols.stack import Stack, StackConfig
 
 from ..api.services import DEFAULT_SERVICES, SERVICES, start_services
 from ..scenario.recorder import Recorder
 from ..wire.errors import SetupError
 from ..wire.pcap import PcapWriter
-from ..wire.tap import Tap
-from .driver import LiveDriver
+from ..wire.tap import Tap, check_name
+from .driver import FrameHook, LiveDriver
 from .framelog import FrameLog
 from .lab import Lab, LabPlan, plan_lab
 from .livehost import LiveHost
 from .netlink import Link, Netlink
 from .ping import Pinger, PingError
-from .signals import STOP_SIGNALS, Caught, interrupt_once
+from .signals import STOP_SIGNALS, Caught, defer_interrupts, interrupt_once, signal_name
 
 log = logging.getLogger("simstack.live")
 T = TypeVar("T")
 
 EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool that SIGPIPE ended: ``yes | head`` gives 141
+MAX_SECONDS = 3600.0  # --interval and --linger
+MAX_SEED = (1 << 64) - 1
 
 
 @dataclass(frozen=True)
@@ -78,36 +82,69 @@ class Plan:
 
 def plan(opts: LiveOptions) -> Plan:
     """Validate every argument before touching the system (raises SetupError)."""
+    check_name(opts.ifname)
     ip, prefix = _checked("--ip", _interface, opts.ip)
     mac = _checked("--mac", mac_to_bytes, opts.mac)
     gateway = _checked("--gateway", ip_to_bytes, opts.gateway) if opts.gateway is not None else None
     # In a lab the TAP is a bridge port: its kernel side gets no address, whatever --host-ip says.
     host = _checked("--host-ip", _interface, opts.host_ip) if opts.host_config and opts.lab is None else None
     ping = _checked("--ping", ip_to_bytes, opts.ping) if opts.ping is not None else None
-    if is_multicast_mac(mac) or mac == bytes(6):
-        raise SetupError(f"bad MAC address {opts.mac!r}: the stack needs a unicast address")
+    try:
+        check_stack_addresses(ip, prefix, mac, gateway)
+    except AddressError as e:
+        raise SetupError(f"--{e.what}: {e}") from None
     config = StackConfig(mac=mac, ip=ip, prefix_len=prefix, gateway=gateway)
-    if prefix <= 30 and ip in (config.network.to_bytes(4, "big"), config.subnet_broadcast):
-        raise SetupError(f"bad address/prefix {opts.ip!r}: that is the subnet's network or broadcast address")
-    if gateway is not None and not config.on_link(gateway):
-        raise SetupError(f"--gateway {opts.gateway} is not on the stack's subnet {opts.ip}")
     if host is not None and host[0] == ip:
         raise SetupError(f"--host-ip {opts.host_ip} is the stack's own address: give the kernel side another one")
-    if opts.ping is not None:
-        if not 1 <= opts.count <= 0xFFFF:
-            raise SetupError(f"--count {opts.count}: want 1 to 65535")
-        if opts.interval < 0:
-            raise SetupError(f"--interval {opts.interval:g}: want a time in seconds, 0 or more")
-        if not 0 <= opts.size <= config.mtu - 28:
-            raise SetupError(f"--size {opts.size}: want 0 to {config.mtu - 28} (no fragmentation)")
+    if not 1 <= opts.count <= 0xFFFF:
+        raise SetupError(f"--count {opts.count}: want 1 to 65535")
+    _seconds("--interval", opts.interval)
+    if opts.linger is not None:
+        _seconds("--linger", opts.linger)
+    if not 0 <= opts.size <= config.mtu - 28:
+        raise SetupError(f"--size {opts.size}: want 0 to {config.mtu - 28} (no fragmentation)")
+    if opts.seed is not None and not 0 <= opts.seed <= MAX_SEED:
+        raise SetupError(f"--seed {opts.seed}: want 0 to 2**64 - 1")
     unknown = [name for name in opts.serve if name not in SERVICES]
     if unknown:
         raise SetupError(f"--serve {unknown[0]}: unknown service; known: {', '.join(SERVICES)}")
-    if opts.record is not None and not Path(opts.record).parent.is_dir():
-        raise SetupError(f"--record {opts.record}: no such directory")
+    twice = next((name for i, name in enumerate(opts.serve) if name in opts.serve[:i]), None)
+    if twice is not None:
+        raise SetupError(f"--serve {twice} is given twice: each service runs once, on its own port")
+    if opts.record is not None:
+        _check_record(opts.record)
     lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname)
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
     return Plan(config, host, ping, seed, lab)
+
+
+def _seconds(option: str, value: float) -> None:
+    """A time flag: finite (NaN would wait forever, infinity overflows the clock) and at most MAX_SECONDS."""
+    if not math.isfinite(value):
+        raise SetupError(f"{option} {value}: must be a finite number of seconds, from 0 to {MAX_SECONDS:g}")
+    if not 0 <= value <= MAX_SECONDS:
+        raise SetupError(f"{option} {value:g}: want a time in seconds from 0 to {MAX_SECONDS:g}")
+
+
+def _check_record(path: str) -> None:
+    """Make sure ``--record`` can be written before the session, not after it: the recording is written on exit.
+
+    The file is opened for appending and closed again (and removed if this made it), so nothing is truncated.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise SetupError(f"--record {path}: is a directory; give the file to write")
+    if not target.parent.is_dir():
+        raise SetupError(f"--record {path}: no such directory")
+    existed = os.path.lexists(target)
+    try:
+        with target.open("a"):
+            pass
+    except OSError as e:
+        raise SetupError(f"--record {path}: cannot write: {e.strerror or e}") from None
+    if not existed:
+        with contextlib.suppress(OSError):
+            target.unlink()
 
 
 @dataclass
@@ -124,6 +161,33 @@ class Session:
     started: float
     recorder: Recorder | None
     lab: Lab | None = None
+    frame_log: "FrameLogGuard | None" = None
+
+
+class FrameLogGuard:
+    """The driver's frame hook: the frame log, except that a closed stdout stops the session quietly.
+
+    ``simstack live -v | head`` closes the pipe the ``-v`` lines go to. The
+    driver reads any OSError from its hook as the device failing, and would
+    blame the TAP; the reader going away is instead an ordinary end, as it is
+    for any filter in a pipeline.
+    """
+
+    def __init__(self, frames: FrameLog) -> None:
+        self.frames = frames
+        self.driver: LiveDriver | None = None
+        self.broken = False
+
+    def __call__(self, direction: str, frame: bytes, now: float) -> None:
+        try:
+            self.frames(direction, frame, now)
+        except BrokenPipeError:
+            self.broken = True
+            self.frames.verbose = None
+            if self.frames.recorder is not None:  # the line came before the recording of this frame
+                self.frames.recorder.record(now, direction, frame)
+            if self.driver is not None:
+                self.driver.stop(timeout=0)  # from the loop itself, or with the lock held: never wait here
 
 
 @contextlib.contextmanager
@@ -137,7 +201,7 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
     p = plan(opts)
     name = opts.ifname
     started = time.monotonic()
-    with contextlib.ExitStack() as undo:
+    with _Undo() as undo:
         frames = FrameLog(_open_pcap(opts.pcap), out if opts.verbose else None, started)
         undo.callback(frames.close)
         nl = undo.enter_context(Netlink())
@@ -150,9 +214,10 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
             if why:
                 raise SetupError(why)
         created = before is None
-        tap = Tap.attach(name)
+        with defer_interrupts():  # attached and its undo registered, or neither
+            tap = Tap.attach(name)
+            undo.callback(_release, nl, tap, created)
         log.info("%s %s", "created" if created else "attached to", name)
-        undo.callback(_release, nl, tap, created)
         link = nl.link(name)
         if link is None:
             raise SetupError(f"{name} vanished right after it was attached")
@@ -174,13 +239,25 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
             recorder = Recorder(config, p.seed, tuple(opts.serve), start=stack_start, source=f"simstack live {name}",
                                 when=time.strftime("%Y-%m-%d %H:%M:%S"), digits=6)
             frames.recorder = recorder
-        driver = LiveDriver(stack, tap, hook=frames if frames.active else None)
+        guard = FrameLogGuard(frames) if frames.active else None
+        hook: FrameHook | None = guard
+        driver = LiveDriver(stack, tap, hook=hook)
+        if guard is not None:
+            guard.driver = driver
         undo.callback(driver.close)
         host = LiveHost(driver)
         services = start_services(host, list(opts.serve))
         for service in services:
             undo.callback(service.stop)
-        yield Session(opts, p, stack, driver, host, link, created, started, recorder, lab)
+        yield Session(opts, p, stack, driver, host, link, created, started, recorder, lab, guard)
+
+
+class _Undo(contextlib.ExitStack):
+    """The session's undo callbacks, run to the end even when a stop signal comes while they run."""
+
+    def __exit__(self, *exc: Any) -> bool:
+        with defer_interrupts(unwinding=exc[0] is not None):
+            return bool(super().__exit__(*exc))
 
 
 def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
@@ -219,9 +296,19 @@ def _run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
             signal.signal(s, signal.SIG_IGN)
     # Everything is undone here: loop stopped, pcap closed, TAP released.
     stack = session.stack
+    broken = session.frame_log is not None and session.frame_log.broken
     if session.recorder is not None and opts.record is not None:
-        session.recorder.write(opts.record)
-        print(f"simstack: recorded {opts.record}", file=out)
+        try:
+            session.recorder.write(opts.record)
+        except OSError as failure:
+            print(f"simstack: cannot write the recording {opts.record}: {failure.strerror or failure}", file=err,
+                  flush=True)
+            code = EXIT_FAILED
+        else:
+            if not broken:
+                print(f"simstack: recorded {opts.record}", file=out)
+    if broken:  # stdout's reader is gone: nothing more to say there
+        return EXIT_BROKEN_PIPE if code == EXIT_OK else code
     if driver.error is not None:
         e = driver.error
         what = "was deleted under the running stack" if e.errno == errno.EBADFD else f"failed: {e.strerror or e}"
@@ -230,7 +317,7 @@ def _run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
     if stopped is not None or opts.verbose or driver.error is not None:
         if stopped == signal.SIGINT:
             print(file=out)  # end the line the terminal's "^C" echo started
-        why = f" by {signal.Signals(stopped).name}" if stopped is not None else ""
+        why = f" by {signal_name(stopped)}" if stopped is not None else ""
         gone = f"; removed {name}" if created and driver.error is None else ""
         if session.lab is not None:
             gone += f"{' and' if gone else '; removed'} lab {session.lab.plan.name}"

@@ -24,6 +24,7 @@ milliseconds) and nothing a correct stack must do depends on that (see
 ``_timing``).
 """
 
+import os
 import sys
 from collections import Counter
 from collections.abc import Mapping
@@ -39,6 +40,8 @@ from simstack.protocols.addresses import (
     BROADCAST_MAC,
     ZERO_IP,
     ZERO_MAC,
+    AddressError,
+    check_stack_addresses,
     ip_to_bytes,
     ip_to_str,
     is_multicast_mac,
@@ -266,6 +269,9 @@ class Importer:
         try:
             self.new_ip, self.prefix = parse_interface(opts.ip if "/" in opts.ip else opts.ip + "/24")
             self.new_mac = mac_to_bytes(opts.mac)
+            check_stack_addresses(self.new_ip, self.prefix, self.new_mac)
+        except AddressError as e:
+            raise ImportFailed(f"--{e.what}: {e}") from None
         except ValueError as e:
             raise ImportFailed(str(e)) from None
         self.amap = parse_maps(opts.maps)
@@ -286,6 +292,10 @@ class Importer:
         self.amap.ips.setdefault(self.stack_ip, self.new_ip)
         self.amap.macs.setdefault(self.stack_mac, self.new_mac)
         self.new_ip, self.new_mac = self.amap.ips[self.stack_ip], self.amap.macs[self.stack_mac]
+        try:
+            check_stack_addresses(self.new_ip, self.prefix, self.new_mac)
+        except AddressError as e:
+            raise ImportFailed(f"--map gives the stack an address it cannot have: {e}") from None
         self._move_subnet(frames)
         kept = self._keep(frames, cap)
         if not kept:
@@ -820,6 +830,14 @@ def _seconds(ns: int) -> str:
     return text or "0"
 
 
+def _same_file(a: str, b: str) -> bool:
+    """Whether the paths name one file: by identity when both exist (links, ``./``), by resolved path when not."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
 def import_capture(opts: ImportOptions) -> Imported:
     try:
         capture = read_capture(opts.capture)
@@ -832,6 +850,9 @@ def main(opts: ImportOptions, out: TextIO | None = None, err: TextIO | None = No
     """The ``simstack import`` command: 0 written, 2 when the capture or the options cannot be used."""
     out = out or sys.stdout
     err = err or sys.stderr
+    if _same_file(opts.capture, opts.out):
+        print(f"simstack import: -o {opts.out} is the capture itself; writing the scenario would destroy it", file=err)
+        return EXIT_INVALID
     try:
         result = import_capture(opts)
     except ImportFailed as e:

@@ -6,7 +6,9 @@ expect frames, drive applications and check counters. See docs/scenarios.md.
 """
 
 import errno
+import math
 import random
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +17,14 @@ from typing import Any
 import yaml
 
 from simstack.protocols import ethernet, ipv4
-from simstack.protocols.addresses import ip_to_bytes, ip_to_str, mac_to_bytes, parse_interface
+from simstack.protocols.addresses import (
+    AddressError,
+    check_stack_addresses,
+    ip_to_bytes,
+    ip_to_str,
+    mac_to_bytes,
+    parse_interface,
+)
 from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.errors import Malformed
 from simstack.protocols.fragments import ReassemblyConfig, fragment
@@ -23,6 +32,7 @@ from simstack.protocols.stack import StackConfig
 from simstack.protocols.tcp_conn import TcpConfig
 
 from ..api.services import SERVICES
+from ..wire.capture import read_regular_file
 from .fields import IP, Context, Host, SpecError, build_frame, normalize_spec, payload_bytes
 from .isn import Isns
 
@@ -54,8 +64,59 @@ class RelativeTime(float):
 _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+MAX_FILE_BYTES = 32 * 1024 * 1024  # the largest scenario file replay reads (docs/scenarios.md)
+MAX_INT_DIGITS = 100  # far past any field; Python refuses 4,300, and a long one costs time to convert
+MAX_NODES = 10_000_000  # YAML values after aliases are expanded: a few anchors must not expand to billions
+
+
 class _Loader(_Base):  # type: ignore[valid-type,misc]
-    pass
+    def construct_document(self, node: yaml.Node) -> Any:
+        _check_expansion(node)
+        return super().construct_document(node)
+
+
+def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
+    if len(node.value) > MAX_INT_DIGITS:
+        raise yaml.constructor.ConstructorError(problem=f"an integer of {len(node.value)} characters; simstack reads "
+                                                        f"at most {MAX_INT_DIGITS}", problem_mark=node.start_mark)
+    value: int = loader.construct_yaml_int(node)
+    return value
+
+
+def _check_expansion(root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand it past MAX_NODES values, or into itself.
+
+    Everything downstream walks values as trees, so ``&a [*b, *b]`` nested
+    thirty deep would cost a billion steps (the "billion laughs"), and a
+    value that contains itself would never end.
+    """
+    size: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        children: list[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        if done:
+            on_path.discard(key)
+            size[key] = 1 + sum(size[id(c)] for c in children)
+            if size[key] > MAX_NODES:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"the document expands to more than {MAX_NODES} values through its aliases",
+                    problem_mark=node.start_mark)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise yaml.constructor.ConstructorError(problem="an alias refers to a value that contains it",
+                                                    problem_mark=node.start_mark)
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
@@ -86,6 +147,7 @@ def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)  # type: ignore[arg-type]
+_Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type: ignore[arg-type]
 
 
 # -- the checked form ------------------------------------------------------------
@@ -132,6 +194,20 @@ class Scenario:
     def rng(self) -> random.Random:
         return random.Random(self.seed)
 
+
+MAX_SECONDS = 1_000_000.0  # every time and duration in a scenario: about 11.6 days of virtual time
+# The ranges of stack.arp and stack.reassembly: wide enough for any real setting, narrow enough
+# that no setting makes one packet cost more than a bounded amount of work or memory.
+ARP_RANGES: dict[str, tuple[float, float]] = {
+    "reachable_time": (0, 86_400), "retrans_time": (0.01, 3_600), "max_probes": (1, 100),
+    "queue_len": (1, 65_535), "queue_bytes": (1, 16 << 20), "queue_total_bytes": (1, 64 << 20),
+    "stale_time": (0, 86_400), "failed_time": (0, 86_400), "max_entries": (1, 65_536), "gc_min_age": (0, 3_600),
+}
+REASSEMBLY_RANGES: dict[str, tuple[float, float]] = {
+    "timeout": (0.001, 3_600), "max_datagrams": (1, 65_536), "max_fragments": (1, 8_192), "max_bytes": (1, 256 << 20),
+}
+MAX_OPTIONS = 40  # IPv4 options: IHL is 4 bits, so a header holds at most 60 bytes (RFC 791 3.1)
+MAX_DATAGRAM = 65_535  # IPv4 Total Length is 16 bits
 
 TOP_KEYS = {"description", "stack", "hosts", "options", "steps"}
 STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp", "reassembly", "services", "tcp"}
@@ -216,21 +292,28 @@ class _Checker:
             raise self.fail(m.key_lines[key], f"{key} must be an integer from {lo} to {hi}, got {value!r}")
         return value
 
-    def number(self, m: LineDict, key: str, *, minimum: float = 0.0) -> float:
+    def number(self, m: LineDict, key: str, lo: float = 0.0, hi: float = MAX_SECONDS) -> float:
+        """A finite number from ``lo`` to ``hi``: a NaN or infinite deadline would never end a wait."""
         value = m[key]
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-            raise self.fail(m.key_lines[key], f"{key} must be a number >= {minimum:g}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(m.key_lines[key], f"{key} must be a number from {lo:g} to {hi:g}, got {value!r}")
+        if not math.isfinite(value):
+            raise self.fail(m.key_lines[key], f"{key} must be a finite number, got {value!r}")
+        if not lo <= value <= hi:
+            raise self.fail(m.key_lines[key], f"{key} must be a number from {lo:g} to {hi:g}, got {value!r}")
         return float(value)
 
 
 def load(path: str | Path) -> Scenario:
     path = str(path)
     try:
-        text = Path(path).read_text()
+        text = read_regular_file(path, MAX_FILE_BYTES).decode()
     except OSError as e:
         raise ScenarioError(path, 0, f"cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ScenarioError(path, 0, "not a text file") from None
+    except ValueError as e:
+        raise ScenarioError(path, 0, f"cannot read: {e}") from None
     return loads(text, path)
 
 
@@ -336,6 +419,10 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
                     kwargs["gateway"] = ip_to_bytes(text)
             except ValueError as e:
                 raise chk.fail(s.key_lines[key], str(e)) from None
+        try:
+            check_stack_addresses(ip, prefix, mac, kwargs.get("gateway"))
+        except AddressError as e:
+            raise chk.fail(s.key_lines.get(e.what, s.line), f"stack.{e.what}: {e}") from None
         for key, lo, hi in (("mtu", 68, 65535), ("ttl", 1, 255), ("vlan", 1, 4094), ("seed", 0, 2**64 - 1)):
             if key in s:
                 v = s[key]
@@ -349,26 +436,37 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
             a = chk.mapping(s["arp"], s.key_lines["arp"], "stack.arp")
             names = set(ArpConfig.__dataclass_fields__)
             chk.keys(a, names, "stack.arp")
-            arp_kw: dict[str, Any] = {}
-            for key in a:
-                if key in ("max_probes", "queue_len", "queue_bytes", "queue_total_bytes", "max_entries"):
-                    arp_kw[key] = chk.integer(a, key, 1, 1_000_000)
-                else:
-                    arp_kw[key] = chk.number(a, key)
-            kwargs["arp"] = ArpConfig(**arp_kw)
+            kwargs["arp"] = ArpConfig(**_settings(chk, a, ArpConfig.__dataclass_fields__, ARP_RANGES))
         if "reassembly" in s:
             r = chk.mapping(s["reassembly"], s.key_lines["reassembly"], "stack.reassembly")
             chk.keys(r, set(ReassemblyConfig.__dataclass_fields__), "stack.reassembly")
-            values: dict[str, Any] = {k: chk.number(r, k) if k == "timeout" else chk.integer(r, k, 1, 1 << 32) for k in r}
-            kwargs["reassembly"] = ReassemblyConfig(**values)
+            kwargs["reassembly"] = ReassemblyConfig(**_settings(chk, r, ReassemblyConfig.__dataclass_fields__,
+                                                                REASSEMBLY_RANGES))
         if "tcp" in s:
             kwargs["tcp"] = _tcp_config(chk, s)
         if "services" in s:
             names = s["services"]
-            if not isinstance(names, list) or not all(n in SERVICES for n in names):
-                raise chk.fail(s.key_lines["services"], f"services must be a list of {', '.join(SERVICES)}")
+            line = s.key_lines["services"]
+            if not isinstance(names, list) or not all(isinstance(n, str) and n in SERVICES for n in names):
+                raise chk.fail(line, f"services must be a list of {', '.join(SERVICES)}")
+            twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+            if twice is not None:
+                raise chk.fail(line, f"services: {twice} is listed twice; each service runs once, on its own port")
             services = tuple(names)
     return StackConfig(mac, ip, prefix, **kwargs), seed, services
+
+
+def _settings(chk: _Checker, m: LineDict, fields: Mapping[str, Any], ranges: Mapping[str, tuple[float, float]]
+              ) -> dict[str, Any]:
+    """A config section's values, each in its range; integers where the dataclass wants them."""
+    out: dict[str, Any] = {}
+    for key in m:
+        lo, hi = ranges[key]
+        if fields[key].type in (int, "int"):
+            out[key] = chk.integer(m, key, int(lo), int(hi))
+        else:
+            out[key] = chk.number(m, key, lo, hi)
+    return out
 
 
 def _tcp_config(chk: _Checker, s: LineDict) -> TcpConfig:
@@ -437,7 +535,9 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
     action = actions[0]
     allowed = STEP_KEYS[action] | {action}
     if action == "app":
-        allowed |= set(APP_OPS.get(str(m["app"]), {}))
+        if not isinstance(m["app"], str):
+            raise chk.fail(m.key_lines["app"], f"app must name an operation ({', '.join(APP_OPS)}), got {m['app']!r}")
+        allowed |= set(APP_OPS.get(m["app"], {}))
     chk.keys(m, allowed, f"an {action} step")
     step = Step(m.line, action)
     if "at" in m:
@@ -459,7 +559,7 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
             else:
                 flat = normalize_spec(spec, ctx)
                 # Built now to check it; a TCP segment is built again when it runs, from the ISNs seen by then.
-                step.frames = [build_frame(flat, ctx, Isns())]
+                step.frames = [_build(chk, flat, ctx, aline)]
                 if any(k.startswith("tcp.") for k in flat):
                     step.build = flat
             if "fragment" in m:
@@ -477,7 +577,7 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
             else:
                 if "for" in m:
                     raise chk.fail(m.key_lines["for"], "'for' goes with 'expect: nothing'")
-                step.expected = normalize_spec(m["expect"], ctx)
+                step.expected = _checked_sizes(normalize_spec(m["expect"], ctx))
                 if "within" in m:
                     if "at" in m:
                         raise chk.fail(m.key_lines["within"], "'within' and 'at' exclude each other: 'at' fixes the time")
@@ -515,10 +615,39 @@ def _ignore(chk: _Checker, opts: LineDict, ctx: Context) -> list[dict[str, Any]]
     for spec in specs:
         where = spec.line if isinstance(spec, LineDict) else line
         try:
-            out.append(normalize_spec(spec, ctx))
+            out.append(_checked_sizes(normalize_spec(spec, ctx)))
         except SpecError as e:
             raise chk.fail(_line_of(spec, e.path, where), f"ignore: {e}") from None
     return out
+
+
+def _checked_sizes(flat: dict[str, Any]) -> dict[str, Any]:
+    """Refuse sizes no header can carry: the codecs would wrap them into other values (44 bytes of options, IHL 0)."""
+    options = flat.get("ipv4.options", b"")
+    if len(options) > MAX_OPTIONS:
+        raise SpecError("ipv4.options", f"{len(options)} bytes; an IPv4 header holds at most {MAX_OPTIONS} "
+                                        f"(IHL 15, RFC 791 3.1)")
+    return flat
+
+
+def _build(chk: _Checker, flat: dict[str, Any], ctx: Context, line: int) -> bytes:
+    """The frame ``flat`` describes, or a one-line error when its sizes do not fit the headers."""
+    _checked_sizes(flat)
+    layers = {k.partition(".")[0] for k in flat}
+    if "ipv4" in layers or layers & {"icmp", "udp", "tcp"}:
+        upper = len(flat.get("payload.", b""))
+        for layer in ("icmp", "udp"):
+            if layer in layers:
+                upper += 8 + len(flat.get(f"{layer}.data", b""))
+        if "tcp" in layers:
+            upper += 60 + len(flat.get("tcp.data", b"")) + flat.get("tcp.len", 0)  # at most 60 bytes of header
+        size = 20 + len(flat.get("ipv4.options", b"")) + upper
+        if size > MAX_DATAGRAM:
+            raise SpecError("ipv4", f"the datagram would be {size} bytes; its Total Length holds at most {MAX_DATAGRAM}")
+    try:
+        return build_frame(flat, ctx, Isns())  # a TCP segment is built again when it runs, from the ISNs by then
+    except (struct.error, OverflowError) as e:  # a size this module's checks missed: still one line, not a traceback
+        raise chk.fail(line, f"cannot build this frame: {e}") from None
 
 
 def _fragment_spec(chk: _Checker, m: LineDict) -> tuple[int, list[int] | None]:
@@ -540,8 +669,10 @@ def _fragment_spec(chk: _Checker, m: LineDict) -> tuple[int, list[int] | None]:
 
 def fragment_frame(frame: bytes, size: int, order: list[int] | None) -> list[bytes]:
     """Split the IPv4 payload of ``frame``, then reorder or repeat pieces; ValueError says why it cannot."""
-    eth = ethernet.parse(frame)
     try:
+        eth = ethernet.parse(frame)
+        if eth.ethertype != ethernet.TYPE_IPV4:
+            raise ValueError(f"only a valid IPv4 datagram can be fragmented (ethertype {eth.ethertype:#06x})")
         whole = ipv4.parse(eth.payload)
     except Malformed as e:
         raise ValueError(f"only a valid IPv4 datagram can be fragmented ({e})") from None
@@ -566,7 +697,7 @@ def _time_range(chk: _Checker, text: str, line: int) -> tuple[float, bool, float
             value = float(end)
         except ValueError:
             value = -1.0
-        if len(ends) != 2 or value < 0 or end.lower().lstrip("+") in ("inf", "nan", "infinity"):
+        if len(ends) != 2 or not 0 <= value <= MAX_SECONDS:
             raise chk.fail(line, f"at: want a time range A~B, like +0.04~+0.05 or 0.1~0.2, got {text!r}")
         out.append((value, end.startswith("+")))
     (lo, lo_rel), (hi, hi_rel) = out
@@ -592,7 +723,7 @@ def _line_of(spec: Any, path: str, default: int) -> int:
 
 def _app(chk: _Checker, m: LineDict, step: Step, ctx: Context) -> None:
     op = m["app"]
-    if op not in APP_OPS:
+    if not isinstance(op, str) or op not in APP_OPS:
         raise chk.fail(m.key_lines["app"], f"unknown app operation {op!r}; known: {', '.join(APP_OPS)}")
     step.app = op
     if op == "setsockopt" and "value" in m and m.get("option") != "error" and isinstance(m["value"], str):
@@ -670,7 +801,7 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
                 raise chk.fail(line, f"{name} must be a name")
             return value
         if kind == "error":
-            if value not in ERROR_NAMES:
+            if not isinstance(value, str) or value not in ERROR_NAMES:
                 raise chk.fail(line, f"error must be one of {', '.join(sorted(ERROR_NAMES))}, got {value!r}")
             return value
         # addr: [host, port] with host an address, a host name, or "any"

@@ -1,4 +1,4 @@
-"""The socket host of a replay: sockets, services and asyncio on a simulated wire's virtual clock.
+"""Socket hosts on a virtual clock: one stack on a simulated wire (a replay), or several on a simulated segment.
 
 A blocking call moves the virtual clock, from one deadline to the next, until
 it can return or its timeout passes; readiness callbacks run after every event
@@ -6,7 +6,7 @@ on the wire, as the live driver runs them after every batch.
 """
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from simstack.protocols.stack import Stack
 from simstack.protocols.transport import Ready
@@ -22,51 +22,68 @@ class RunawayCallbacks(RuntimeError):
     """Readiness callbacks kept marking each other ready without the clock moving."""
 
 
-class SimHost(SocketHost):
+class _Clock(Protocol):
+    """What a virtual host runs on: the simulated wire or the simulated network."""
+
+    now: float
+
+    def next_deadline(self) -> float | None: ...
+
+    def step(self) -> bool: ...
+
+    def advance(self, t: float) -> None: ...
+
+
+class VirtualHost(SocketHost):
+    """A socket host whose clock is virtual; ``clock`` and ``_collect`` are the subclass's."""
+
     DISPATCH_LIMIT = 10_000  # rounds of callbacks at one instant before the replay calls it a livelock
 
-    def __init__(self, stack: Stack, *, trace: Trace | None = None, keep: Callable[[bytes], bool] | None = None,
-                 default_wait: float = 5.0) -> None:
+    def __init__(self, stack: Stack, clock: _Clock, default_wait: float) -> None:
         super().__init__()
         self.stack = stack
-        self.wire = SimWire(stack, trace=trace, keep=keep)
-        self.wire.after_event = self._dispatch
+        self.clock = clock
         self.default_wait = default_wait  # how long a blocking call without a timeout may wait
+
+    def _collect(self) -> None:
+        raise NotImplementedError
 
     @property
     def now(self) -> float:
-        return self.wire.now
+        return self.clock.now
 
     def next_deadline(self) -> float | None:
-        return self.wire.next_deadline()
+        return self.clock.next_deadline()
 
     def step(self) -> bool:
-        return self.wire.step()
+        return self.clock.step()
 
     def advance(self, t: float) -> None:
-        self.wire.advance(t)
+        self.clock.advance(t)
 
     def call(self, fn: Callable[[Stack, float], T]) -> T:
         try:
-            return fn(self.stack, self.wire.now)
+            return fn(self.stack, self.clock.now)
         finally:
-            self.wire.collect()
+            self._collect()
 
     def take_ready(self) -> list[tuple[object, Ready]]:
         return self.stack.ready.drain()
 
     def wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
-        wire = self.wire
-        limit = wire.now + (self.default_wait if timeout is None else timeout)
+        clock = self.clock
+        limit = clock.now + (self.default_wait if timeout is None else timeout)
         while not ready():
-            deadline = wire.next_deadline()
+            deadline = clock.next_deadline()
             if deadline is None or deadline > limit:
-                wire.advance(limit)
+                clock.advance(limit)
                 return ready()
-            wire.step()
+            clock.step()
         return True
 
     def _dispatch(self) -> None:
+        if not self.stack.ready:
+            return
         rounds = 0
         while self.dispatch_ready():
             rounds += 64
@@ -74,53 +91,28 @@ class SimHost(SocketHost):
                 raise RunawayCallbacks(f"readiness callbacks ran {rounds} rounds at t={self.now:.6f} without settling")
 
 
-class NetHost(SocketHost):
-    """The socket host of one simstack on a ``SimNetwork``: several hosts, one virtual clock.
+class SimHost(VirtualHost):
+    """The host of a replay: one stack, and the runner playing every other host on the wire."""
 
-    A blocking call moves the whole network's clock, so the other hosts (and
-    their services' callbacks) keep working while this one waits.
-    """
+    def __init__(self, stack: Stack, *, trace: Trace | None = None, keep: Callable[[bytes], bool] | None = None,
+                 default_wait: float = 5.0) -> None:
+        self.wire = SimWire(stack, trace=trace, keep=keep)
+        super().__init__(stack, self.wire, default_wait)
+        self.wire.after_event = self._dispatch
+
+    def _collect(self) -> None:
+        self.wire.collect()
+
+
+class NetHost(VirtualHost):
+    """One simstack on a ``SimNetwork``: a blocking call moves the whole network's clock, so the
+    other hosts (and their services' callbacks) keep working while this one waits."""
 
     def __init__(self, network: SimNetwork, station: Station, default_wait: float = 5.0) -> None:
-        super().__init__()
+        super().__init__(station.stack, network, default_wait)
         self.network = network
         self.station = station
-        self.stack = station.stack
-        self.default_wait = default_wait
         station.after_event = self._dispatch
 
-    @property
-    def now(self) -> float:
-        return self.network.now
-
-    def next_deadline(self) -> float | None:
-        return self.network.next_deadline()
-
-    def step(self) -> bool:
-        return self.network.step()
-
-    def advance(self, t: float) -> None:
-        self.network.advance(t)
-
-    def call(self, fn: Callable[[Stack, float], T]) -> T:
-        try:
-            return fn(self.stack, self.network.now)
-        finally:
-            self.network.collect(self.station)
-
-    def take_ready(self) -> list[tuple[object, Ready]]:
-        return self.stack.ready.drain()
-
-    def wait_until(self, ready: Callable[[], bool], timeout: float | None) -> bool:
-        limit = self.network.now + (self.default_wait if timeout is None else timeout)
-        if not self.network.run_until(ready, limit):
-            self.network.advance(limit)
-            return ready()
-        return True
-
-    def _dispatch(self) -> None:
-        rounds = 0
-        while self.dispatch_ready():
-            rounds += 64
-            if rounds >= SimHost.DISPATCH_LIMIT:
-                raise RunawayCallbacks(f"readiness callbacks ran {rounds} rounds at t={self.now:.6f} without settling")
+    def _collect(self) -> None:
+        self.network.collect(self.station)

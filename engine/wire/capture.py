@@ -14,6 +14,8 @@ the importer prints it and exits 2.
 """
 
 import io
+import os
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +63,7 @@ OPT_ENDOFOPT = 0
 OPT_IF_TSRESOL = 9
 OPT_IF_TSOFFSET = 14
 MAX_RECORD = 64 * 1024 * 1024  # no frame is this big; a larger length means a corrupt file
+MAX_CAPTURE_BYTES = 64 * 1024 * 1024  # the largest capture ``simstack import`` reads (docs/recording.md)
 
 
 class CaptureError(Exception):
@@ -120,7 +123,8 @@ def _read_pcap(stream: io.BytesIO, size: int) -> Capture:
         if len(data) < rec.incl_len:
             raise CaptureError(f"truncated capture: frame {len(cap.frames) + 1} has {len(data)} of its "
                                f"{rec.incl_len} bytes")
-        cap.frames.append(CapturedFrame(rec.ts_sec * 1_000_000_000 + rec.ts_frac * scale, data, rec.orig_len))
+        ns = _stamp(rec.ts_sec * 1_000_000_000 + rec.ts_frac * scale, len(cap.frames) + 1)
+        cap.frames.append(CapturedFrame(ns, data, rec.orig_len))
     return cap
 
 
@@ -202,14 +206,30 @@ class _Interface:
     to_ns: Callable[[int], int]
 
 
-def _ts_converter(options: list[Any], byteorder: Literal["little", "big"]) -> Callable[[int], int]:
+def _options(fmt: _PcapngFormats, data: bytes, what: str) -> list[Any]:
+    """A block's options up to opt_endofopt; one that runs past the block is a corrupt file, not the end of the list."""
+    options = list(fmt.options.parse(data))
+    used = sum(4 + opt.length + (-opt.length % 4) for opt in options)
+    ended = bool(options) and options[-1].code == OPT_ENDOFOPT
+    if not ended and len(data) - used >= 4:
+        raise CaptureError(f"corrupt capture: an option of {what} runs past the end of its block")
+    return options
+
+
+def _ts_converter(options: list[Any], byteorder: Literal["little", "big"], what: str) -> Callable[[int], int]:
     """if_tsresol (default: microseconds) and if_tsoffset, as a function of the raw 64-bit stamp."""
     resol = 6
     offset = 0
     for opt in options:
-        if opt.code == OPT_IF_TSRESOL and opt.length >= 1:
+        if opt.code == OPT_ENDOFOPT:
+            break
+        if opt.code == OPT_IF_TSRESOL:
+            if opt.length != 1:
+                raise CaptureError(f"corrupt capture: if_tsresol of {what} is {opt.length} bytes long, not 1")
             resol = opt.value[0]
-        elif opt.code == OPT_IF_TSOFFSET and opt.length == 8:
+        elif opt.code == OPT_IF_TSOFFSET:
+            if opt.length != 8:
+                raise CaptureError(f"corrupt capture: if_tsoffset of {what} is {opt.length} bytes long, not 8")
             offset = int.from_bytes(opt.value, byteorder, signed=True)  # seconds, in the section's byte order
     base = offset * 1_000_000_000
     if resol & 0x80:  # a negative power of two
@@ -248,7 +268,9 @@ def _read_pcapng(stream: io.BytesIO, size: int) -> Capture:
         try:
             _pcapng_block(cap, fmt, block, interfaces)
         except ConstructError as e:
-            raise CaptureError(f"corrupt capture: block of type {block.type:#x} at byte {at}: {e}") from None
+            # construct's message is "Error in path ... -> field" and, on the next line, what went wrong
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise CaptureError(f"corrupt capture: block of type {block.type:#x} at byte {at}: {why}") from None
     return cap
 
 
@@ -257,9 +279,10 @@ def _pcapng_block(cap: Capture, fmt: _PcapngFormats, block: Any, interfaces: lis
         fmt.shb.parse(block.body)
     elif block.type == PCAPNG_IDB:
         idb = fmt.idb.parse(block.body)
-        _check_linktype(idb.linktype, f"interface {len(interfaces)}")
-        options = list(fmt.options.parse(idb.options))
-        to_ns = _ts_converter(options, "big" if fmt is PCAPNG_BE else "little")
+        what = f"interface {len(interfaces)}"
+        _check_linktype(idb.linktype, what)
+        options = _options(fmt, idb.options, what)
+        to_ns = _ts_converter(options, "big" if fmt is PCAPNG_BE else "little", what)
         interfaces.append(_Interface(idb.linktype, idb.snaplen, to_ns))
     elif block.type == PCAPNG_EPB:
         epb = fmt.epb.parse(block.body)
@@ -268,7 +291,8 @@ def _pcapng_block(cap: Capture, fmt: _PcapngFormats, block: Any, interfaces: lis
                                f"but only {len(interfaces)} are described")
         iface = interfaces[epb.interface_id]
         ts = epb.ts_high << 32 | epb.ts_low
-        cap.frames.append(CapturedFrame(iface.to_ns(ts), bytes(epb.data), epb.original_len))
+        cap.frames.append(CapturedFrame(_stamp(iface.to_ns(ts), len(cap.frames) + 1), bytes(epb.data),
+                                        epb.original_len))
     elif block.type == PCAPNG_SPB:
         spb = fmt.spb.parse(block.body)
         if not interfaces:
@@ -281,6 +305,17 @@ def _pcapng_block(cap: Capture, fmt: _PcapngFormats, block: Any, interfaces: lis
         ns = cap.frames[-1].ns if cap.frames else 0
         cap.frames.append(CapturedFrame(ns, bytes(spb.data[:caplen]), spb.original_len))
     # name resolution, statistics, journal, custom and unknown blocks carry no frames
+
+
+MAX_STAMP_NS = 1 << 63  # 2262-04-11: what a signed 64-bit count of nanoseconds holds, as most tools keep time
+
+
+def _stamp(ns: int, number: int) -> int:
+    """A frame's time, refused when no clock could have written it (if_tsresol or if_tsoffset gone wrong)."""
+    if not 0 <= ns < MAX_STAMP_NS:
+        raise CaptureError(f"corrupt capture: frame {number} is stamped {ns / 1e9:.6g} s from 1970; simstack reads "
+                           f"stamps from 1970 to 2262 (check the interface's if_tsresol and if_tsoffset)")
+    return ns
 
 
 # -- entry points ------------------------------------------------------------------------
@@ -310,7 +345,44 @@ def parse_capture(data: bytes) -> Capture:
 def read_capture(path: str | Path) -> Capture:
     """Read a capture file; ``CaptureError`` (also for unreadable files) has a one-line message."""
     try:
-        data = Path(path).read_bytes()
+        data = read_regular_file(path, MAX_CAPTURE_BYTES)
     except OSError as e:
         raise CaptureError(f"cannot read {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise CaptureError(f"cannot read {path}: {e}") from None
     return parse_capture(data)
+
+
+_FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+               stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+
+
+def read_regular_file(path: str | Path, limit: int) -> bytes:
+    """All of ``path``, which must be a regular file of at most ``limit`` bytes.
+
+    Input files are read whole, so a device (``/dev/zero``), a pipe, or a file
+    that grows while it is read would be read until memory ran out. Raises
+    OSError from the system, or ValueError with one line saying what is wrong
+    with the file.
+    """
+    # O_NONBLOCK: opening a FIFO that has no writer returns at once instead of waiting for one.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"not a regular file (it is {_FILE_KINDS.get(stat.S_IFMT(st.st_mode), 'something else')})")
+        if st.st_size > limit:
+            raise ValueError(f"{st.st_size} bytes is more than the {limit} ({limit >> 20} MiB) simstack reads")
+        chunks: list[bytes] = []
+        got = 0
+        while got <= limit:
+            chunk = os.read(fd, min(1 << 20, limit + 1 - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        if got > limit:
+            raise ValueError(f"the file grew past {limit} bytes ({limit >> 20} MiB) while it was read")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)

@@ -23,11 +23,16 @@ _IFREQ = struct.Struct(f"{IFNAMSIZ}sH22x")  # struct ifreq: name, flags, union p
 
 
 def check_name(name: str) -> None:
-    """Reject names the kernel would refuse, with the reason (dev_valid_name)."""
+    """Reject names the kernel would refuse (dev_valid_name), or would turn into another name, with the reason."""
     if not name or len(name.encode()) >= IFNAMSIZ:
-        raise SetupError(f"bad interface name {name!r}: want 1 to {IFNAMSIZ - 1} characters")
-    if name in (".", "..") or any(c in name for c in "/: \t\n"):
-        raise SetupError(f"bad interface name {name!r}: no '/', ':' or whitespace")
+        raise SetupError(f"bad interface name {name!r}: want 1 to {IFNAMSIZ - 1} bytes")
+    if name in (".", "..") or any(c in "/:" or c in " \t\n\v\f\r" for c in name):
+        raise SetupError(f"bad interface name {name!r}: no '/', ':' or whitespace, and not '.' or '..'")
+    if "%" in name:
+        # dev_alloc_name: "tap%d" asks the kernel for the first free tap0, tap1, ...; simstack must know the name
+        # it gets, to find the link and to remove it later.
+        raise SetupError(f"bad interface name {name!r}: '%' asks the kernel to choose the number (tap%d becomes "
+                         f"tap0, tap1, ...); give the exact name, like tap0")
 
 
 class Tap:
