@@ -23,7 +23,7 @@ from typing import TextIO, TypeVar
 from simstack.protocols.addresses import ip_to_bytes, is_multicast_mac, mac_to_bytes, parse_interface
 from simstack.protocols.stack import Stack, StackConfig
 
-from ..api.services import DEFAULT_SERVICES, SERVICES, start_services
+from ..api.services import DEFAULT_SERVICES, service_error, start_services
 from ..scenario.recorder import Recorder
 from ..wire.errors import SetupError
 from ..wire.pcap import PcapWriter
@@ -63,6 +63,7 @@ class LiveOptions:
     lab: str | None = None  # --lab NAME: client namespaces on a bridge with the TAP (engine/lab.py)
     lab_clients: int | None = None  # None: 1
     lab_route: bool = False
+    tcp_msl: float | None = None  # --tcp-msl SECONDS: TIME-WAIT lasts twice this (default TcpConfig's 30 s)
 
 
 @dataclass(frozen=True)
@@ -100,9 +101,14 @@ def plan(opts: LiveOptions) -> Plan:
             raise SetupError(f"--interval {opts.interval:g}: want a time in seconds, 0 or more")
         if not 0 <= opts.size <= config.mtu - 28:
             raise SetupError(f"--size {opts.size}: want 0 to {config.mtu - 28} (no fragmentation)")
-    unknown = [name for name in opts.serve if name not in SERVICES]
-    if unknown:
-        raise SetupError(f"--serve {unknown[0]}: unknown service; known: {', '.join(SERVICES)}")
+    for name in opts.serve:
+        why = service_error(name)
+        if why is not None:
+            raise SetupError(f"--serve {why}")
+    if opts.tcp_msl is not None:
+        if not opts.tcp_msl > 0:
+            raise SetupError(f"--tcp-msl {opts.tcp_msl:g}: want a time in seconds, more than 0")
+        config = replace(config, tcp=replace(config.tcp, msl=opts.tcp_msl))
     if opts.record is not None and not Path(opts.record).parent.is_dir():
         raise SetupError(f"--record {opts.record}: no such directory")
     lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname)
