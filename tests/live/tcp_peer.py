@@ -14,9 +14,10 @@ back is hashed as it arrives, so 20 MB cost no memory.
         reading them back; reports how many came back intact
     refused HOST PORT
         connect once; reports the outcome and how long it took
-    serve PORT --size N [--seed S] [--timeout T]
-        accept one connection, send N seeded random bytes while reading
-        everything the peer sends, then close; reports the sha256s
+    serve PORT
+        a TCP echo server (a thread per connection) until killed: prints
+        {"ready": PORT}, then {"echoed": N, "sha256": ..., "peer": ...} for
+        each connection once the peer closed it
 """
 
 import argparse
@@ -171,20 +172,26 @@ def refused(a: argparse.Namespace) -> int:
 
 
 def serve(a: argparse.Namespace) -> int:
-    data, digest = stream(a.size, a.seed)
+    """An echo server, a thread per connection; one JSON line per connection closed."""
+
+    def echo_one(conn: socket.socket, addr: tuple[str, int]) -> None:
+        digest = hashlib.sha256()
+        n = 0
+        with conn:
+            while data := conn.recv(CHUNK):
+                digest.update(data)
+                n += len(data)
+                conn.sendall(data)
+        say(echoed=n, sha256=digest.hexdigest(), peer=f"{addr[0]}:{addr[1]}")
+
     with socket.socket() as ls:
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind(("", a.port))
-        ls.listen(1)
+        ls.listen(16)
         say(ready=a.port)
-        ls.settimeout(a.timeout)
-        conn, addr = ls.accept()
-        with conn:
-            out = exchange(conn, data, 0, a.timeout, None)
-    out["sent_sha256"] = digest
-    out["peer"] = f"{addr[0]}:{addr[1]}"
-    say(**out)
-    return 0
+        while True:
+            conn, addr = ls.accept()
+            threading.Thread(target=echo_one, args=(conn, addr), daemon=True).start()
 
 
 def main() -> int:
