@@ -29,6 +29,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MB = 1_000_000
 STATUS_PORTS = (45000, 45999)  # curl fetches the status page from these ports, so its own connection can be told apart
 NETEM = ("loss", "3%", "reorder", "10%", "duplicate", "1%", "delay", "1ms")
+IMPAIR = "loss=3%,reorder=10%,duplicate=1%,delay=1ms"  # the same, for impair_relay.py
+RELAY = Path(__file__).with_name("impair_relay.py")
 
 
 def sha256_file(path: Path) -> str:
@@ -127,6 +129,25 @@ def test_curl_downloads_20_mb_through_netem(netns: Netns, www: Path, tmp_path: P
     code, speed = curl_download(netns, "http://10.0.0.1/big.bin", got, timeout=90)
     assert code == "200" and sha256_file(got) == sha256_file(www / "big.bin")
     print(f"curl through netem: {speed / MB:.1f} MB/s")
+
+
+def test_curl_downloads_20_mb_through_an_impairing_relay_where_netem_is_missing(netns: Netns, www: Path,
+                                                                                tmp_path: Path) -> None:
+    """The netem test's impairment, applied by ``impair_relay.py`` to the frames the kernel sends to simstack."""
+    require_tool("curl")
+    netns.run("sysctl", "-qw", "net.ipv4.conf.all.arp_ignore=1", check=True)
+    netns.live("--no-host-config", "--serve", f"http:{www}")
+    relay = netns.spawn(sys.executable, str(RELAY), "tap0", "tapk", "--to-stack", IMPAIR, "--seed", "5")
+    relay.wait_for_line('"ready"')
+    netns.run("ip", "addr", "add", "10.0.0.2/24", "dev", "tapk", check=True)
+    netns.run("ip", "link", "set", "tapk", "up", check=True)
+    got = tmp_path / "got.bin"
+    code, speed = curl_download(netns, "http://10.0.0.1/big.bin", got, timeout=90)
+    assert code == "200" and sha256_file(got) == sha256_file(www / "big.bin")
+    relay.stop()
+    counts = json.loads(relay.wait_for_line('"to_stack"'))["to_stack"]
+    assert counts["dropped"] > 0 and counts["reordered"] > 0 and counts["duplicated"] > 0, counts
+    print(f"curl through the impairing relay: {speed / MB:.1f} MB/s; kernel -> stack {counts}")
 
 
 # -- echo ------------------------------------------------------------------------------------------
