@@ -68,6 +68,8 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     lv.add_argument("--no-serve", action="store_true", help="run no built-in service")
     lv.add_argument("--tcp-msl", type=float, metavar="SECONDS",
                     help="TCP's maximum segment lifetime: TIME-WAIT lasts twice this (default 30)")
+    lv.add_argument("--tcp-rto-min", type=float, metavar="SECONDS",
+                    help="the floor of TCP's retransmission timeout (default 1, RFC 6298 2.4; Linux uses 0.2)")
     lv.add_argument("--record", metavar="OUT.yaml", help="on exit, write the session as a replayable scenario")
     pg = lv.add_argument_group("ping from the stack")
     pg.add_argument("--ping", metavar="IP", help="send echo requests to IP, print replies like ping(8), then exit")
@@ -123,7 +125,8 @@ def live(args: argparse.Namespace) -> int:
     opts = LiveOptions(args.ifname, args.ip, args.mac, args.gateway, args.host_ip, args.host_config, args.pcap,
                        args.verbose, args.seed, args.ping, args.count, args.interval, args.size, args.linger,
                        () if args.no_serve else tuple(args.serve or DEFAULT_SERVICES), args.record,
-                       lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route, tcp_msl=args.tcp_msl)
+                       lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route, tcp_msl=args.tcp_msl,
+                       tcp_rto_min=args.tcp_rto_min)
     try:
         return run(opts, sys.stdout, sys.stderr)
     except SetupError as e:

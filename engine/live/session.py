@@ -64,6 +64,7 @@ class LiveOptions:
     lab_clients: int | None = None  # None: 1
     lab_route: bool = False
     tcp_msl: float | None = None  # --tcp-msl SECONDS: TIME-WAIT lasts twice this (default TcpConfig's 30 s)
+    tcp_rto_min: float | None = None  # --tcp-rto-min SECONDS: the retransmission timer's floor (default 1 s)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,12 @@ def plan(opts: LiveOptions) -> Plan:
         if not opts.tcp_msl > 0:
             raise SetupError(f"--tcp-msl {opts.tcp_msl:g}: want a time in seconds, more than 0")
         config = replace(config, tcp=replace(config.tcp, msl=opts.tcp_msl))
+    if opts.tcp_rto_min is not None:
+        if not 0 < opts.tcp_rto_min <= config.tcp.rto_max:
+            raise SetupError(f"--tcp-rto-min {opts.tcp_rto_min:g}: want a time in seconds, more than 0 and at most "
+                             f"{config.tcp.rto_max:g}")
+        config = replace(config, tcp=replace(config.tcp, rto_min=opts.tcp_rto_min,
+                                             rto_initial=max(config.tcp.rto_initial, opts.tcp_rto_min)))
     if opts.record is not None and not Path(opts.record).parent.is_dir():
         raise SetupError(f"--record {opts.record}: no such directory")
     lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname)

@@ -99,8 +99,8 @@ def main() -> int:
                     pkt.send(frame)
                 except OSError:
                     to_stack.counts["dropped"] += 1
-            else:
-                tap.write(frame)
+            elif tap.write(frame) is not None:
+                to_kernel.counts["dropped"] += 1  # the kernel's backlog was full
     print(json.dumps({"to_stack": to_stack.counts, "to_kernel": to_kernel.counts}), flush=True)
     tap.close()
     pkt.close()
