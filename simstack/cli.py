@@ -61,10 +61,15 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     lv.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"],
                     help="diagnostics on stderr (default %(default)s)")
     lv.add_argument("--seed", type=int, metavar="N", help="seed for the stack's random numbers (default: random)")
-    lv.add_argument("--serve", action="append", choices=["echo", "discard"], metavar="SERVICE",
-                    help="run a built-in UDP service: echo (port 7) or discard (port 9); repeatable "
-                         "(default: both)")
+    lv.add_argument("--serve", action="append", metavar="SERVICE",
+                    help="run a built-in service: echo (UDP and TCP port 7), discard (UDP and TCP port 9), http "
+                         "(port 80, a status page) or http:DIR (port 80, the files under DIR); repeatable "
+                         "(default: echo, discard, http)")
     lv.add_argument("--no-serve", action="store_true", help="run no built-in service")
+    lv.add_argument("--tcp-msl", type=float, metavar="SECONDS",
+                    help="TCP's maximum segment lifetime: TIME-WAIT lasts twice this (default 30)")
+    lv.add_argument("--tcp-rto-min", type=float, metavar="SECONDS",
+                    help="the floor of TCP's retransmission timeout (default 1, RFC 6298 2.4; Linux uses 0.2)")
     lv.add_argument("--record", metavar="OUT.yaml", help="on exit, write the session as a replayable scenario")
     pg = lv.add_argument_group("ping from the stack")
     pg.add_argument("--ping", metavar="IP", help="send echo requests to IP, print replies like ping(8), then exit")
@@ -138,6 +143,7 @@ def _quiet_stdout() -> None:
 def live(args: argparse.Namespace) -> int:
     import logging
 
+    from simstack.engine.api.services import DEFAULT_SERVICES
     from simstack.engine.live.session import EXIT_SETUP, LiveOptions, run
     from simstack.engine.wire.errors import SetupError
 
@@ -148,8 +154,9 @@ def live(args: argparse.Namespace) -> int:
     logger.setLevel(args.log_level.upper())
     opts = LiveOptions(args.ifname, args.ip, args.mac, args.gateway, args.host_ip, args.host_config, args.pcap,
                        args.verbose, args.seed, args.ping, args.count, args.interval, args.size, args.linger,
-                       () if args.no_serve else tuple(args.serve or ("echo", "discard")), args.record,
-                       lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route)
+                       () if args.no_serve else tuple(args.serve or DEFAULT_SERVICES), args.record,
+                       lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route, tcp_msl=args.tcp_msl,
+                       tcp_rto_min=args.tcp_rto_min)
     try:
         return run(opts, sys.stdout, sys.stderr)
     except SetupError as e:

@@ -24,7 +24,7 @@ from typing import Any, TextIO, TypeVar
 from simstack.protocols.addresses import AddressError, check_stack_addresses, ip_to_bytes, mac_to_bytes, parse_interface
 from simstack.protocols.stack import Stack, StackConfig
 
-from ..api.services import DEFAULT_SERVICES, SERVICES, start_services
+from ..api.services import DEFAULT_SERVICES, service_error, start_services
 from ..scenario.recorder import Recorder
 from ..wire.errors import SetupError
 from ..wire.pcap import PcapWriter
@@ -67,6 +67,8 @@ class LiveOptions:
     lab: str | None = None  # --lab NAME: client namespaces on a bridge with the TAP (engine/lab.py)
     lab_clients: int | None = None  # None: 1
     lab_route: bool = False
+    tcp_msl: float | None = None  # --tcp-msl SECONDS: TIME-WAIT lasts twice this (default TcpConfig's 30 s)
+    tcp_rto_min: float | None = None  # --tcp-rto-min SECONDS: the retransmission timer's floor (default 1 s)
 
 
 @dataclass(frozen=True)
@@ -105,12 +107,25 @@ def plan(opts: LiveOptions) -> Plan:
         raise SetupError(f"--size {opts.size}: want 0 to {config.mtu - 28} (no fragmentation)")
     if opts.seed is not None and not 0 <= opts.seed <= MAX_SEED:
         raise SetupError(f"--seed {opts.seed}: want 0 to 2**64 - 1")
-    unknown = [name for name in opts.serve if name not in SERVICES]
-    if unknown:
-        raise SetupError(f"--serve {unknown[0]}: unknown service; known: {', '.join(SERVICES)}")
-    twice = next((name for i, name in enumerate(opts.serve) if name in opts.serve[:i]), None)
+    for name in opts.serve:
+        why = service_error(name)
+        if why is not None:
+            raise SetupError(f"--serve {why}")
+    kinds = [name.partition(":")[0] for name in opts.serve]
+    twice = next((name for i, name in enumerate(kinds) if name in kinds[:i]), None)
     if twice is not None:
         raise SetupError(f"--serve {twice} is given twice: each service runs once, on its own port")
+    if opts.tcp_msl is not None:
+        _seconds("--tcp-msl", opts.tcp_msl)
+        if not opts.tcp_msl > 0:
+            raise SetupError(f"--tcp-msl {opts.tcp_msl:g}: want a time in seconds, more than 0")
+        config = replace(config, tcp=replace(config.tcp, msl=opts.tcp_msl))
+    if opts.tcp_rto_min is not None:
+        if not 0 < opts.tcp_rto_min <= config.tcp.rto_max:
+            raise SetupError(f"--tcp-rto-min {opts.tcp_rto_min:g}: want a time in seconds, more than 0 and at most "
+                             f"{config.tcp.rto_max:g}")
+        config = replace(config, tcp=replace(config.tcp, rto_min=opts.tcp_rto_min,
+                                             rto_initial=max(config.tcp.rto_initial, opts.tcp_rto_min)))
     if opts.record is not None:
         _check_record(opts.record)
     lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname)

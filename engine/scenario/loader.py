@@ -31,7 +31,7 @@ from simstack.protocols.fragments import ReassemblyConfig, fragment
 from simstack.protocols.stack import StackConfig
 from simstack.protocols.tcp_conn import TcpConfig
 
-from ..api.services import SERVICES
+from ..api.services import SERVICES, service_error
 from ..wire.capture import read_regular_file
 from .fields import IP, Context, Host, SpecError, build_frame, normalize_spec, payload_bytes
 from .isn import Isns
@@ -447,9 +447,14 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
         if "services" in s:
             names = s["services"]
             line = s.key_lines["services"]
-            if not isinstance(names, list) or not all(isinstance(n, str) and n in SERVICES for n in names):
-                raise chk.fail(line, f"services must be a list of {', '.join(SERVICES)}")
-            twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+            if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+                raise chk.fail(line, f"services must be a list of {', '.join(SERVICES)} or http:DIR")
+            for n in names:
+                why = service_error(n)  # http:DIR, as a live session records it, names a directory that must exist
+                if why is not None:
+                    raise chk.fail(line, f"services: {why}")
+            kinds = [n.partition(":")[0] for n in names]
+            twice = next((n for i, n in enumerate(kinds) if n in kinds[:i]), None)
             if twice is not None:
                 raise chk.fail(line, f"services: {twice} is listed twice; each service runs once, on its own port")
             services = tuple(names)

@@ -45,7 +45,7 @@ def test_recorded_session_replays_and_an_edited_payload_fails(netns: Netns, tmp_
 
     text = recording.read_text()
     doc = yaml.safe_load(text)
-    assert doc["stack"]["services"] == ["echo", "discard"]
+    assert doc["stack"]["services"] == ["echo", "discard", "http"]
     expects = [step["expect"] for step in doc["steps"] if "expect" in step]
     assert sum(1 for e in expects if e.get("icmp", {}).get("type") == "echo-reply") == 5, text
     assert sum(1 for e in expects if e.get("arp", {}).get("op") == "reply") >= 2, text  # ping's ARP, then arping's

@@ -1,0 +1,367 @@
+#!/usr/bin/env python3
+"""Live TCP bulk throughput: the kernel into simstack's discard, simstack to the kernel by curl, and an echo.
+
+Run as root: ``.venv/bin/python bench/tcp_bulk.py [--size MB] [--runs N] [--cpus STACK,LOAD] [--quick]``.
+
+Three transfers of ``--size`` MB (default 20) across a TAP with MTU 1500, each
+run ``--runs`` times (default 5), reported as the median in MB/s:
+
+* ``kernel -> stack``: a Python socket client on the kernel side sends the
+  bytes into simstack's discard service (port 9), half-closes, and waits for
+  simstack to close in turn: the time covers every byte taken by the stack;
+* ``stack -> kernel``: ``curl`` downloads a file of that size from simstack's
+  HTTP service (``--serve http:DIR``);
+* ``echo``: the client sends the bytes to simstack's echo service (port 7)
+  while reading them back; MB/s of one direction.
+
+The same three run in the same session between two kernel namespaces joined
+by a veth pair (a Python discard and echo server and ``python -m
+http.server`` on the far side), as the ceiling the ratios are taken against.
+The stack is pinned to one CPU and the clients to another (``--cpus``, default
+0,1), as a peer on another machine would be. The first targets (issue 13):
+20 MB/s each way, 10 MB/s for the echo.
+
+Everything happens in throwaway network namespaces (``stb-<pid>-*``, deleted
+on exit, even on failure), with the file in a temporary directory.
+"""
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import queue
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+READY = "simstack: live on tap0"
+STACK_IP, HOST_IP = "10.0.0.1", "10.0.0.2"
+MB = 1_000_000
+TARGETS = {"kernel -> stack": 20.0, "stack -> kernel": 20.0, "echo": 10.0}
+PYTCP = {"kernel -> stack": 6.4}  # PyTCP 3.0.9 on this kind of machine (issue 13): 6.1-6.7 MB/s into discard
+CHUNK = 65536
+
+
+# --- the kernel side's clients and servers (run inside a namespace: this file with a subcommand) ----------------
+
+def client(host: str, port: int, size: int, echo: bool, timeout: float) -> dict[str, Any]:
+    """Send ``size`` bytes (reading the echo back if ``echo``), half-close, read to EOF; the seconds it took."""
+    data = memoryview(os.urandom(size))
+    digest = hashlib.sha256()
+    got = 0
+    start = time.monotonic()
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.setblocking(False)
+        sel = selectors.DefaultSelector()
+        sel.register(s, selectors.EVENT_READ | selectors.EVENT_WRITE)
+        deadline = start + timeout
+        eof = False
+        while not eof:
+            if time.monotonic() > deadline:
+                return {"error": f"timeout after {got} bytes back, {size - len(data)} sent"}
+            for _key, ev in sel.select(1.0):
+                if ev & selectors.EVENT_WRITE and data:
+                    with contextlib.suppress(BlockingIOError):
+                        data = data[s.send(data[:4 * CHUNK]):]
+                    if not data:
+                        s.shutdown(socket.SHUT_WR)
+                        sel.modify(s, selectors.EVENT_READ)
+                if ev & selectors.EVENT_READ:
+                    try:
+                        chunk = s.recv(4 * CHUNK)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        eof = True
+                        break
+                    got += len(chunk)
+                    if echo:
+                        digest.update(chunk)
+        sel.close()
+    seconds = time.monotonic() - start
+    if echo and got != size:
+        return {"error": f"{got} of {size} bytes echoed"}
+    return {"seconds": seconds, "echoed": got}
+
+
+def servers(ip: str) -> None:
+    """Discard (9) and echo (7) on the kernel, a thread per connection, until killed."""
+
+    def discard(conn: socket.socket) -> None:
+        buf = bytearray(4 * CHUNK)
+        with conn:
+            while conn.recv_into(buf):
+                pass
+
+    def echo(conn: socket.socket) -> None:
+        with conn:
+            while data := conn.recv(4 * CHUNK):
+                conn.sendall(data)
+
+    def serve(port: int, handler: Any) -> None:
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((ip, port))
+        ls.listen(64)
+        while True:
+            conn, _ = ls.accept()
+            threading.Thread(target=handler, args=(conn,), daemon=True).start()
+
+    for port, handler in ((9, discard), (7, echo)):
+        threading.Thread(target=serve, args=(port, handler), daemon=True).start()
+    print(json.dumps({"ready": ip}), flush=True)
+    threading.Event().wait()
+
+
+# --- plumbing ------------------------------------------------------------------------------------------------
+
+def sh(*cmd: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def in_ns(ns: str, *cmd: str, timeout: float = 120.0, pin: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return sh("ip", "netns", "exec", ns, *pin, *cmd, timeout=timeout)
+
+
+def must(r: subprocess.CompletedProcess[str]) -> str:
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(r.args)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+@contextlib.contextmanager
+def namespaces(*names: str) -> Iterator[None]:
+    made: list[str] = []
+    try:
+        for name in names:
+            must(sh("ip", "netns", "add", name))
+            made.append(name)
+            must(in_ns(name, "ip", "link", "set", "lo", "up"))
+        yield
+    finally:
+        for name in made:
+            for pid in sh("ip", "netns", "pids", name).stdout.split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)  # only processes this script started in its own namespaces
+            sh("ip", "netns", "del", name)
+
+
+class Process:
+    """A long-running command in a namespace; stdout lines in a queue, stderr kept."""
+
+    def __init__(self, ns: str, *cmd: str, pin: tuple[str, ...] = ()) -> None:
+        self.argv = ["ip", "netns", "exec", ns, *pin, *cmd]
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        self.errors: list[str] = []
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines.put), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.errors.append), daemon=True).start()
+
+    @staticmethod
+    def _read(stream: IO[str] | None, sink: Any) -> None:
+        assert stream is not None
+        for line in stream:
+            sink(line)
+        sink(None)
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=left)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            if text in line:
+                return
+        self.stop()
+        raise SystemExit(f"{' '.join(self.argv)} did not say {text!r}:\n{''.join(e for e in self.errors if e)}")
+
+    def cpu(self) -> float:
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def pins(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if text == "none" or len(os.sched_getaffinity(0)) < 2:
+        return (), ()
+    cpus = text.split(",")
+    allowed = os.sched_getaffinity(0)
+    if len(cpus) != 2 or not all(c.isdigit() and int(c) in allowed for c in cpus) or cpus[0] == cpus[1]:
+        raise SystemExit(f"--cpus {text}: want two different CPUs out of {sorted(allowed)}, or none")
+    if not shutil.which("taskset"):
+        raise SystemExit("--cpus needs taskset (util-linux); or pass --cpus none")
+    return ("taskset", "-c", cpus[0]), ("taskset", "-c", cpus[1])
+
+
+# --- measurements --------------------------------------------------------------------------------------------
+
+@dataclass
+class Series:
+    mbps: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)  # the stack's CPU seconds per MB moved
+    notes: list[str] = field(default_factory=list)
+
+    def median(self) -> float:
+        return statistics.median(self.mbps) if self.mbps else float("nan")
+
+
+def run_client(ns: str, ip: str, port: int, size: int, echo: bool, pin: tuple[str, ...]) -> float | str:
+    r = in_ns(ns, sys.executable, str(Path(__file__).resolve()), "client", ip, str(port), str(size),
+              *(["--echo"] if echo else []), pin=pin, timeout=180)
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not lines:
+        return f"client failed ({r.returncode}): {r.stderr.strip()[-300:]}"
+    out: dict[str, Any] = json.loads(lines[-1])
+    if "error" in out:
+        return str(out["error"])
+    return size / MB / float(out["seconds"])
+
+
+def run_curl(ns: str, ip: str, size: int, pin: tuple[str, ...]) -> float | str:
+    r = in_ns(ns, "curl", "-sS", "--fail", "-o", "/dev/null", "-w", "%{size_download} %{time_total}",
+              f"http://{ip}/bulk.bin", pin=pin, timeout=180)
+    if r.returncode != 0:
+        return f"curl failed ({r.returncode}): {r.stderr.strip()}"
+    got, seconds = r.stdout.split()
+    if int(got) != size:
+        return f"curl got {got} of {size} bytes"
+    return size / MB / float(seconds)
+
+
+def measure(ns: str, ip: str, size: int, load: tuple[str, ...], series: dict[str, Series],
+            stack: Process | None) -> None:
+    for name in ("kernel -> stack", "stack -> kernel", "echo"):
+        before = stack.cpu() if stack is not None else 0.0
+        if name == "stack -> kernel":
+            res = run_curl(ns, ip, size, load)
+        else:
+            res = run_client(ns, ip, 7 if name == "echo" else 9, size, name == "echo", load)
+        s = series[name]
+        if isinstance(res, str):
+            s.notes.append(res)
+            continue
+        s.mbps.append(res)
+        if stack is not None:
+            s.cpu.append((stack.cpu() - before) / (size / MB * (2 if name == "echo" else 1)))
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["client"]:
+        p = argparse.ArgumentParser()
+        p.add_argument("host")
+        p.add_argument("port", type=int)
+        p.add_argument("size", type=int)
+        p.add_argument("--echo", action="store_true")
+        a = p.parse_args(sys.argv[2:])
+        print(json.dumps(client(a.host, a.port, a.size, a.echo, 150.0)), flush=True)
+        return 0
+    if sys.argv[1:2] == ["servers"]:
+        servers(sys.argv[2])
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--size", type=int, default=20, help="MB per transfer (default %(default)s)")
+    ap.add_argument("--runs", type=int, default=5, help="runs of each transfer (default %(default)s)")
+    ap.add_argument("--cpus", default="0,1", metavar="STACK,LOAD",
+                    help="CPUs for the stack and for the kernel-side clients, or none (default %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="smoke check: 5 MB, 1 run")
+    args = ap.parse_args()
+    if args.quick:
+        args.size, args.runs = 5, 1
+    if os.geteuid() != 0:
+        print("bench/tcp_bulk.py needs root (network namespaces, TAP)", file=sys.stderr)
+        return 2
+    if not shutil.which("curl"):
+        print("bench/tcp_bulk.py needs curl", file=sys.stderr)
+        return 2
+    stack_pin, load_pin = pins(args.cpus)
+    size = args.size * MB
+    tag = f"stb-{os.getpid()}"
+    stack_ns, base_ns, peer_ns = f"{tag}-stack", f"{tag}-base", f"{tag}-peer"
+    start = time.monotonic()
+    simstack = {name: Series() for name in TARGETS}
+    kernel = {name: Series() for name in TARGETS}
+    www = Path(tempfile.mkdtemp(prefix="simstack-bulk-"))
+    try:
+        with (www / "bulk.bin").open("wb") as f:
+            f.write(os.urandom(size))
+        with namespaces(stack_ns, base_ns, peer_ns):
+            must(sh("ip", "link", "add", "v0", "netns", base_ns, "type", "veth", "peer", "name", "v1", "netns", peer_ns))
+            must(in_ns(base_ns, "ip", "addr", "add", f"{HOST_IP}/24", "dev", "v0"))
+            must(in_ns(peer_ns, "ip", "addr", "add", f"{STACK_IP}/24", "dev", "v1"))
+            must(in_ns(base_ns, "ip", "link", "set", "v0", "up"))
+            must(in_ns(peer_ns, "ip", "link", "set", "v1", "up"))
+            peer_servers = Process(peer_ns, sys.executable, str(Path(__file__).resolve()), "servers", STACK_IP,
+                                   pin=stack_pin)
+            peer_servers.wait_for('"ready"')
+            http = Process(peer_ns, sys.executable, "-m", "http.server", "80", "--bind", STACK_IP, "--directory",
+                           str(www), pin=stack_pin)
+            time.sleep(0.5)
+            stack = Process(stack_ns, sys.executable, "-m", "simstack", "live", "tap0", "--serve", "echo",
+                            "--serve", "discard", "--serve", f"http:{www}", pin=stack_pin)
+            stack.wait_for(READY)
+            print(f"{args.size} MB per transfer, {args.runs} runs; "
+                  + (f"stack on CPU {stack_pin[-1]}, clients on CPU {load_pin[-1]}" if stack_pin else "no pinning"),
+                  flush=True)
+            warm: dict[str, Series] = {name: Series() for name in TARGETS}
+            measure(stack_ns, STACK_IP, min(size, 5 * MB), load_pin, warm, stack)  # ARP, first-call paths, caches
+            for run in range(args.runs):
+                measure(base_ns, STACK_IP, size, load_pin, kernel, None)
+                measure(stack_ns, STACK_IP, size, load_pin, simstack, stack)
+                print(f"run {run + 1}/{args.runs}: " + ", ".join(
+                    f"{name} {simstack[name].mbps[-1] if len(simstack[name].mbps) > run else float('nan'):.1f}"
+                    for name in TARGETS) + " MB/s", flush=True)
+            stack.stop()
+            http.stop()
+            peer_servers.stop()
+    finally:
+        shutil.rmtree(www, ignore_errors=True)
+    print(f"\nMB/s, median of {args.runs} run(s) of {args.size} MB, MTU 1500:")
+    head = (f"  {'transfer':<17} {'simstack':>9} {'target':>7} {'vs target':>9} {'kernel (veth)':>14} "
+            f"{'of kernel':>9} {'stack CPU s/MB':>14}   per run")
+    print(head)
+    print("  " + "-" * (len(head) + 10))
+    notes = []
+    for name, target in TARGETS.items():
+        s, k = simstack[name], kernel[name]
+        ms, mk = s.median(), k.median()
+        cpu = statistics.median(s.cpu) if s.cpu else float("nan")
+        print(f"  {name:<17} {ms:>9.1f} {'>= ' + format(target, 'g'):>7} {ms / target:>8.2f}x {mk:>14.1f} "
+              f"{ms / mk:>9.2%} {cpu:>14.4f}   {' '.join(f'{v:.1f}' for v in s.mbps)}")
+        notes += [f"{name}: {n}" for n in s.notes] + [f"{name} (kernel): {n}" for n in k.notes]
+    for name, figure in PYTCP.items():
+        print(f"  {name}: {simstack[name].median() / figure:.1f}x PyTCP 3.0.9's {figure} MB/s")
+    print("  echo: MB/s in each direction; stack CPU per MB moved either way")
+    for n in notes:
+        print("  note: " + n)
+    print(f"  ({time.monotonic() - start:.0f} s; load average {os.getloadavg()[0]:.2f})")
+    return 1 if notes else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

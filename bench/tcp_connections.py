@@ -1,0 +1,397 @@
+#!/usr/bin/env python3
+"""Live TCP connections: how many a second simstack serves, and what 10,000 idle ones cost in memory.
+
+Run as root: ``.venv/bin/python bench/tcp_connections.py [--count N] [--idle N] [--runs N] [--cpus STACK,LOAD]``.
+
+* Connections per second: a client on the kernel side (this file, run with
+  ``churn`` inside the namespace, one thread driving non-blocking sockets)
+  opens a connection to simstack's echo service (port 7), sends 1 KB, reads
+  the 1 KB back, closes, and starts the next; one at a time, and with 16 in
+  flight. Median of ``--runs`` (default 5) runs of ``--count`` connections
+  (default 2,000). The same client against a kernel echo server (Python,
+  selectors) over a veth pair is printed alongside, as a reference.
+* Memory: the same client then opens ``--idle`` connections (default
+  10,000) and leaves them idle; once simstack's status page counts them all
+  ESTABLISHED, its resident set (VmRSS of ``/proc/PID/status``) is read, and
+  compared with the figure before they were opened. The first target (issue
+  13): at most 100 MB for 10,000 idle connections.
+
+The stack is pinned to one CPU and the client to another (``--cpus``, default
+0,1). Everything happens in throwaway network namespaces (``stc-<pid>-*``,
+deleted on exit, even on failure).
+"""
+
+import argparse
+import contextlib
+import errno
+import json
+import os
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+ROOT = Path(__file__).resolve().parent.parent
+READY = "simstack: live on tap0"
+STACK_IP, HOST_IP = "10.0.0.1", "10.0.0.2"
+PAYLOAD = 1024
+TARGET_RSS_MB = 100.0
+
+
+# --- the kernel side (run inside a namespace: this file with a subcommand) -------------------------------------
+
+def churn(host: str, port: int, count: int, parallel: int, timeout: float) -> dict[str, Any]:
+    """``count`` connections, ``parallel`` at a time: connect, 1 KB out, 1 KB back, close."""
+    sel = selectors.DefaultSelector()
+    payload = os.urandom(PAYLOAD)
+    started = done = failed = 0
+    errors: list[str] = []
+    state: dict[socket.socket, list[Any]] = {}  # sock -> [bytes sent, bytes received]
+
+    def start() -> None:
+        nonlocal started
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, port))
+        state[s] = [0, bytearray()]
+        sel.register(s, selectors.EVENT_WRITE)
+        started += 1
+
+    def finish(s: socket.socket, ok: bool, why: str = "") -> None:
+        nonlocal done, failed
+        sel.unregister(s)
+        del state[s]
+        s.close()
+        done += ok
+        failed += not ok
+        if why and len(errors) < 5:
+            errors.append(why)
+
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while started < min(parallel, count):
+        start()
+    while state and time.monotonic() < deadline:
+        for key, ev in sel.select(1.0):
+            s = key.fileobj
+            assert isinstance(s, socket.socket)
+            sent, got = state[s]
+            if ev & selectors.EVENT_WRITE:
+                err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    finish(s, False, os.strerror(err))
+                else:
+                    n = s.send(payload[sent:])
+                    state[s][0] = sent + n
+                    if sent + n == PAYLOAD:
+                        sel.modify(s, selectors.EVENT_READ)
+            elif ev & selectors.EVENT_READ:
+                try:
+                    data = s.recv(PAYLOAD)
+                except OSError as e:
+                    finish(s, False, str(e))
+                    data = None
+                if data is None:
+                    pass
+                elif not data:
+                    finish(s, False, f"EOF after {len(got)} bytes")
+                else:
+                    got += data
+                    if len(got) == PAYLOAD:
+                        finish(s, bytes(got) == payload, "" if bytes(got) == payload else "corrupted")
+            else:
+                continue
+            if started < count and len(state) < parallel:
+                start()
+    seconds = time.monotonic() - t0
+    return {"done": done, "failed": failed, "unfinished": len(state), "seconds": seconds, "errors": errors}
+
+
+def hold(host: str, port: int, count: int, batch: int, timeout: float) -> None:
+    """Open ``count`` connections, ``batch`` at a time; print when all are up, then keep them until killed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, count + 100)), hard))
+    socks: list[socket.socket] = []
+    deadline = time.monotonic() + timeout
+    while len(socks) < count:
+        if time.monotonic() > deadline:
+            print(json.dumps({"holding": len(socks), "error": f"only {len(socks)} of {count} connected"}), flush=True)
+            return
+        wave = []
+        for _ in range(min(batch, count - len(socks))):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((host, port))
+            wave.append(s)
+        sel = selectors.DefaultSelector()
+        for s in wave:
+            sel.register(s, selectors.EVENT_WRITE)
+        pending = len(wave)
+        while pending and time.monotonic() < deadline:
+            for key, _ in sel.select(1.0):
+                c = key.fileobj
+                assert isinstance(c, socket.socket)
+                sel.unregister(c)
+                pending -= 1
+                if c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) in (0, errno.EISCONN):
+                    socks.append(c)
+                else:
+                    c.close()
+        sel.close()
+    print(json.dumps({"holding": len(socks)}), flush=True)
+    threading.Event().wait()
+
+
+def echo_server(ip: str, port: int) -> None:
+    """A kernel echo server for the reference figure: one thread, selectors."""
+    sel = selectors.DefaultSelector()
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((ip, port))
+    ls.listen(1024)
+    ls.setblocking(False)
+    sel.register(ls, selectors.EVENT_READ)
+    print(json.dumps({"ready": port}), flush=True)
+    while True:
+        for key, _ in sel.select():
+            if key.fileobj is ls:
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        c, _ = ls.accept()
+                        c.setblocking(False)
+                        sel.register(c, selectors.EVENT_READ)
+                continue
+            conn = key.fileobj
+            assert isinstance(conn, socket.socket)
+            try:
+                data = conn.recv(65536)
+            except OSError:
+                data = b""
+            if data:
+                conn.sendall(data)  # 1 KB: it fits the send buffer
+            else:
+                sel.unregister(conn)
+                conn.close()
+
+
+# --- plumbing ------------------------------------------------------------------------------------------------
+
+def sh(*cmd: str, timeout: float = 300.0) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def in_ns(ns: str, *cmd: str, timeout: float = 300.0, pin: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return sh("ip", "netns", "exec", ns, *pin, *cmd, timeout=timeout)
+
+
+def must(r: subprocess.CompletedProcess[str]) -> str:
+    if r.returncode != 0:
+        raise SystemExit(f"{' '.join(r.args)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+    return r.stdout
+
+
+@contextlib.contextmanager
+def namespaces(*names: str) -> Iterator[None]:
+    made: list[str] = []
+    try:
+        for name in names:
+            must(sh("ip", "netns", "add", name))
+            made.append(name)
+            must(in_ns(name, "ip", "link", "set", "lo", "up"))
+        yield
+    finally:
+        for name in made:
+            for pid in sh("ip", "netns", "pids", name).stdout.split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)  # only processes this script started in its own namespaces
+            sh("ip", "netns", "del", name)
+
+
+class Process:
+    """A long-running command in a namespace; stdout lines collected."""
+
+    def __init__(self, ns: str, *cmd: str, pin: tuple[str, ...] = ()) -> None:
+        self.argv = ["ip", "netns", "exec", ns, *pin, *cmd]
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True).start()
+
+    def _read(self, stream: IO[str] | None, sink: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            with self.cond:
+                sink.append(line)
+                self.cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        with self.cond:
+            ok = self.cond.wait_for(lambda: any(text in line for line in self.out) or self.proc.poll() is not None,
+                                    timeout)
+            for line in self.out:
+                if text in line:
+                    return line
+        self.stop()
+        raise SystemExit(f"{' '.join(self.argv)} did not say {text!r} (ok={ok}):\n{''.join(self.out + self.err)}")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise SystemExit("no VmRSS")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def pins(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if text == "none" or len(os.sched_getaffinity(0)) < 2:
+        return (), ()
+    cpus = text.split(",")
+    allowed = os.sched_getaffinity(0)
+    if len(cpus) != 2 or not all(c.isdigit() and int(c) in allowed for c in cpus) or cpus[0] == cpus[1]:
+        raise SystemExit(f"--cpus {text}: want two different CPUs out of {sorted(allowed)}, or none")
+    if not shutil.which("taskset"):
+        raise SystemExit("--cpus needs taskset (util-linux); or pass --cpus none")
+    return ("taskset", "-c", cpus[0]), ("taskset", "-c", cpus[1])
+
+
+def run_churn(ns: str, count: int, parallel: int, pin: tuple[str, ...]) -> tuple[float, str]:
+    r = in_ns(ns, sys.executable, str(Path(__file__).resolve()), "churn", STACK_IP, "7", str(count), str(parallel),
+              pin=pin)
+    lines = r.stdout.strip().splitlines()
+    if r.returncode != 0 or not lines:
+        return float("nan"), f"churn failed ({r.returncode}): {r.stderr.strip()[-300:]}"
+    d = json.loads(lines[-1])
+    note = "" if d["done"] == count else f"{d['done']}/{count} done, {d['failed']} failed {d['errors']}"
+    return d["done"] / d["seconds"], note
+
+
+def status_states(ns: str) -> dict[str, int]:
+    r = in_ns(ns, "curl", "-sS", "--max-time", "10", f"http://{STACK_IP}/status.json", timeout=30)
+    if r.returncode != 0:
+        return {}
+    states: dict[str, int] = json.loads(r.stdout)["tcp"]["states"]
+    return states
+
+
+def main() -> int:
+    if sys.argv[1:2] == ["churn"]:
+        host, port, count, parallel = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+        print(json.dumps(churn(host, port, count, parallel, 600.0)), flush=True)
+        return 0
+    if sys.argv[1:2] == ["hold"]:
+        hold(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), 500, 300.0)
+        return 0
+    if sys.argv[1:2] == ["echo-server"]:
+        echo_server(sys.argv[2], int(sys.argv[3]))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--count", type=int, default=2000, help="connections per run (default %(default)s)")
+    ap.add_argument("--idle", type=int, default=10000, help="idle connections for the memory figure (default %(default)s)")
+    ap.add_argument("--runs", type=int, default=5, help="runs of each churn (default %(default)s)")
+    ap.add_argument("--cpus", default="0,1", metavar="STACK,LOAD",
+                    help="CPUs for the stack and for the kernel-side client, or none (default %(default)s)")
+    ap.add_argument("--quick", action="store_true", help="smoke check: 300 connections, 1 run, 1,000 idle")
+    args = ap.parse_args()
+    if args.quick:
+        args.count, args.runs, args.idle = 300, 1, 1000
+    if os.geteuid() != 0:
+        print("bench/tcp_connections.py needs root (network namespaces, TAP)", file=sys.stderr)
+        return 2
+    if not shutil.which("curl"):
+        print("bench/tcp_connections.py needs curl (for the stack's status page)", file=sys.stderr)
+        return 2
+    stack_pin, load_pin = pins(args.cpus)
+    tag = f"stc-{os.getpid()}"
+    stack_ns, base_ns, peer_ns = f"{tag}-stack", f"{tag}-base", f"{tag}-peer"
+    me = str(Path(__file__).resolve())
+    start = time.monotonic()
+    notes: list[str] = []
+    rates: dict[tuple[str, int], list[float]] = {}
+    with namespaces(stack_ns, base_ns, peer_ns):
+        must(sh("ip", "link", "add", "v0", "netns", base_ns, "type", "veth", "peer", "name", "v1", "netns", peer_ns))
+        must(in_ns(base_ns, "ip", "addr", "add", f"{HOST_IP}/24", "dev", "v0"))
+        must(in_ns(peer_ns, "ip", "addr", "add", f"{STACK_IP}/24", "dev", "v1"))
+        must(in_ns(base_ns, "ip", "link", "set", "v0", "up"))
+        must(in_ns(peer_ns, "ip", "link", "set", "v1", "up"))
+        for ns in (stack_ns, base_ns):  # a client's TIME-WAIT ports come back sooner; 2,000 x 5 runs fit anyway
+            in_ns(ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=10000 65000")
+        kernel_echo = Process(peer_ns, sys.executable, me, "echo-server", STACK_IP, "7", pin=stack_pin)
+        kernel_echo.wait_for('"ready"')
+        stack = Process(stack_ns, sys.executable, "-m", "simstack", "live", "tap0", "--serve", "echo", "--serve", "http",
+                        pin=stack_pin)
+        stack.wait_for(READY)
+        print(f"{args.count} connections per run, {args.runs} runs; "
+              + (f"stack on CPU {stack_pin[-1]}, client on CPU {load_pin[-1]}" if stack_pin else "no pinning"),
+              flush=True)
+        run_churn(stack_ns, 200, 4, load_pin)  # warm-up: ARP, first-call paths
+        for run in range(args.runs):
+            line = []
+            for parallel in (1, 16):
+                for who, ns in (("kernel", base_ns), ("simstack", stack_ns)):
+                    rate, note = run_churn(ns, args.count, parallel, load_pin)
+                    rates.setdefault((who, parallel), []).append(rate)
+                    if note:
+                        notes.append(f"run {run + 1}, {who}, {parallel} in flight: {note}")
+                line.append(f"{parallel} in flight {rates['simstack', parallel][-1]:.0f}/s")
+            print(f"run {run + 1}/{args.runs}: simstack " + ", ".join(line), flush=True)
+        # Memory: wait for the churn's connections to leave (the stack's side ends in LAST-ACK -> CLOSED).
+        deadline = time.monotonic() + 30
+        while status_states(stack_ns) != {"ESTABLISHED": 1} and time.monotonic() < deadline:
+            time.sleep(0.5)
+        before = stack.rss_mb()
+        holder = Process(stack_ns, sys.executable, me, "hold", STACK_IP, "7", str(args.idle), pin=load_pin)
+        held = holder.wait_for('"hold', timeout=320)
+        if "error" in held:
+            notes.append(f"idle connections: {held.strip()}")
+        established = 0
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            established = status_states(stack_ns).get("ESTABLISHED", 0) - 1  # less the status page's own
+            if established >= args.idle:
+                break
+            time.sleep(0.5)
+        time.sleep(1)
+        after = stack.rss_mb()
+        holder.stop()
+        stack.stop()
+        kernel_echo.stop()
+    print(f"\nConnections per second (connect, {PAYLOAD} B echoed, close), median of {args.runs} run(s) of "
+          f"{args.count}:")
+    print(f"  {'in flight':>9} {'simstack':>9} {'kernel (veth, Python echo server)':>34}   per run (simstack)")
+    for parallel in (1, 16):
+        s, k = rates["simstack", parallel], rates["kernel", parallel]
+        print(f"  {parallel:>9} {statistics.median(s):>9.0f} {statistics.median(k):>34.0f}   "
+              + " ".join(f"{v:.0f}" for v in s))
+    print(f"\nMemory: {established} idle established connections (status page); simstack's RSS "
+          f"{before:.1f} MB before, {after:.1f} MB with them: {after - before:.1f} MB for the connections, "
+          f"{(after - before) * 1024 * 1024 / max(established, 1) / 1024:.2f} KB each; "
+          f"target <= {TARGET_RSS_MB:g} MB: {'met' if after <= TARGET_RSS_MB else 'NOT met'} (RSS {after:.1f} MB)")
+    if established < args.idle:
+        notes.append(f"only {established} of {args.idle} idle connections established")
+    for n in notes:
+        print("  note: " + n)
+    print(f"  ({time.monotonic() - start:.0f} s; load average {os.getloadavg()[0]:.2f})")
+    return 1 if notes else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

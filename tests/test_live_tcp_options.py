@@ -1,0 +1,34 @@
+"""``simstack live``'s TCP and service options, checked before anything is set up (no root needed)."""
+
+from pathlib import Path
+
+import pytest
+
+from simstack.cli import build_parser
+from simstack.engine.live.session import LiveOptions, plan
+from simstack.engine.wire.errors import SetupError
+
+
+def test_tcp_msl_and_rto_min_reach_the_stacks_tcp_config() -> None:
+    p = plan(LiveOptions("tap0", tcp_msl=1.5, tcp_rto_min=0.2))
+    assert (p.config.tcp.msl, p.config.tcp.rto_min, p.config.tcp.rto_initial) == (1.5, 0.2, 1.0)
+    default = plan(LiveOptions("tap0"))
+    assert (default.config.tcp.msl, default.config.tcp.rto_min) == (30.0, 1.0)
+
+
+@pytest.mark.parametrize(("opts", "fragment"), [
+    (LiveOptions("tap0", tcp_msl=0), "--tcp-msl 0: want a time in seconds"),
+    (LiveOptions("tap0", tcp_rto_min=-1), "--tcp-rto-min -1"),
+    (LiveOptions("tap0", tcp_rto_min=600), "at most 60"),
+    (LiveOptions("tap0", serve=("gopher",)), "--serve gopher: unknown service"),
+    (LiveOptions("tap0", serve=("http:/no/such/dir",)), "is not a directory"),
+])
+def test_bad_values_are_refused_with_one_line(opts: LiveOptions, fragment: str) -> None:
+    with pytest.raises(SetupError, match=fragment):
+        plan(opts)
+
+
+def test_serve_accepts_http_with_a_directory(tmp_path: Path) -> None:
+    assert plan(LiveOptions("tap0", serve=("echo", f"http:{tmp_path}"))).config is not None
+    args = build_parser().parse_args(["live", "tap0", "--serve", f"http:{tmp_path}", "--tcp-msl", "2"])
+    assert (args.serve, args.tcp_msl) == ([f"http:{tmp_path}"], 2.0)
