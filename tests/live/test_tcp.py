@@ -7,6 +7,7 @@ checked by sha256, and every test ends by checking, through the HTTP status
 page, that no connection was left behind in any state but TIME-WAIT.
 """
 
+import gzip
 import hashlib
 import json
 import os
@@ -119,9 +120,22 @@ def test_curl_downloads_20_mb_from_serve_http_dir(netns: Netns, www: Path, tmp_p
         assert r.stdout in codes, (path, r.stdout)
 
 
+def _netem_compiled_out() -> bool:
+    """The running kernel says it was built without netem: no install step can add it."""
+    try:
+        with gzip.open("/proc/config.gz", "rt") as config:
+            return any(line.strip() == "# CONFIG_NET_SCH_NETEM is not set" for line in config)
+    except OSError:
+        return False
+
+
 def test_curl_downloads_20_mb_through_netem(netns: Netns, www: Path, tmp_path: Path) -> None:
     require_tool("curl")
     require_tool("tc")
+    if _netem_compiled_out():
+        # Not a missing prerequisite CI could install: the kernel itself lacks sch_netem.
+        # The relay test below applies the same impairment in user space instead.
+        pytest.skip("this kernel is built without netem (CONFIG_NET_SCH_NETEM is not set)")
     netns.live("--serve", f"http:{www}")
     r = netns.run("tc", "qdisc", "add", "dev", "tap0", "root", "netem", *NETEM)
     require(r.returncode == 0, f"tc netem is not available in this kernel: {r.stderr.strip()}")
