@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from .addresses import AddressError, check_stack_addresses, ip_to_str
+
 if TYPE_CHECKING:
     from .arp_cache import NeighborCache
 
@@ -72,3 +74,45 @@ class Port:
         """On this subnet, and neither its network address nor its broadcast (RFC 1122 3.2.1.3)."""
         return self.iface.on_link(ip) and ip != self.subnet_broadcast and (
             self.prefix_len >= 31 or ip != self.network_address)
+
+
+def check_interfaces(interfaces: "tuple[Interface, ...] | list[Interface]") -> None:
+    """Several interfaces on one stack: distinct names, and subnets that do not overlap (RFC 1812 2.2.7).
+
+    Each interface's own address is checked with ``check_stack_addresses``;
+    this checks them against each other. Raises AddressError("interfaces", ...).
+    """
+    seen: dict[str, Interface] = {}
+    for i, iface in enumerate(interfaces):
+        name = iface.name or str(i)
+        if name in seen:
+            raise AddressError("interfaces", f"two interfaces are called {name}")
+        for other in seen.values():
+            shorter = iface if iface.prefix_len <= other.prefix_len else other
+            longer = other if shorter is iface else iface
+            if shorter.on_link(longer.ip):
+                raise AddressError("interfaces", f"{_text(iface)} and {_text(other)} overlap: each interface needs a "
+                                                 "subnet of its own")
+        seen[name] = iface
+
+
+def check_next_hop(interfaces: "tuple[Interface, ...] | list[Interface]", gateway: bytes, what: str = "gateway") -> None:
+    """A gateway or a static route's next hop: a host on one of the interfaces' subnets, not the stack itself.
+
+    Raises AddressError(``what``, ...).
+    """
+    if any(gateway == iface.ip for iface in interfaces):
+        raise AddressError(what, f"{ip_to_str(gateway)} is one of the stack's own addresses: a gateway is another host")
+    home = next((iface for iface in interfaces if iface.on_link(gateway)), None)
+    if home is None:
+        subnets = ", ".join(_text(iface) for iface in interfaces)
+        raise AddressError(what, f"{ip_to_str(gateway)} is on none of the stack's subnets ({subnets})")
+    try:
+        check_stack_addresses(home.ip, home.prefix_len, None, gateway)
+    except AddressError as e:
+        raise AddressError(what, str(e)) from None
+
+
+def _text(iface: Interface) -> str:
+    net = f"{ip_to_str(iface.network_address)}/{iface.prefix_len}"
+    return f"{iface.name} ({net})" if iface.name else net

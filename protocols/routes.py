@@ -9,6 +9,7 @@ names the interface it leaves by (RFC 1812 5.2.4.3 "the physical interface").
 """
 
 import errno
+import ipaddress
 from dataclasses import dataclass
 
 from .addresses import BROADCAST_IP
@@ -104,3 +105,23 @@ class RoutingTable:
             self._cache.clear()
         self._cache[dst] = hop
         return hop
+
+
+def parse_route(text: str) -> tuple[bytes, int, bytes]:
+    """``192.168.0.0/16 via 10.0.2.254`` -> (network, prefix length, gateway), as ip-route(8) writes it.
+
+    ``default via GW`` is 0.0.0.0/0. Host bits set in the network are refused, as ip-route refuses them.
+    """
+    words = text.split()
+    if len(words) != 3 or words[1] != "via":
+        raise ValueError(f"bad route {text!r}: want NETWORK/PREFIX via GATEWAY, e.g. 192.168.0.0/16 via 10.0.2.254")
+    target = "0.0.0.0/0" if words[0] == "default" else words[0]
+    try:
+        network = ipaddress.IPv4Network(target, strict=True)
+    except ValueError as e:
+        raise ValueError(f"bad route {text!r}: {e}") from None
+    try:
+        gateway = ipaddress.IPv4Address(words[2]).packed
+    except ValueError:
+        raise ValueError(f"bad route {text!r}: {words[2]!r} is not an IPv4 address") from None
+    return network.network_address.packed, network.prefixlen, gateway

@@ -25,8 +25,10 @@ from simstack.protocols.stack import Stack
 
 from ..api.services import start_services
 from ..api.sockets import AF_INET, SOCK_DGRAM, Socket
+from ..wire.impair import LinkShaper
 from ..wire.sim import Trace
 from .defrag import DefragError, reassemble
+from .droprules import DropRule, DropRules
 from .fields import BYTES, compare, decode_frame, show
 from .loader import Scenario, ScenarioError, Step
 from .simhost import SimHost
@@ -72,7 +74,8 @@ class Runner(SimHost):
         stack = Stack(scenario.config, scenario.rng())
         ignore = scenario.ignore
         keep = (lambda frame: not any(not compare(spec, decode_frame(frame)) for spec in ignore)) if ignore else None
-        super().__init__(stack, trace=trace, keep=keep, default_wait=scenario.expect_within)
+        self.shaper, self.drop_rules = link_shaper(scenario)
+        super().__init__(stack, trace=trace, keep=keep, default_wait=scenario.expect_within, shaper=self.shaper)
         self.scenario = scenario
         self.echo: dict[int, EchoEndpoint] = {}
         self.sockets: dict[str, Socket] = {}
@@ -81,7 +84,9 @@ class Runner(SimHost):
 
     @property
     def pending(self) -> Any:
-        return self.wire.pending
+        """What the stack sent that no step took yet, on every interface."""
+        pendings = self.wire.pendings
+        return pendings[0] if len(pendings) == 1 else [p for queue in pendings for p in queue]
 
     def _target(self, step: Step) -> float:
         if step.at is None:
@@ -122,7 +127,7 @@ class Runner(SimHost):
     def _do_inject(self, step: Step) -> None:
         self.advance(self._target(step))
         for frame in step.frames:
-            self.wire.inject(frame)
+            self.wire.inject(frame, step.iface or 0)
 
     def _do_expect(self, step: Step) -> None:
         sc = self.scenario
@@ -131,7 +136,7 @@ class Runner(SimHost):
         tolerance = sc.tolerance if step.tolerance is None else step.tolerance
         deadline = target + tolerance if timed else self.now + (sc.expect_within if step.within is None else step.within)
         wanted = max(step.fragments, 1)
-        pending = self.wire.pending
+        pending = self.wire.pendings[step.iface or 0]
         while len(pending) < wanted:
             next_deadline = self.next_deadline()
             if next_deadline is None or next_deadline > deadline:
@@ -147,7 +152,7 @@ class Runner(SimHost):
         t, frame = pending[0]
         if step.fragments:
             t = pending[wanted - 1][0]
-            frame = _reassemble([f for _, f in list(pending)[:wanted]], self.stack.config.mtu)
+            frame = _reassemble([f for _, f in list(pending)[:wanted]], self.stack.ports[step.iface or 0].mtu)
         decoded = decode_frame(frame)
         rows = compare(step.expected, decoded)
         if timed and abs(t - target) > tolerance + 1e-9:
@@ -169,12 +174,14 @@ class Runner(SimHost):
         start = self._target(step)
         self.advance(start)
         self.advance(start + step.span)
-        if self.pending:
-            lines = "\n".join(f"  {t:.6f} > {describe(f)}" for t, f in self.pending)
+        pending = self.pending if step.iface is None else self.wire.pendings[step.iface]
+        if pending:
+            lines = "\n".join(f"  {t:.6f} > {describe(f)}" for t, f in pending)
             raise StepFailed(f"  expected no frame for {step.span:g}s, the stack sent:\n{lines}")
 
     def _do_counters(self, step: Step) -> None:
         self.advance(self._target(step))
+        publish_link_counts(self)
         rows = [(name, want, self.stack.counters[name]) for name, want in step.counters.items()
                 if self.stack.counters[name] != want]
         if rows:
@@ -396,3 +403,23 @@ def _show_expected(step: Step) -> str:
     # A layer's presence marker ("icmp.") says nothing a named field of it does not.
     shown = [k for k in keys if not (k.endswith(".") and k != "payload." and any(o.startswith(k) and o != k for o in keys))]
     return ", ".join(f"{k.rstrip('.')}={show(k, keys[k])}" for k in shown) or "any frame"
+
+
+def link_shaper(scenario: Scenario) -> tuple[LinkShaper | None, DropRules]:
+    """The scenario's drop rules and impairment between the wire and the stack; None when it asks for neither.
+
+    The rules are fresh copies, so running a scenario twice counts from zero each time.
+    """
+    rules = DropRules([DropRule(r.text, r.fields, r.every) for r in scenario.drop])
+    if not rules and not scenario.impair_in.active and not scenario.impair_out.active:
+        return None, rules
+    shaper = LinkShaper(scenario.impair_in, scenario.impair_out, scenario.seed, len(scenario.config.ifaces),
+                        rules.admit if rules else None)
+    return shaper, rules
+
+
+def publish_link_counts(runner: Runner) -> None:
+    """Put the wire's counts (``wire.in.dropped``, ``wire.rule.1.dropped``, ...) among the stack's counters."""
+    if runner.shaper is not None:
+        runner.shaper.publish(runner.stack.counters)
+        runner.drop_rules.publish(runner.stack.counters)

@@ -12,6 +12,7 @@ from simstack.protocols.stack import Stack
 from simstack.protocols.transport import Ready
 
 from ..api.sockets import SocketHost
+from ..wire.impair import LinkShaper
 from ..wire.network import SimNetwork, Station
 from ..wire.sim import SimWire, Trace
 
@@ -26,10 +27,10 @@ class SimHost(SocketHost):
     DISPATCH_LIMIT = 10_000  # rounds of callbacks at one instant before the replay calls it a livelock
 
     def __init__(self, stack: Stack, *, trace: Trace | None = None, keep: Callable[[bytes], bool] | None = None,
-                 default_wait: float = 5.0) -> None:
+                 default_wait: float = 5.0, shaper: LinkShaper | None = None) -> None:
         super().__init__()
         self.stack = stack
-        self.wire = SimWire(stack, trace=trace, keep=keep)
+        self.wire = SimWire(stack, trace=trace, keep=keep, shaper=shaper)
         self.wire.after_event = self._dispatch
         self.default_wait = default_wait  # how long a blocking call without a timeout may wait
 
