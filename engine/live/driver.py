@@ -92,7 +92,8 @@ class LiveDriver:
 
     ``hook`` sees every frame in both directions, under the lock, before the
     stack (inbound) or the device (outbound) does: the pcap writer and the
-    ``-v`` printer hang there. ``batch`` bounds how many queued frames one
+    ``-v`` printer hang there. With several interfaces its direction is the
+    interface's name and the arrow, ``tap1 <``. ``batch`` bounds how many queued frames one
     wake-up reads, so a flood cannot starve timers or application calls.
     ``on_ready`` runs in the loop thread, outside the lock, when endpoints
     were marked ready; it returns True when it left marks for another turn.
@@ -109,6 +110,8 @@ class LiveDriver:
         if len(self.devices) != len(stack.ports):
             raise ValueError(f"{len(self.devices)} devices for a stack with {len(stack.ports)} interfaces")
         self._held = [(i, d) for i, d in enumerate(self.devices) if isinstance(d, HeldFrames)]
+        # With several interfaces, the hook's direction names the interface too ("tap1 <").
+        self._arrows = [(f"{p.name} <", f"{p.name} >") for p in stack.ports] if len(stack.ports) > 1 else [("<", ">")]
         self.hook = hook
         self.on_ready = on_ready
         self._errors_logged = 0
@@ -307,9 +310,10 @@ class LiveDriver:
     def _deliver(self, frames: list[bytes], now: float, iface: int) -> None:
         hook = self.hook
         receive = self.stack.receive
+        arrow = self._arrows[iface][0]
         for frame in frames:
             if hook is not None:
-                hook("<", frame, now)
+                hook(arrow, frame, now)
             try:
                 receive(frame, now, iface)
             except Exception as e:
@@ -361,9 +365,10 @@ class LiveDriver:
     def _flush_all(self, now: float) -> None:
         hook = self.hook
         devices = self.devices
+        arrows = self._arrows
         for iface, frame in self.stack.transmit_all():
             if hook is not None:
-                hook(">", frame, now)
+                hook(arrows[iface][1], frame, now)
             if devices[iface].write(frame) is not None:
                 self.stack.counters.inc("tap.tx_error")
 

@@ -42,6 +42,8 @@ class SimWire:
         self.now = 0.0
         self.pending: deque[tuple[float, bytes]] = deque()
         self.pendings = [self.pending, *(deque[tuple[float, bytes]]() for _ in stack.ports[1:])]
+        # With several interfaces, a traced frame's direction names its interface too ("wan <").
+        self._arrows = [(f"{p.name} <", f"{p.name} >") for p in stack.ports] if len(stack.ports) > 1 else [("<", ">")]
         self.after_event: Callable[[], None] | None = None
         self._calls: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
@@ -50,7 +52,7 @@ class SimWire:
     def inject(self, frame: bytes, iface: int = 0) -> None:
         """``frame`` arrives now on interface ``iface``."""
         if self.trace:
-            self.trace(self.now, "<", frame)
+            self.trace(self.now, self._arrows[iface][0], frame)
         shaper = self.shaper
         if shaper is None:
             self.stack.receive(frame, self.now, iface)
@@ -78,7 +80,7 @@ class SimWire:
         shaper = self.shaper if self.shaper is not None and self.shaper.shapes_outbound else None
         for iface, frame in self.stack.transmit_all():
             if self.trace:
-                self.trace(self.now, ">", frame)
+                self.trace(self.now, self._arrows[iface][1], frame)
             if keep is not None and not keep(frame):
                 continue
             if shaper is None:
