@@ -308,3 +308,60 @@ def test_only_copied_options_ride_in_later_fragments() -> None:
     assert first.options == options and rest and all(p.options == copied_options(options) for p in rest)
     scapy_pieces = [IP(emit(p)) for p in (first, *rest)]
     assert bytes(defragment(scapy_pieces)[0][IP].payload) == bytes(400)
+
+
+# -- properties, scapy the judge ---------------------------------------------------------
+@given(size=st.integers(0, 4000), df=st.booleans(), ttl=st.integers(2, 255), mtu=st.sampled_from([68, 576, 1006, 1500]),
+       ident=st.integers(0, 0xFFFF), tos=st.integers(0, 255))
+def test_a_forwarded_datagram_is_the_datagram_with_one_ttl_less(size: int, df: bool, ttl: int, mtu: int, ident: int,
+                                                               tos: int) -> None:
+    """Whatever its size, DF and the outgoing MTU: what leaves reassembles (scapy) to what came, TTL one lower,
+    or the source learns the next-hop MTU (RFC 1191)."""
+    stack = ready_router(wan_mtu=mtu)
+    payload = bytes((i * 7) & 0xFF for i in range(size))
+    frame = from_client(UDP(sport=4000, dport=5000) / Raw(payload), flags="DF" if df else 0, ttl=ttl, id=ident, tos=tos)
+    if len(frame) - 14 > 1500:
+        return  # not a frame the LAN could carry
+    stack.receive(frame, 0.0, LAN)
+    out = [Ether(f) for f in stack.transmit(WAN)]
+    errors = [Ether(f) for f in stack.transmit(LAN)]
+    sent = Ether(frame)[IP]
+    if df and len(sent) > mtu:
+        assert out == [] and [(e[ICMP].type, e[ICMP].code, e[ICMP].nexthopmtu) for e in errors] == [(3, 4, mtu)]
+        return
+    assert errors == [] and out
+    assert all(len(p[IP]) <= mtu and checksum_ok(bytes(p[IP])[: p[IP].ihl * 4]) and p.dst == SERVER_MAC for p in out)
+    whole = defragment([p[IP] for p in out])[0] if len(out) > 1 else out[0][IP]
+    length = sent[UDP].len  # scapy counts Ethernet padding into the last layer: compare the datagram's bytes
+    assert whole[UDP].len == length and bytes(whole[UDP])[:length] == bytes(sent[UDP])[:length]
+    assert (whole.ttl, whole.id, whole.tos, whole.src, whole.dst) == (ttl - 1, ident, tos, CLIENT_IP, SERVER_IP)
+
+
+_DSTS = ["10.0.2.2", "10.0.2.9", "10.0.2.255", "10.0.2.0", "10.0.1.1", "10.0.2.1", "192.0.2.1", "127.0.0.1", "224.0.0.5",
+         "255.255.255.255", "0.0.0.1", "250.1.1.1"]
+_SRCS = ["10.0.1.2", "10.0.2.2", "10.0.1.255", "0.0.0.0", "240.0.0.1", "10.0.2.1", "127.0.0.9"]
+
+
+@given(dst=st.sampled_from(_DSTS), src=st.sampled_from(_SRCS), ttl=st.integers(0, 3), eth_broadcast=st.booleans(),
+       proto=st.sampled_from(["icmp", "udp", "other"]), mf=st.booleans(), df=st.booleans(), size=st.integers(0, 1400))
+def test_every_datagram_meets_exactly_one_fate(dst: str, src: str, ttl: int, eth_broadcast: bool, proto: str, mf: bool,
+                                               df: bool, size: int) -> None:
+    """Forwarded, dropped for one counted reason, held as a fragment, or handed to a transport: one of them, once."""
+    stack = ready_router(wan_mtu=576)
+    upper = ICMP(type=8) / Raw(bytes(size)) if proto == "icmp" else UDP(dport=9) / Raw(bytes(size)) if proto == "udp" \
+        else Raw(bytes(size))
+    ip = IP(src=src, dst=dst, ttl=ttl, flags=(1 if mf else 0) | (2 if df else 0))  # scapy: MF is 1, DF is 2
+    if proto == "other":
+        ip.proto = 253  # RFC 3692's experimental number: no transport takes it
+    frame = bytes(Ether(src=CLIENT_MAC, dst="ff:ff:ff:ff:ff:ff" if eth_broadcast else LAN_MAC) / ip / upper)
+    before = stack.counters.snapshot()
+    stack.receive(frame, 0.0, LAN)
+    after = stack.counters.snapshot()
+    delta = {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
+    # a fragment for the router is one fate (frag.rx), whatever reassembly then does with it (test_malformed.py)
+    ipv4_drops = sum(v for k, v in delta.items() if k.startswith("ipv4.drop.") and not k.startswith("ipv4.drop.frag_"))
+    fates = (ipv4_drops + delta.get("ipv4.forward", 0) + delta.get("ipv4.frag.rx", 0) + delta.get("icmp.rx", 0)
+             + delta.get("udp.rx", 0))
+    assert delta["ipv4.rx"] == 1 and fates == 1, delta
+    if delta.get("ipv4.forward"):  # only a unicast frame with TTL to spare, to a host the router can reach, from one
+        assert not eth_broadcast and ttl > 1 and dst in ("10.0.2.2", "10.0.2.9") and src in ("10.0.1.2", "10.0.2.2")

@@ -344,7 +344,7 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
     sockets: set[str] = set()
     for raw in steps:
         iface = _on(chk, raw, config)
-        step = _step(chk, raw, steps.line, ctx if iface is None else contexts[iface])
+        step = _step(chk, raw, steps.line, contexts[iface or 0])
         step.iface = iface
         name = step.args.get("socket")
         if step.kind == "app" and name is not None:
