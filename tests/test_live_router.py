@@ -191,3 +191,29 @@ def test_link_flags_become_a_shaper_plan_or_none() -> None:
     assert rules.rules[0].fields["ipv4.src"] == b("10.0.0.1") and shaper.admit is not None
     only_out = plan_link(options(impair_out="loss=1%"), config)
     assert only_out is not None and not only_out.inbound.active and only_out.outbound.loss == 0.01
+
+
+def test_live_drops_the_frames_the_replay_drops_for_the_same_seed() -> None:
+    """scenarios/wire/impair-loss-seeded.yaml's frames, fed in order to the live path (``ShapedDevice``) with its
+    seed and loss: the same frames are lost as in the replay, where the scenario's expects pin them."""
+    from conftest import SCENARIOS
+
+    from simstack.engine.scenario.loader import load
+
+    sc = load(SCENARIOS / "wire" / "impair-loss-seeded.yaml")
+    frames = [step.frames[0] for step in sc.steps if step.kind == "inject"]
+    link = plan_link(options(impair_in="loss=50%"), sc.config)
+    assert link is not None
+    shaper, _rules = link.shaper(seed=sc.seed, interfaces=1)
+    device = PairDevice()
+    try:
+        shaped = ShapedDevice(device, shaper, 0, time.monotonic)
+        passed = []
+        for frame in frames:
+            device.wire.send(frame)
+            passed.append(bool(shaped.read_batch(1)))
+    finally:
+        device.close()
+    # the ARP request, then echo requests 1 to 10: 3, 4 and 6 are lost, as the scenario's description says
+    assert passed == [True, True, True, False, False, True, False, True, True, True, True]
+    assert shaper.counts()["wire.in.dropped"] == 3

@@ -168,7 +168,10 @@ class Runner(SimHost):
             pending.popleft()
         # A timed expect leaves the clock at its own time, not the (earlier) send
         # time it tolerated, so a recording's relative times do not drift.
-        self.wire.now = max(self.now, target if timed else t)
+        if timed:
+            self.advance(target)  # what falls due before that time happens first (a delayed frame, a timer)
+        else:
+            self.wire.now = max(self.now, t)
 
     def _do_nothing(self, step: Step) -> None:
         start = self._target(step)
