@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PYTHON ?= python3
 # Tools the live tests drive, and dot for `simstack graph`; installed with apt when missing (needs root).
-APT_TOOLS := iproute2 iputils-ping iputils-arping netcat-openbsd curl tshark tcpdump socat graphviz
+APT_TOOLS := iproute2 iputils-ping iputils-arping netcat-openbsd curl tshark tcpdump socat graphviz traceroute
 
 .PHONY: demo test lint typecheck pytest apt bench fuzz clean
 

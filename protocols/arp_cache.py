@@ -85,7 +85,8 @@ class NeighborCache:
 
     ``solicit(ip, unicast_mac)`` sends an ARP request; ``deliver(mac, packet)``
     sends a queued IPv4 packet; ``unreachable(ip, packets, now)`` reports packets
-    given up on. The stack passes these in, so the cache does no I/O.
+    given up on. The stack passes these in, so the cache does no I/O. Each
+    interface has a cache of its own, its timers scheduled as ``(kind, ip)``.
     """
 
     def __init__(
@@ -96,8 +97,10 @@ class NeighborCache:
         solicit: Callable[[bytes, bytes | None], None],
         deliver: Callable[[bytes, bytes], None],
         unreachable: Callable[[bytes, list[bytes], float], None],
+        kind: str = "arp",
     ) -> None:
         self.config = config
+        self.kind = kind  # its timers' kind: one cache per interface, each with its own
         self.timers = timers
         self.counters = counters
         self.entries: dict[bytes, Neighbor] = {}
@@ -121,7 +124,7 @@ class NeighborCache:
                 # The packet goes first; the probe follows from the timer.
                 fire("use_stale", entry)
                 entry.probes = 0
-                self.timers.schedule(("arp", ip), now)
+                self.timers.schedule((self.kind, ip), now)
                 return entry.mac
             if state == FAILED:
                 fire("retry", entry)
@@ -168,7 +171,7 @@ class NeighborCache:
         entry.probes += 1
         # A PROBE is unicast to the address we still believe (RFC 4861 7.3.3).
         self._solicit(entry.ip, entry.mac if entry.state == PROBE else None)
-        self.timers.schedule(("arp", entry.ip), now + self.config.retrans_time)
+        self.timers.schedule((self.kind, entry.ip), now + self.config.retrans_time)
 
     def _new_entry(self, ip: bytes, now: float) -> Neighbor | None:
         if len(self.entries) >= self.config.max_entries and not self._evict(now):
@@ -206,7 +209,7 @@ class NeighborCache:
         entry = self.entries.pop(ip, None)
         if entry is not None:
             self._take_queue(entry)  # empty already: only INCOMPLETE and PROBE entries hold packets
-        self.timers.cancel(("arp", ip))
+        self.timers.cancel((self.kind, ip))
 
     # -- input path --------------------------------------------------------
     def learn(self, ip: bytes, mac: bytes, now: float, *, confirmed: bool, create: bool) -> None:
@@ -233,9 +236,9 @@ class NeighborCache:
         entry.probes = 0
         entry.updated = now
         if entry.state == REACHABLE:
-            self.timers.schedule(("arp", ip), now + self.config.reachable_time)
+            self.timers.schedule((self.kind, ip), now + self.config.reachable_time)
         else:
-            self.timers.schedule(("arp", ip), now + self.config.stale_time)
+            self.timers.schedule((self.kind, ip), now + self.config.stale_time)
         self.counters.inc("arp.learned")
         for packet in self._take_queue(entry):
             self._deliver(mac, packet)
@@ -256,9 +259,9 @@ class NeighborCache:
             for _ in packets:
                 self.counters.drop("arp", "unresolved")
             self._unreachable(ip, packets, now)
-            self.timers.schedule(("arp", ip), now + self.config.failed_time)
+            self.timers.schedule((self.kind, ip), now + self.config.failed_time)
         elif state == REACHABLE:
             fire("expire", entry)
-            self.timers.schedule(("arp", ip), now + self.config.stale_time)
+            self.timers.schedule((self.kind, ip), now + self.config.stale_time)
         else:  # STALE or FAILED past their time: forget the entry
             self._remove(ip)

@@ -154,16 +154,53 @@ class Reassembler:
 
 
 def fragment(header: Ipv4, mtu: int) -> list[Ipv4]:
-    """Split ``header``'s payload so each piece fits ``mtu`` (RFC 791 3.2, "fragmentation")."""
+    """Split ``header``'s payload so each piece fits ``mtu`` (RFC 791 3.2, "fragmentation").
+
+    ``header`` may be a fragment itself (a router splitting it again): the
+    pieces' offsets count from its offset, and the last piece keeps its MF
+    (RFC 791 3.2). Only the first piece carries every option; the others carry
+    those whose copied flag is set (RFC 791 3.1, "Options").
+    """
     room = (mtu - header.header_len) // 8 * 8
     if room <= 0:
         raise ValueError(f"MTU {mtu} cannot carry a fragment")
     data = header.payload
+    # Every piece takes the first one's room: later pieces, with fewer options, fall short of the MTU, which is allowed.
+    later_options = copied_options(header.options) if header.options else b""
     pieces = []
     for start in range(0, len(data), room):
         chunk = data[start:start + room]
         last = start + room >= len(data)
         pieces.append(Ipv4(src=header.src, dst=header.dst, protocol=header.protocol, payload=chunk, ttl=header.ttl,
-                           identification=header.identification, tos=header.tos, df=header.df, mf=not last,
-                           frag_offset=start, options=header.options))
+                           identification=header.identification, tos=header.tos, df=header.df,
+                           mf=header.mf if last else True, frag_offset=header.frag_offset + start,
+                           options=header.options if start == 0 else later_options))
     return pieces
+
+
+OPTION_END, OPTION_NOP = 0, 1
+
+
+def copied_options(options: bytes) -> bytes:
+    """The options with the copied flag (the type's top bit), padded to four bytes (RFC 791 3.1).
+
+    A malformed list (a length that runs past the end, or below 2) ends the scan:
+    what follows it cannot be read as options.
+    """
+    out = bytearray()
+    i = 0
+    while i < len(options):
+        kind = options[i]
+        if kind == OPTION_END:
+            break
+        if kind == OPTION_NOP:
+            i += 1
+            continue
+        if i + 1 >= len(options) or options[i + 1] < 2 or i + options[i + 1] > len(options):
+            break
+        size = options[i + 1]
+        if kind & 0x80:
+            out += options[i:i + size]
+        i += size
+    out += bytes(-len(out) % 4)  # End of Option List, as padding
+    return bytes(out)

@@ -108,10 +108,11 @@ class IcmpLayer:
             if broadcast and self.echo_ignore_broadcasts:
                 c.drop("icmp", "broadcast_echo")
                 return
-            # RFC 1122 3.2.2.6: same identifier, sequence and data; RFC 792 swaps addresses.
+            # RFC 1122 3.2.2.6: same identifier, sequence and data; RFC 792 swaps addresses, so the
+            # reply comes from the address the request went to (on a multihomed stack, not the route's).
             reply = icmp.emit(icmp.Icmp(type=icmp.ECHO_REPLY, code=0, data=msg.data, identifier=msg.identifier,
                                         sequence=msg.sequence))
-            if stack.reply_ipv4(ip.src, ipv4.PROTO_ICMP, reply, now, tos=ip.tos):
+            if stack.reply_ipv4(ip.src, ipv4.PROTO_ICMP, reply, now, tos=ip.tos, src=None if broadcast else ip.dst):
                 c.inc("icmp.tx.echo_reply")
         elif t == icmp.ECHO_REPLY:
             ep = self.endpoints.get(msg.identifier)

@@ -11,21 +11,29 @@ keeps no clock of its own that a quiet spell could leave behind.
 The stack itself is Ethernet, ARP, IPv4 and the routing table. Transports
 (ICMP, UDP, TCP) register themselves (``register``, see ``transport.py``), so
 the receive path and the timer dispatch know none of them by name.
+
+A stack has one interface or several (``StackConfig.interfaces``, see
+``interface.py``): frames come in with the index of the interface they
+arrived on (``receive(frame, now, iface)``) and leave from a queue per
+interface (``transmit(iface)``, ``transmit_all()``). With ``forward`` on, a
+datagram for another host is routed on (``forwarding.py``, RFC 1812).
 """
 
 import errno
 import random
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 
 from . import arp, ethernet, icmp, ipv4
 from .addresses import BROADCAST_IP, BROADCAST_MAC, ZERO_IP, ZERO_MAC, is_multicast_mac
 from .arp_cache import ArpConfig, NeighborCache
 from .counters import Counters
 from .errors import Malformed
+from .forwarding import Forwarder
 from .fragments import Reassembler, ReassemblyConfig, fragment
 from .icmp_layer import EchoEndpoint, EchoReply, IcmpErrorEvent, IcmpLayer
+from .interface import Interface, Port
 from .ratelimit import IcmpErrorLimiter
 from .routes import NextHop, NoRoute, RoutingTable
 from .tcp_conn import TcpConfig
@@ -34,7 +42,9 @@ from .timers import Timers
 from .transport import Readiness, Transport
 from .udp_layer import UNREACH_ERRNO, UdpLayer
 
-__all__ = ["UNREACH_ERRNO", "EchoEndpoint", "EchoReply", "IcmpErrorEvent", "NoRoute", "Stack", "StackConfig"]
+__all__ = ["UNREACH_ERRNO", "EchoEndpoint", "EchoReply", "IcmpErrorEvent", "Interface", "NoRoute", "Stack", "StackConfig"]
+
+_CONFIG_IFACE_FIELDS = ("mac", "ip", "prefix_len", "mtu", "vlan")  # StackConfig's own fields: interface 0's
 
 ICMP_ERROR_MAX = 576  # RFC 1812 4.3.2.3: an ICMP error SHOULD fit in 576 bytes
 
@@ -54,6 +64,33 @@ class StackConfig:
     udp_rcvbuf: int = 212992  # Linux's default rmem_default
     routes: tuple[tuple[bytes, int, bytes], ...] = ()  # static routes: (network, prefix length, gateway)
     tcp: TcpConfig = field(default_factory=TcpConfig)
+    # Several interfaces, the first of which the fields above describe too (``StackConfig.of`` builds both);
+    # empty: one interface, made of those fields.
+    interfaces: tuple[Interface, ...] = ()
+    # RFC 1122 1.1.4: a host may route, but only when configured to; off by default, as on Linux (ip_forward=0).
+    forward: bool = False
+
+    def __post_init__(self) -> None:
+        if self.interfaces:
+            first = self.interfaces[0]
+            wrong = [name for name in _CONFIG_IFACE_FIELDS if getattr(first, name) != getattr(self, name)]
+            if wrong:
+                raise ValueError(f"StackConfig.{wrong[0]} differs from interfaces[0].{wrong[0]}: the top-level fields "
+                                 "are the first interface's (build the config with StackConfig.of)")
+
+    @classmethod
+    def of(cls, interfaces: "tuple[Interface, ...] | list[Interface]", **settings: object) -> "StackConfig":
+        """A config with these interfaces, the top-level address fields taken from the first."""
+        if not interfaces:
+            raise ValueError("a stack needs at least one interface")
+        first = interfaces[0]
+        own = {name: getattr(first, name) for name in _CONFIG_IFACE_FIELDS}
+        return cls(**own, interfaces=tuple(interfaces), **settings)  # type: ignore[arg-type]
+
+    @cached_property
+    def ifaces(self) -> tuple[Interface, ...]:
+        """Every interface, the first one first."""
+        return self.interfaces or (Interface(self.mac, self.ip, self.prefix_len, self.mtu, self.vlan),)
 
     # Cached: read on every packet, and the config never changes.
     @cached_property
@@ -85,29 +122,37 @@ class Stack:
         self.counters = Counters()
         self.timers = Timers()
         self.ready = Readiness()
-        self._out: list[bytes] = []
         self._ip_id = self.rng.randrange(0x10000)
         self._icmp_limiter = IcmpErrorLimiter()
+        self.ports = [Port(i, iface) for i, iface in enumerate(config.ifaces)]
+        self._local = {port.ip: port for port in self.ports}  # our own addresses
         self.routes = RoutingTable()
-        # RFC 1122 3.3.1.1: the connected prefix is on-link; everything else goes via a gateway.
-        self.routes.add(config.ip, config.prefix_len, None, config.ip, config.mtu)
+        # RFC 1122 3.3.1.1: each connected prefix is on-link; everything else goes via a gateway,
+        # out of the interface whose subnet holds that gateway.
+        for port in self.ports:
+            self.routes.add(port.ip, port.prefix_len, None, port.ip, port.mtu, port.index)
         for network, length, via in config.routes:
-            self.routes.add(network, length, via, config.ip, config.mtu)
+            port = self.port_towards(via)
+            self.routes.add(network, length, via, port.ip, port.mtu, port.index)
         if config.gateway is not None:
-            self.routes.add(ZERO_IP, 0, config.gateway, config.ip, config.mtu)
-        self.arp = NeighborCache(config.arp, self.timers, self.counters, self._send_arp_request, self._deliver_queued,
-                                 self._unresolved)
+            port = self.port_towards(config.gateway)
+            self.routes.add(ZERO_IP, 0, config.gateway, port.ip, port.mtu, port.index)
+        self._timer_handlers: dict[str, Callable[[Hashable, float], None]] = {}
+        for port in self.ports:
+            kind = "arp" if port.index == 0 else f"arp{port.index}"
+            port.arp = NeighborCache(config.arp, self.timers, self.counters, partial(self._send_arp_request, port),
+                                     partial(self._deliver_queued, port), partial(self._unresolved, port), kind)
+            self._timer_handlers[kind] = port.arp.on_timer  # type: ignore[assignment]
+        self.arp = self.ports[0].arp
         self.reassembler = Reassembler(config.reassembly, self.timers, self.counters, self._reassembly_expired)
+        self.forwarder = Forwarder(self) if config.forward else None
         # Dispatch tables, one per layer (the role of scapy's bind_layers).
-        self._ethertypes: dict[int, Callable[[ethernet.Ethernet, float], None]] = {
+        self._ethertypes: dict[int, Callable[[ethernet.Ethernet, Port, float], None]] = {
             ethernet.TYPE_ARP: self._rx_arp,
             ethernet.TYPE_IPV4: self._rx_ipv4,
         }
         self._transports: dict[int, Transport] = {}
-        self._timer_handlers: dict[str, Callable[[Hashable, float], None]] = {
-            "arp": self.arp.on_timer,  # type: ignore[dict-item]
-            "frag": self.reassembler.on_timer,  # type: ignore[dict-item]
-        }
+        self._timer_handlers["frag"] = self.reassembler.on_timer  # type: ignore[assignment]
         self.icmp = IcmpLayer(config.echo_ignore_broadcasts)
         self.udp = UdpLayer(config.udp_rcvbuf)
         self.tcp = TcpLayer(config.tcp)
@@ -128,8 +173,17 @@ class Stack:
     def transport_for(self, protocol: int) -> Transport | None:
         return self._transports.get(protocol)
 
+    def port_towards(self, gateway: bytes) -> Port:
+        """The interface whose subnet holds ``gateway`` (RFC 1812 5.2.4.3: a next hop is on a connected network).
+
+        The first interface when none does, as a single-interface host always had it.
+        """
+        return next((port for port in self.ports if port.on_link(gateway)), self.ports[0])
+
     # -- the sans-IO interface --------------------------------------------
-    def receive(self, frame: bytes, now: float) -> None:
+    def receive(self, frame: bytes, now: float, iface: int = 0) -> None:
+        """``frame`` arrived on interface ``iface`` (an index into ``config.ifaces``)."""
+        port = self.ports[iface]
         c = self.counters
         c.inc("eth.rx")
         try:
@@ -138,21 +192,32 @@ class Stack:
             c.drop("eth", e.reason)
             return
         dst = eth.dst
-        if dst != self.config.mac and dst != BROADCAST_MAC:
+        if dst != port.mac and dst != BROADCAST_MAC:
             c.drop("eth", "multicast" if is_multicast_mac(dst) else "not_for_us")
             return
         # IEEE 802.1Q: VID 0 is a priority tag on an untagged frame.
-        if (eth.vlan or None) != self.config.vlan:
+        if (eth.vlan or None) != port.vlan:
             c.drop("eth", "wrong_vlan")
             return
         handler = self._ethertypes.get(eth.ethertype)
         if handler is None:
             c.drop("eth", "unknown_ethertype")
             return
-        handler(eth, now)
+        handler(eth, port, now)
 
-    def transmit(self) -> list[bytes]:
-        out, self._out = self._out, []
+    def transmit(self, iface: int = 0) -> list[bytes]:
+        """The frames to send on interface ``iface``, oldest first."""
+        port = self.ports[iface]
+        out, port.out = port.out, []
+        return out
+
+    def transmit_all(self) -> list[tuple[int, bytes]]:
+        """The frames to send on every interface, as (interface index, frame); each interface's in order."""
+        out: list[tuple[int, bytes]] = []
+        for port in self.ports:
+            if port.out:
+                out.extend((port.index, frame) for frame in port.out)
+                port.out = []
         return out
 
     def next_deadline(self) -> float | None:
@@ -171,36 +236,37 @@ class Stack:
         self.icmp.send_echo_request(dst, identifier, sequence, data, now)
 
     # -- Ethernet / ARP ----------------------------------------------------
-    def _send_frame(self, dst: bytes, ethertype: int, payload: bytes) -> None:
-        cfg = self.config
-        self._out.append(ethernet.emit(ethernet.Ethernet(dst=dst, src=cfg.mac, ethertype=ethertype, payload=payload,
-                                                         vlan=cfg.vlan)))
+    def _send_frame(self, port: Port, dst: bytes, ethertype: int, payload: bytes) -> None:
+        port.out.append(ethernet.emit(ethernet.Ethernet(dst=dst, src=port.mac, ethertype=ethertype, payload=payload,
+                                                        vlan=port.vlan)))
         self.counters.inc("eth.tx")
 
-    def _send_arp_request(self, ip: bytes, unicast_mac: bytes | None) -> None:
+    def _send_arp_request(self, port: Port, ip: bytes, unicast_mac: bytes | None) -> None:
         self.counters.inc("arp.tx.request")
-        cfg = self.config
-        req = arp.Arp(op=arp.REQUEST, sha=cfg.mac, spa=cfg.ip, tha=ZERO_MAC, tpa=ip)
-        self._send_frame(unicast_mac or BROADCAST_MAC, ethernet.TYPE_ARP, arp.emit(req))
+        req = arp.Arp(op=arp.REQUEST, sha=port.mac, spa=port.ip, tha=ZERO_MAC, tpa=ip)
+        self._send_frame(port, unicast_mac or BROADCAST_MAC, ethernet.TYPE_ARP, arp.emit(req))
 
-    def _deliver_queued(self, mac: bytes, packet: bytes) -> None:
-        self._send_frame(mac, ethernet.TYPE_IPV4, packet)
+    def _deliver_queued(self, port: Port, mac: bytes, packet: bytes) -> None:
+        self._send_frame(port, mac, ethernet.TYPE_IPV4, packet)
 
-    def _unresolved(self, ip: bytes, packets: list[bytes], now: float) -> None:
-        """RFC 1122 2.3.2.2 / 3.2.2.1: the local sender learns the host is unreachable."""
+    def _unresolved(self, port: Port, ip: bytes, packets: list[bytes], now: float) -> None:
+        """RFC 1122 2.3.2.2 / 3.2.2.1: the local sender learns the host is unreachable.
+
+        A datagram this stack was forwarding goes back to its source as an ICMP
+        host unreachable instead (RFC 1812 5.2.7.1).
+        """
         note = icmp.Icmp(type=icmp.DEST_UNREACHABLE, code=icmp.HOST_UNREACHABLE)
         for packet in packets:
+            if packet[12:16] not in self._local:
+                if self.forwarder is not None:
+                    self.forwarder.unresolved(packet, now)
+                continue
             hlen = (packet[0] & 0x0F) * 4
             transport = self._transports.get(packet[9])
             if transport is not None and len(packet) >= hlen + 8:
-                transport.icmp_error(self.config.ip, note, packet[16:20], packet[hlen:], now)
+                transport.icmp_error(port.ip, note, packet[16:20], packet[hlen:], now)
 
-    def _is_neighbour(self, ip: bytes) -> bool:
-        """On our subnet, and neither its network address nor its broadcast (RFC 1122 3.2.1.3)."""
-        cfg = self.config
-        return cfg.on_link(ip) and ip != cfg.subnet_broadcast and (cfg.prefix_len >= 31 or ip != cfg.network_address)
-
-    def _rx_arp(self, eth: ethernet.Ethernet, now: float) -> None:
+    def _rx_arp(self, eth: ethernet.Ethernet, port: Port, now: float) -> None:
         c = self.counters
         c.inc("arp.rx")
         try:
@@ -208,12 +274,11 @@ class Stack:
         except Malformed as e:
             c.drop("arp", e.reason)
             return
-        cfg = self.config
-        me = cfg.ip
+        me = port.ip
         if pkt.op not in (arp.REQUEST, arp.REPLY):
             c.drop("arp", "bad_op")
             return
-        if pkt.sha == cfg.mac:
+        if pkt.sha == port.mac:
             c.drop("arp", "own_frame")
             return
         if pkt.spa == me:
@@ -232,9 +297,9 @@ class Stack:
         # - an existing entry is updated by any ARP packet from its address,
         #   gratuitous ARP included (RFC 826 "merge"); a packet naming us
         #   confirms it (REACHABLE), any other one leaves it STALE to re-verify.
-        if pkt.spa != ZERO_IP and self._is_neighbour(pkt.spa):
-            confirmed = for_us and (pkt.op == arp.REQUEST or pkt.tha == cfg.mac)
-            self.arp.learn(pkt.spa, pkt.sha, now, confirmed=confirmed, create=for_us and pkt.op == arp.REQUEST)
+        if pkt.spa != ZERO_IP and port.is_neighbour(pkt.spa):
+            confirmed = for_us and (pkt.op == arp.REQUEST or pkt.tha == port.mac)
+            port.arp.learn(pkt.spa, pkt.sha, now, confirmed=confirmed, create=for_us and pkt.op == arp.REQUEST)
         elif pkt.spa != ZERO_IP:
             c.inc("arp.rx.not_a_neighbour")
         if not for_us:
@@ -242,9 +307,9 @@ class Stack:
             return
         if pkt.op == arp.REQUEST:
             # RFC 826: swap the fields, fill in our address, set the opcode to reply.
-            reply = arp.Arp(op=arp.REPLY, sha=cfg.mac, spa=me, tha=pkt.sha, tpa=pkt.spa)
+            reply = arp.Arp(op=arp.REPLY, sha=port.mac, spa=me, tha=pkt.sha, tpa=pkt.spa)
             c.inc("arp.tx.reply")
-            self._send_frame(pkt.sha, ethernet.TYPE_ARP, arp.emit(reply))
+            self._send_frame(port, pkt.sha, ethernet.TYPE_ARP, arp.emit(reply))
 
     # -- IPv4 --------------------------------------------------------------
     def route(self, dst: bytes) -> NextHop:
@@ -252,8 +317,8 @@ class Stack:
         return self.routes.lookup(dst)
 
     def is_local(self, ip: bytes) -> bool:
-        """Is ``ip`` one of this host's own addresses?"""
-        return ip == self.config.ip
+        """Is ``ip`` one of this host's own addresses (on any interface)?"""
+        return ip in self._local
 
     def next_ip_id(self) -> int:
         self._ip_id = (self._ip_id + 1) & 0xFFFF
@@ -273,29 +338,32 @@ class Stack:
                            ttl=self.config.ttl if ttl is None else ttl, identification=self.next_ip_id(), tos=tos,
                            df=df)
         mtu = hop.mtu
+        port = self.ports[hop.iface]
         if ipv4.MIN_HEADER + len(payload) <= mtu:
             self.counters.inc("ipv4.tx")
-            self._output(hop.next_hop, ipv4.emit(header), now)
+            self.output(port, hop.next_hop, ipv4.emit(header), now)
             return
         if df:
             raise OSError(errno.EMSGSIZE, "Message too long")
         for piece in fragment(header, mtu):
             self.counters.inc("ipv4.tx")
             self.counters.inc("ipv4.frag.tx")
-            self._output(hop.next_hop, ipv4.emit(piece), now)
+            self.output(port, hop.next_hop, ipv4.emit(piece), now)
 
-    def _output(self, next_hop: bytes, packet: bytes, now: float) -> None:
-        if next_hop == BROADCAST_IP or next_hop == self.config.subnet_broadcast:
-            self._send_frame(BROADCAST_MAC, ethernet.TYPE_IPV4, packet)
+    def output(self, port: Port, next_hop: bytes, packet: bytes, now: float) -> None:
+        """Send one IPv4 packet out of ``port`` to ``next_hop``, resolving it with that link's ARP."""
+        if next_hop == BROADCAST_IP or next_hop == port.subnet_broadcast:
+            self._send_frame(port, BROADCAST_MAC, ethernet.TYPE_IPV4, packet)
             return
-        mac = self.arp.resolve(next_hop, packet, now)
+        mac = port.arp.resolve(next_hop, packet, now)
         if mac is not None:
-            self._send_frame(mac, ethernet.TYPE_IPV4, packet)
+            self._send_frame(port, mac, ethernet.TYPE_IPV4, packet)
 
-    def reply_ipv4(self, dst: bytes, protocol: int, payload: bytes, now: float, tos: int = 0) -> bool:
+    def reply_ipv4(self, dst: bytes, protocol: int, payload: bytes, now: float, tos: int = 0,
+                   src: bytes | None = None) -> bool:
         """Send in answer to a peer; a peer we cannot route back to is a counted drop."""
         try:
-            self.send_ipv4(dst, protocol, payload, now, tos=tos)
+            self.send_ipv4(dst, protocol, payload, now, tos=tos, src=src)
         except NoRoute:
             self.counters.drop("ipv4", "no_route")
             return False
@@ -304,7 +372,7 @@ class Stack:
             return False
         return True
 
-    def _rx_ipv4(self, eth: ethernet.Ethernet, now: float) -> None:
+    def _rx_ipv4(self, eth: ethernet.Ethernet, port: Port, now: float) -> None:
         c = self.counters
         c.inc("ipv4.rx")
         try:
@@ -312,21 +380,28 @@ class Stack:
         except Malformed as e:
             c.drop("ipv4", e.reason)
             return
-        cfg = self.config
-        # RFC 1122 3.2.1.3: ours, limited broadcast or the subnet's broadcast.
-        if ip.dst == cfg.ip:
+        dst = ip.dst
+        # RFC 1122 3.2.1.3: ours, limited broadcast or the subnet's broadcast;
+        # RFC 1122 3.3.4.2: another interface's address is ours too (the weak host model, as Linux).
+        if dst == port.ip:
             broadcast = eth.dst == BROADCAST_MAC
-        elif ip.dst == BROADCAST_IP or ip.dst == cfg.subnet_broadcast:
+        elif dst == BROADCAST_IP or dst == port.subnet_broadcast:
             broadcast = True
+        elif dst in self._local:
+            broadcast = eth.dst == BROADCAST_MAC
         else:
-            c.drop("ipv4", "not_for_us")
+            forwarder = self.forwarder
+            if forwarder is None:
+                c.drop("ipv4", "not_for_us")
+                if eth.dst == port.mac:  # sent to us to be routed on: say why it was not
+                    c.inc("ipv4.forward.disabled")
+                return
+            if self._bad_source(ip.src, port):
+                c.drop("ipv4", "bad_source")
+                return
+            forwarder.forward(port, eth, ip, now)
             return
-        # RFC 1122 3.2.1.3: a source that is broadcast, multicast, loopback or
-        # "this network" (0/8) is discarded; so is our own address arriving from
-        # the wire (Linux calls all of these martians).
-        src0 = ip.src[0]
-        if ip.src == BROADCAST_IP or ip.src == cfg.subnet_broadcast or 224 <= src0 <= 239 or src0 in (0, 127) \
-                or ip.src == cfg.ip or (ip.src == cfg.network_address and cfg.prefix_len < 31):
+        if self._bad_source(ip.src, port):
             c.drop("ipv4", "bad_source")
             return
         # The datagram's own bytes, kept (not copied) for an ICMP error's quote;
@@ -346,6 +421,15 @@ class Stack:
                 self.send_icmp_error(ip, raw, icmp.DEST_UNREACHABLE, icmp.PROTOCOL_UNREACHABLE, now)
             return
         transport.receive(ip, raw, broadcast, now)
+
+    def _bad_source(self, src: bytes, port: Port) -> bool:
+        """RFC 1122 3.2.1.3: a source that is broadcast, multicast, loopback or "this network" (0/8).
+
+        So is one of our own addresses arriving from the wire (Linux calls all of these martians).
+        """
+        src0 = src[0]
+        return src == BROADCAST_IP or src == port.subnet_broadcast or 224 <= src0 <= 239 or src0 in (0, 127) \
+            or src in self._local or (src == port.network_address and port.prefix_len < 31)
 
     # -- ICMP errors, for every transport ----------------------------------------
     def send_icmp_error(self, ip: ipv4.Ipv4, raw: bytes, type_: int, code: int, now: float, mtu: int = 0) -> bool:

@@ -3,6 +3,7 @@
 import argparse
 import os
 import sys
+from typing import Any
 
 from simstack import __version__
 
@@ -48,7 +49,8 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "live", help="run the stack on a TAP device until Ctrl-C",
         description="Attach the stack to the TAP IFNAME (created, and removed on exit, when it does not exist) "
                     "and answer ARP and ping on it until SIGINT or SIGTERM; or, with --ping, ping from the stack.")
-    lv.add_argument("ifname", metavar="IFNAME", help="TAP device name, e.g. tap0")
+    lv.add_argument("ifname", metavar="IFNAME", nargs="+",
+                    help="TAP device name, e.g. tap0; several make one interface each (a router with --forward)")
     lv.add_argument("--ip", default="10.0.0.1/24", metavar="ADDR/PREFIX", help="the stack's address (default %(default)s)")
     lv.add_argument("--mac", default="aa:bb:cc:dd:ee:ff", help="the stack's MAC address (default %(default)s)")
     lv.add_argument("--gateway", metavar="IP", help="next hop for destinations off the subnet")
@@ -86,6 +88,30 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     lb.add_argument("--lab-clients", type=int, metavar="N", help="number of client namespaces (default 1)")
     lb.add_argument("--lab-route", action="store_true",
                     help="give clients a default route via the stack (a host, not a router: it forwards nothing)")
+    add_router_arguments(lv)
+
+
+def add_router_arguments(lv: argparse.ArgumentParser) -> None:
+    """Several interfaces, forwarding, lab segments, impairment and drop rules (docs/live.md, "Router")."""
+    rt = lv.add_argument_group("router: several IFNAMEs, forwarding, a lab of several segments (docs/live.md)")
+    rt.add_argument("--addr", action="append", default=[], metavar="IFNAME=ADDR/PREFIX",
+                    help="the address of one of several IFNAMEs (default 10.0.K.1/24 for the Kth); repeatable")
+    rt.add_argument("--forward", action="store_true", help="route datagrams between the interfaces (RFC 1812)")
+    rt.add_argument("--route", action="append", default=[], nargs=3, metavar=("NETWORK/PREFIX", "via", "GATEWAY"),
+                    help="a static route, as ip-route(8) writes it: --route 192.168.0.0/16 via 10.0.2.254; repeatable")
+    rt.add_argument("--lab-segments", type=int, metavar="N",
+                    help="with --lab: N bridges, one per IFNAME, each with --lab-clients clients on its subnet and "
+                         "simstack their default route (default: one per IFNAME)")
+    sh = lv.add_argument_group("the link: impairment and drop rules, drawn from --seed (docs/live.md)")
+    sh.add_argument("--impair", metavar="SPEC",
+                    help="impair both directions: 'loss=5%%,delay=20ms,jitter=5ms,reorder=10%%,duplicate=1%%,"
+                         "corrupt=0.1%%,rate=10mbit'")
+    sh.add_argument("--impair-in", metavar="SPEC", help="impair the frames coming in, before the stack sees them")
+    sh.add_argument("--impair-out", metavar="SPEC", help="impair the frames the stack sends")
+    sh.add_argument("--drop", action="append", default=[], metavar="EXPR",
+                    help="drop incoming frames that match, in the scenario language's field names: "
+                         "'icmp.type=echo-request,ipv4.src=10.0.1.2', 'udp.dport=9', add ',every=N' to drop every "
+                         "Nth match; repeatable, counted per rule")
 
 
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command Ctrl-C ended
@@ -140,6 +166,13 @@ def _quiet_stdout() -> None:
         pass
 
 
+def router_options(args: argparse.Namespace) -> dict[str, Any]:
+    """LiveOptions' fields for several interfaces, forwarding and the link, from the arguments."""
+    return {"more_ifnames": tuple(args.ifname[1:]), "addrs": tuple(args.addr), "forward": args.forward,
+            "routes": tuple(" ".join(r) for r in args.route), "impair": args.impair, "impair_in": args.impair_in,
+            "impair_out": args.impair_out, "drops": tuple(args.drop), "lab_segments": args.lab_segments}
+
+
 def live(args: argparse.Namespace) -> int:
     import logging
 
@@ -152,11 +185,11 @@ def live(args: argparse.Namespace) -> int:
     logger = logging.getLogger("simstack")
     logger.addHandler(handler)
     logger.setLevel(args.log_level.upper())
-    opts = LiveOptions(args.ifname, args.ip, args.mac, args.gateway, args.host_ip, args.host_config, args.pcap,
+    opts = LiveOptions(args.ifname[0], args.ip, args.mac, args.gateway, args.host_ip, args.host_config, args.pcap,
                        args.verbose, args.seed, args.ping, args.count, args.interval, args.size, args.linger,
                        () if args.no_serve else tuple(args.serve or DEFAULT_SERVICES), args.record,
                        lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route, tcp_msl=args.tcp_msl,
-                       tcp_rto_min=args.tcp_rto_min)
+                       tcp_rto_min=args.tcp_rto_min, **router_options(args))
     try:
         return run(opts, sys.stdout, sys.stderr)
     except SetupError as e:

@@ -216,6 +216,9 @@ def test_stack_keys_and_defaults() -> None:
         "vlan": "none" if config.vlan is None else str(config.vlan),
         "seed": str(default.seed),
         "services": "none" if not default.services else ", ".join(default.services),
+        "interfaces": "none" if not config.interfaces else str(config.interfaces),
+        "forward": _show(config.forward),
+        "routes": "none" if not config.routes else str(config.routes),
     }
     section = _section("The file")
     for key in STACK_KEYS:
@@ -233,7 +236,9 @@ def test_stack_keys_and_defaults() -> None:
         "ignore": "none" if not default.ignore else str(default.ignore),
         "expect_within": _show(default.expect_within),
         "tolerance": _show(default.tolerance),
+        **{key: "none" for key in ("impair", "impair_in", "impair_out", "drop")},
     }
+    assert not default.impair_in.active and not default.impair_out.active and not default.drop
     assert set(options) == OPTION_KEYS
     for key, value in options.items():
         assert _row(key, section)[1] == value, f"options.{key} defaults to {value}"

@@ -119,7 +119,7 @@ def test_a_bug_in_a_handler_is_counted_logged_and_the_session_goes_on(caplog: py
     stack = _stack()
     bad = bytes.fromhex(STACK_MAC.replace(":", "")) + bytes.fromhex("02000000000288b5") + b"boom"
 
-    def broken(eth: object, now: float) -> None:
+    def broken(eth: object, port: object, now: float) -> None:
         raise ZeroDivisionError("a bug in a handler")
 
     stack._ethertypes[0x88B5] = broken
@@ -138,7 +138,7 @@ def test_a_bug_in_a_handler_is_counted_logged_and_the_session_goes_on(caplog: py
 
 
 def test_in_a_replay_the_same_bug_fails_the_scenario_with_its_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: Stack, eth: object, now: float) -> None:
+    def broken(self: Stack, eth: object, port: object, now: float) -> None:
         raise ZeroDivisionError("a bug in a handler")
 
     monkeypatch.setattr(Stack, "_rx_arp", broken)

@@ -35,6 +35,13 @@ the loop goes on. (A replay lets the same exception fail the scenario.)
 Run the loop in the foreground with ``run()`` or ``run_until_signal()``, or
 in a background thread with ``start()``; ``stop()`` ends it from any thread
 or from a signal handler.
+
+A stack with several interfaces has a device for each (``devices``: the
+first is ``device``); frames read from device i are received on interface i,
+and what interface i sends is written to device i. A device that holds frames
+back (``HeldFrames``: a delay on the link, shaped.py) names the time of its
+next release, which the loop sleeps no longer than, and hands over its due
+frames then. Neither costs the one-device, unshaped loop anything.
 """
 
 import contextlib
@@ -44,9 +51,9 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 
 from simstack.protocols.stack import Stack
 from simstack.protocols.transport import Ready
@@ -69,12 +76,24 @@ class FrameDevice(Protocol):
     def write(self, frame: bytes) -> OSError | None: ...
 
 
+@runtime_checkable
+class HeldFrames(Protocol):
+    """A device that holds frames back: it says when the next is due, and releases what is due."""
+
+    def next_release(self) -> float | None: ...
+
+    def release(self, now: float) -> list[bytes]:
+        """The frames due for the stack by ``now``; frames due for the wire it writes itself."""
+        ...
+
+
 class LiveDriver:
     """Moves frames and time between ``device`` and ``stack`` until stopped.
 
     ``hook`` sees every frame in both directions, under the lock, before the
     stack (inbound) or the device (outbound) does: the pcap writer and the
-    ``-v`` printer hang there. ``batch`` bounds how many queued frames one
+    ``-v`` printer hang there. With several interfaces its direction is the
+    interface's name and the arrow, ``tap1 <``. ``batch`` bounds how many queued frames one
     wake-up reads, so a flood cannot starve timers or application calls.
     ``on_ready`` runs in the loop thread, outside the lock, when endpoints
     were marked ready; it returns True when it left marks for another turn.
@@ -83,9 +102,16 @@ class LiveDriver:
     """
 
     def __init__(self, stack: Stack, device: FrameDevice, *, hook: FrameHook | None = None, batch: int = 64,
-                 clock: Callable[[], float] = time.monotonic, on_ready: Callable[[], bool] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, on_ready: Callable[[], bool] | None = None,
+                 devices: Sequence[FrameDevice] = ()) -> None:
         self.stack = stack
         self.device = device
+        self.devices = [device, *devices]  # interface i's device; ``devices`` are interfaces 1, 2, ...
+        if len(self.devices) != len(stack.ports):
+            raise ValueError(f"{len(self.devices)} devices for a stack with {len(stack.ports)} interfaces")
+        self._held = [(i, d) for i, d in enumerate(self.devices) if isinstance(d, HeldFrames)]
+        # With several interfaces, the hook's direction names the interface too ("tap1 <").
+        self._arrows = [(f"{p.name} <", f"{p.name} >") for p in stack.ports] if len(stack.ports) > 1 else [("<", ">")]
         self.hook = hook
         self.on_ready = on_ready
         self._errors_logged = 0
@@ -100,7 +126,8 @@ class LiveDriver:
         self._thread: threading.Thread | None = None
         self._wake_fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll = select.epoll()
-        self._epoll.register(device.fileno(), select.EPOLLIN)
+        for dev in self.devices:
+            self._epoll.register(dev.fileno(), select.EPOLLIN)
         self._epoll.register(self._wake_fd, select.EPOLLIN)
 
     # -- for application threads -------------------------------------------------
@@ -220,6 +247,8 @@ class LiveDriver:
         clock = self.clock
         poll = self._epoll.poll
         device_fd = self.device.fileno()
+        others = {dev.fileno(): i for i, dev in enumerate(self.devices) if i}  # interfaces 1, 2, ... by descriptor
+        held = self._held
         condition = self.condition
         ready_set = stack.ready
         with self.lock:
@@ -228,21 +257,24 @@ class LiveDriver:
         more = False
         while not self._stopping:
             # Marks left by a dispatch that ran out of rounds: look again at once.
-            timeout = 0.0 if more else -1.0 if deadline is None else max(0.0, deadline - clock())
+            wake_at = self._wake_at(deadline) if held else deadline
+            timeout = 0.0 if more else -1.0 if wake_at is None else max(0.0, wake_at - clock())
             events = poll(timeout)
             with self.lock:
                 now = clock()
                 busy = False
                 for fd, _mask in events:
-                    if fd == device_fd:
+                    if fd == device_fd or fd in others:
                         try:
-                            busy = self._receive(now) or busy
+                            busy = self._receive(now, others.get(fd, 0)) or busy
                         except OSError as e:
                             self.error = e
                             self._stopping = True
                             break
                     else:
                         self._drain_wake()
+                if held:
+                    busy = self._release(now) or busy
                 deadline = stack.next_deadline()
                 if deadline is not None and deadline <= now:
                     try:
@@ -270,18 +302,40 @@ class LiveDriver:
             else:
                 more = False
 
-    def _receive(self, now: float) -> bool:
-        frames = self.device.read_batch(self.batch)
+    def _receive(self, now: float, iface: int = 0) -> bool:
+        frames = self.devices[iface].read_batch(self.batch)
+        self._deliver(frames, now, iface)
+        return bool(frames)
+
+    def _deliver(self, frames: list[bytes], now: float, iface: int) -> None:
         hook = self.hook
         receive = self.stack.receive
+        arrow = self._arrows[iface][0]
         for frame in frames:
             if hook is not None:
-                hook("<", frame, now)
+                hook(arrow, frame, now)
             try:
-                receive(frame, now)
+                receive(frame, now, iface)
             except Exception as e:
                 self._bug(e, frame)
-        return bool(frames)
+
+    def _wake_at(self, deadline: float | None) -> float | None:
+        """The earlier of the stack's deadline and the next frame a device holds."""
+        for _, dev in self._held:
+            due = dev.next_release()
+            if due is not None and (deadline is None or due < deadline):
+                deadline = due
+        return deadline
+
+    def _release(self, now: float) -> bool:
+        """Frames the devices held back that are due: into the stack, or (the device does it) onto the wire."""
+        busy = False
+        for iface, dev in self._held:
+            due = dev.next_release()
+            if due is not None and due <= now:
+                self._deliver(dev.release(now), now, iface)
+                busy = True
+        return busy
 
     def _bug(self, e: Exception, frame: bytes) -> None:
         """An exception the stack should never raise: count it, log it, and keep the session."""
@@ -294,6 +348,9 @@ class LiveDriver:
             log.error("more bugs in the stack; counting them in stack.error from now on")
 
     def _flush(self, now: float) -> None:
+        if len(self.devices) > 1:
+            self._flush_all(now)
+            return
         out = self.stack.transmit()
         if not out:
             return
@@ -303,6 +360,16 @@ class LiveDriver:
             if hook is not None:
                 hook(">", frame, now)
             if write(frame) is not None:
+                self.stack.counters.inc("tap.tx_error")
+
+    def _flush_all(self, now: float) -> None:
+        hook = self.hook
+        devices = self.devices
+        arrows = self._arrows
+        for iface, frame in self.stack.transmit_all():
+            if hook is not None:
+                hook(arrows[iface][1], frame, now)
+            if devices[iface].write(frame) is not None:
                 self.stack.counters.inc("tap.tx_error")
 
     def _drain_wake(self) -> None:

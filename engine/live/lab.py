@@ -17,6 +17,12 @@ one of the lab's names is never touched.
 Netlink goes through pyroute2, as in the rest of live mode; named namespaces
 live where ip-netns(8) keeps them, so ``ip netns exec NAME-1 ...`` works on
 them from any shell that shares simstack's mount namespace.
+
+With several segments (``--lab-segments``, one TAP of simstack's per
+segment), each segment is a bridge of its own, ``NAME-br1``, ``NAME-br2``,
+..., with its own clients on the subnet of simstack's interface there, and
+every client's default route is simstack: the lab is two or more LANs with
+simstack the router between them.
 """
 
 import contextlib
@@ -31,6 +37,7 @@ from typing import Any
 from pyroute2 import IPRoute, NetlinkError, netns
 
 from simstack.protocols.addresses import ip_to_str
+from simstack.protocols.interface import Interface
 from simstack.protocols.stack import StackConfig
 
 from ..wire.errors import SetupError
@@ -57,6 +64,18 @@ class Client:
 
     name: str
     ip: bytes
+    segment: int = 0  # index into ``LabPlan.all_segments``
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One bridge with simstack's TAP on it and the clients on its subnet."""
+
+    bridge: str
+    tap: str | None
+    stack_ip: bytes
+    prefix_len: int
+    clients: tuple[Client, ...]
 
 
 @dataclass(frozen=True)
@@ -70,24 +89,42 @@ class LabPlan:
     prefix_len: int
     clients: tuple[Client, ...]
     route: bool  # a default route via the stack in every client
+    segments: tuple[Segment, ...] = ()  # several segments; empty: one, made of the fields above
+
+    @property
+    def all_segments(self) -> tuple[Segment, ...]:
+        return self.segments or (Segment(self.bridge, self.tap, self.stack_ip, self.prefix_len, self.clients),)
+
+    @property
+    def taps(self) -> tuple[str, ...]:
+        return tuple(s.tap for s in self.all_segments if s.tap is not None)
 
     @property
     def links(self) -> tuple[str, ...]:
         """The links the lab creates in simstack's namespace."""
-        return (self.bridge, *(c.name for c in self.clients))
+        return (*(s.bridge for s in self.all_segments), *(c.name for c in self.clients))
 
 
 def plan_lab(name: str | None, clients: int | None, route: bool, config: StackConfig,
-             tap: str | None = None) -> LabPlan | None:
-    """Validate ``--lab``, ``--lab-clients`` and ``--lab-route`` without touching the system.
+             tap: str | None = None, segments: int | None = None, more_taps: tuple[str, ...] = ()) -> LabPlan | None:
+    """Validate ``--lab``, ``--lab-clients``, ``--lab-route`` and ``--lab-segments`` without touching the system.
 
     Returns None without ``--lab``. Client addresses are the subnet's hosts in
     order, skipping the stack's own: 10.0.0.2, 10.0.0.3, ... for 10.0.0.1/24.
+    A lab has a segment per interface of the stack, each with ``clients``
+    clients (``plan_segments``).
     """
     if name is None:
         if clients is not None or route:
             raise SetupError("--lab-clients and --lab-route need --lab")
+        if segments is not None:
+            raise SetupError("--lab-segments needs --lab")
         return None
+    if segments is not None and segments != len(config.ifaces):
+        raise SetupError(f"--lab-segments {segments}: give one IFNAME per segment (simstack's TAP on it), "
+                         f"{len(config.ifaces)} given")
+    if len(config.ifaces) > 1:
+        return plan_segments(name, clients, config, (tap, *more_taps))
     count = 1 if clients is None else clients
     if not _NAME.fullmatch(name) or len(name) > MAX_NAME:
         raise SetupError(f"--lab {name!r}: want 1 to {MAX_NAME} letters, digits, '-' or '_', "
@@ -132,7 +169,47 @@ class _Hosts:
         return n.to_bytes(4, "big")
 
 
-def _hosts(config: StackConfig) -> _Hosts:
+def plan_segments(name: str, clients: int | None, config: StackConfig, taps: tuple[str | None, ...]) -> LabPlan:
+    """Several segments: bridge NAME-brK and clients on the subnet of the stack's interface K, routed via it.
+
+    Clients are numbered across segments: with two each, NAME-1 and NAME-2
+    are on segment 1, NAME-3 and NAME-4 on segment 2.
+    """
+    count = 1 if clients is None else clients
+    n = len(config.ifaces)
+    if not _NAME.fullmatch(name) or len(f"{name}-br{n}") >= IFNAMSIZ:
+        longest = IFNAMSIZ - 1 - len(f"-br{n}")
+        raise SetupError(f"--lab {name!r}: with {n} segments want 1 to {longest} letters, digits, '-' or '_', "
+                         f"starting with a letter or digit")
+    if count < 1:
+        raise SetupError(f"--lab-clients {count}: want 1 or more")
+    if count * n > MAX_CLIENTS:
+        raise SetupError(f"--lab-clients {count}: {count * n} clients over {n} segments; want at most {MAX_CLIENTS}")
+    longest_veth = f"{name}-{count * n}"
+    if len(longest_veth) >= IFNAMSIZ:
+        raise SetupError(f"--lab {name} --lab-clients {count}: the veth {longest_veth} would be longer than "
+                         f"{IFNAMSIZ - 1} characters; choose a shorter NAME or fewer clients")
+    segments = []
+    number = 1
+    for k, iface in enumerate(config.ifaces):
+        hosts = _hosts(iface)
+        if count > len(hosts):
+            network = f"{ip_to_str(iface.network_address)}/{iface.prefix_len}"
+            raise SetupError(f"--lab-clients {count}: the subnet {network} has room for {len(hosts)} "
+                             f"besides the stack's {ip_to_str(iface.ip)}")
+        members = tuple(Client(f"{name}-{number + i}", hosts[i], k) for i in range(count))
+        number += count
+        segments.append(Segment(f"{name}{BRIDGE_SUFFIX}{k + 1}", taps[k], iface.ip, iface.prefix_len, members))
+    first = segments[0]
+    plan = LabPlan(name, first.bridge, first.tap, first.stack_ip, first.prefix_len,
+                   tuple(c for s in segments for c in s.clients), True, tuple(segments))
+    clash = next((t for t in plan.taps if t in plan.links), None)
+    if clash is not None:
+        raise SetupError(f"IFNAME {clash} is the name of one of the lab's own links; choose another IFNAME")
+    return plan
+
+
+def _hosts(config: StackConfig | Interface) -> _Hosts:
     network, size = config.network, 1 << (32 - config.prefix_len)
     ip = int.from_bytes(config.ip, "big")
     if size <= 2:  # /31 has no network or broadcast address (RFC 3021); /32 has no room at all
@@ -165,9 +242,10 @@ class Lab:
         """Refuse, before anything exists, when a name the lab would create is taken."""
         p = self.plan
         with _root() as ipr:
-            if p.tap is not None and _lookup(ipr, p.tap) is not None:
-                raise SetupError(f"{p.tap} exists: with --lab simstack creates the TAP itself and never takes "
-                                 f"one over; choose another IFNAME")
+            for tap in p.taps:
+                if _lookup(ipr, tap) is not None:
+                    raise SetupError(f"{tap} exists: with --lab simstack creates the TAP itself and never takes "
+                                     f"one over; choose another IFNAME")
             taken = [f"link {name}" for name in p.links if _lookup(ipr, name) is not None]
         taken += [f"namespace {c.name}" for c in p.clients if os.path.lexists(os.path.join(NETNS_DIR, c.name))]
         if taken:
@@ -175,12 +253,18 @@ class Lab:
                              f"the lab uses only what it creates: choose another NAME or remove them")
         _warn_if_private_mounts()
 
-    def create(self, tap_index: int | None = None) -> None:
-        """Make the bridge, enslave the TAP (by ifindex), then every client; all of it or nothing."""
+    def create(self, tap_index: int | None = None, more_taps: tuple[int, ...] = ()) -> None:
+        """Make the bridge, enslave the TAP (by ifindex), then every client; all of it or nothing.
+
+        With several segments, ``more_taps`` are the TAPs of segments 2, 3, ...
+        """
         with interrupt_once():
             try:
                 with _root() as ipr:
-                    self._create(ipr, tap_index)
+                    if self.plan.segments:
+                        self._create_segments(ipr, (tap_index, *more_taps))
+                    else:
+                        self._create(ipr, tap_index)
             except BaseException:
                 self.destroy()
                 raise
@@ -215,11 +299,15 @@ class Lab:
 
     def hints(self) -> list[str]:
         """One command per client for the person at the terminal to try."""
+        if self.plan.segments:
+            return self._segment_hints()
         stack = ip_to_str(self.plan.stack_ip)
         return [f"  ip netns exec {c.name} ping {stack}    # from {ip_to_str(c.ip)}" for c in self.plan.clients]
 
     def describe(self) -> str:
         p = self.plan
+        if p.segments:
+            return self._describe_segments()
         n = len(p.clients)
         route = f", default route via {ip_to_str(p.stack_ip)}" if p.route else ""
         return f"bridge {p.bridge}, lab {p.name} with {n} client{'s' if n != 1 else ''}{route}"
@@ -237,6 +325,38 @@ class Lab:
         for client in p.clients:
             self._add_client(ipr, client, bridge)
         log.info("lab %s: %s", p.name, self.describe())
+
+    def _create_segments(self, ipr: Any, taps: tuple[int | None, ...]) -> None:
+        """Each segment as ``_create`` makes the one: its bridge, its TAP enslaved, its clients."""
+        p = self.plan
+        for segment, tap_index in zip(p.all_segments, taps, strict=True):
+            bridge = self._add_link(ipr, segment.bridge, kind="bridge", br_stp_state=0, br_forward_delay=0)
+            _no_link_local(ipr, bridge, segment.bridge)
+            if tap_index is not None and segment.tap is not None:
+                _no_link_local(ipr, tap_index, segment.tap)
+                _do(ipr, f"cannot add {segment.tap} to {segment.bridge}", "link", "set", index=tap_index, master=bridge)
+            _do(ipr, f"cannot set {segment.bridge} up", "link", "set", index=bridge, state="up")
+            for client in segment.clients:
+                self._add_client(ipr, client, bridge)
+        log.info("lab %s: %s", p.name, self.describe())
+
+    def _describe_segments(self) -> str:
+        p = self.plan
+        segs = p.all_segments
+        each = len(segs[0].clients)
+        subnets = ", ".join(f"{s.bridge} {ip_to_str(_network(s.stack_ip, s.prefix_len))}/{s.prefix_len}" for s in segs)
+        return (f"lab {p.name}: {len(segs)} segments ({subnets}), {each} client{'s' if each != 1 else ''} each, "
+                f"default route via simstack")
+
+    def _segment_hints(self) -> list[str]:
+        """From each client, a ping to the first client of the next segment: through simstack."""
+        segs = self.plan.all_segments
+        out = []
+        for k, segment in enumerate(segs):
+            far = segs[(k + 1) % len(segs)].clients[0]
+            out += [f"  ip netns exec {c.name} ping {ip_to_str(far.ip)}    # from {ip_to_str(c.ip)} to {far.name}, "
+                    f"through simstack" for c in segment.clients]
+        return out
 
     def _add_link(self, ipr: Any, name: str, **spec: Any) -> int:
         with defer_interrupts():  # made and recorded, or neither: a signal between would leave it behind
@@ -272,6 +392,7 @@ class Lab:
     def _configure_client(self, client: Client) -> None:
         """Loopback up, the address (which brings the subnet route), the link up, the default route if asked."""
         p = self.plan
+        segment = p.all_segments[client.segment]
         where = f"in namespace {client.name}"
         try:
             ns = IPRoute(netns=client.name, flags=0)  # flags=0: never create a namespace here
@@ -283,18 +404,23 @@ class Lab:
                 raise SetupError(f"{CLIENT_IFNAME} or lo is missing {where}")
             _do(ns, f"cannot set lo up {where}", "link", "set", index=lo, state="up")
             ip = ip_to_str(client.ip)
-            _do(ns, f"cannot add {ip}/{p.prefix_len} {where}", "addr", "add", index=eth, address=ip,
-                prefixlen=p.prefix_len)
+            _do(ns, f"cannot add {ip}/{segment.prefix_len} {where}", "addr", "add", index=eth, address=ip,
+                prefixlen=segment.prefix_len)
             _do(ns, f"cannot set {CLIENT_IFNAME} up {where}", "link", "set", index=eth, state="up")
             if p.route:
-                # The stack is a host, not a router: this only makes clients send
-                # off-subnet datagrams to it, which discards them as not addressed to it (RFC 1122 3.2.1.3).
-                gateway = ip_to_str(p.stack_ip)
+                # Unless it forwards (--forward), the stack is a host, not a router: this only makes clients
+                # send off-subnet datagrams to it, which discards them as not addressed to it (RFC 1122 3.2.1.3).
+                gateway = ip_to_str(segment.stack_ip)
                 _do(ns, f"cannot add a default route via {gateway} {where}", "route", "add", dst="0.0.0.0/0",
                     gateway=gateway)
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _network(ip: bytes, prefix_len: int) -> bytes:
+    mask = (0xFFFFFFFF << (32 - prefix_len)) & 0xFFFFFFFF if prefix_len else 0
+    return (int.from_bytes(ip, "big") & mask).to_bytes(4, "big")
+
+
 @contextlib.contextmanager
 def _root() -> Iterator[Any]:
     """A netlink socket in simstack's own namespace."""

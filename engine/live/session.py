@@ -29,6 +29,7 @@ from ..scenario.recorder import Recorder
 from ..wire.errors import SetupError
 from ..wire.pcap import PcapWriter
 from ..wire.tap import Tap, check_name
+from . import router
 from .driver import FrameHook, LiveDriver
 from .framelog import FrameLog
 from .lab import Lab, LabPlan, plan_lab
@@ -69,6 +70,16 @@ class LiveOptions:
     lab_route: bool = False
     tcp_msl: float | None = None  # --tcp-msl SECONDS: TIME-WAIT lasts twice this (default TcpConfig's 30 s)
     tcp_rto_min: float | None = None  # --tcp-rto-min SECONDS: the retransmission timer's floor (default 1 s)
+    # Several interfaces, forwarding, link shaping (engine/live/router.py):
+    more_ifnames: tuple[str, ...] = ()  # IFNAMEs after the first
+    addrs: tuple[str, ...] = ()  # --addr IFNAME=ADDR/PREFIX
+    forward: bool = False
+    routes: tuple[str, ...] = ()  # --route NETWORK/PREFIX via GATEWAY, each as one string
+    impair: str | None = None
+    impair_in: str | None = None
+    impair_out: str | None = None
+    drops: tuple[str, ...] = ()  # --drop EXPR
+    lab_segments: int | None = None
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class Plan:
     ping: bytes | None
     seed: int
     lab: LabPlan | None = None
+    link: "router.LinkPlan | None" = None  # --drop and --impair
 
 
 def plan(opts: LiveOptions) -> Plan:
@@ -89,13 +101,15 @@ def plan(opts: LiveOptions) -> Plan:
     mac = _checked("--mac", mac_to_bytes, opts.mac)
     gateway = _checked("--gateway", ip_to_bytes, opts.gateway) if opts.gateway is not None else None
     # In a lab the TAP is a bridge port: its kernel side gets no address, whatever --host-ip says.
-    host = _checked("--host-ip", _interface, opts.host_ip) if opts.host_config and opts.lab is None else None
+    host = _checked("--host-ip", _interface, opts.host_ip) if opts.host_config and opts.lab is None \
+        and not opts.more_ifnames else None
     ping = _checked("--ping", ip_to_bytes, opts.ping) if opts.ping is not None else None
     try:
-        check_stack_addresses(ip, prefix, mac, gateway)
+        check_stack_addresses(ip, prefix, mac, None if opts.more_ifnames else gateway)
     except AddressError as e:
         raise SetupError(f"--{e.what}: {e}") from None
     config = StackConfig(mac=mac, ip=ip, prefix_len=prefix, gateway=gateway)
+    config = router.plan_config(opts, config)
     if host is not None and host[0] == ip:
         raise SetupError(f"--host-ip {opts.host_ip} is the stack's own address: give the kernel side another one")
     if not 1 <= opts.count <= 0xFFFF:
@@ -128,9 +142,10 @@ def plan(opts: LiveOptions) -> Plan:
                                              rto_initial=max(config.tcp.rto_initial, opts.tcp_rto_min)))
     if opts.record is not None:
         _check_record(opts.record)
-    lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname)
+    lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname, opts.lab_segments,
+                   opts.more_ifnames)
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
-    return Plan(config, host, ping, seed, lab)
+    return Plan(config, host, ping, seed, lab, router.plan_link(opts, config))
 
 
 def _seconds(option: str, value: float) -> None:
@@ -177,6 +192,7 @@ class Session:
     recorder: Recorder | None
     lab: Lab | None = None
     frame_log: "FrameLogGuard | None" = None
+    ports: "router.Ports | None" = None  # the TAPs of interfaces 2, 3, ..., and the link shaping
 
 
 class FrameLogGuard:
@@ -236,9 +252,11 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         link = nl.link(name)
         if link is None:
             raise SetupError(f"{name} vanished right after it was attached")
+        ports = router.attach_more(opts, nl, undo, _release)  # the TAPs of interfaces 2, 3, ...: as this one
         if lab is not None:
             undo.callback(lab.destroy)
-            lab.create(link.index)  # the bridge, this TAP enslaved to it, the clients
+            lab.create(link.index, ports.indexes)  # the bridge, this TAP enslaved to it, the clients
+        ports.set_up(nl, undo)
         nl.set_up(link)
         if before is not None and not before.up:
             undo.callback(nl.set_up, link, False)
@@ -246,7 +264,7 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
             nl.add_address(link, *p.host)
             log.info("gave the kernel side of %s %s", name, opts.host_ip)
         log.info("stack seed %d (repeat with --seed %d)", p.seed, p.seed)
-        config = replace(p.config, mtu=link.mtu)
+        config = router.with_mtus(p.config, link.mtu, ports) if ports.taps else replace(p.config, mtu=link.mtu)
         stack_start = time.monotonic()
         stack = Stack(config, random.Random(p.seed), now=stack_start)
         recorder = None
@@ -256,7 +274,8 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
             frames.recorder = recorder
         guard = FrameLogGuard(frames) if frames.active else None
         hook: FrameHook | None = guard
-        driver = LiveDriver(stack, tap, hook=hook)
+        devices = ports.devices(tap, p.link, p.seed, len(config.ifaces), time.monotonic)
+        driver = LiveDriver(stack, devices[0], hook=hook, devices=devices[1:])
         if guard is not None:
             guard.driver = driver
         undo.callback(driver.close)
@@ -264,7 +283,7 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         services = start_services(host, list(opts.serve))
         for service in services:
             undo.callback(service.stop)
-        yield Session(opts, p, stack, driver, host, link, created, started, recorder, lab, guard)
+        yield Session(opts, p, stack, driver, host, link, created, started, recorder, lab, guard, ports)
 
 
 class _Undo(contextlib.ExitStack):
@@ -333,11 +352,12 @@ def _run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
         if stopped == signal.SIGINT:
             print(file=out)  # end the line the terminal's "^C" echo started
         why = f" by {signal_name(stopped)}" if stopped is not None else ""
-        gone = f"; removed {name}" if created and driver.error is None else ""
+        gone = f"; removed {router.names(name, session)}" if created and driver.error is None else ""
         if session.lab is not None:
             gone += f"{' and' if gone else '; removed'} lab {session.lab.plan.name}"
         print(f"simstack: stopped{why} after {time.monotonic() - session.started:.1f} s{gone}", file=out)
-        print(stack.counters.report(), file=out, flush=True)
+        router.publish(session)
+        print("\n".join([stack.counters.report(), *router.rule_lines(session)]), file=out, flush=True)
     return code
 
 
@@ -404,7 +424,9 @@ def _print_ready(out: TextIO, opts: LiveOptions, p: Plan, created: bool, link: L
     else:
         origin = f"attached to existing {link.name}"
     stop = "" if opts.ping else "; Ctrl-C to stop"
-    print(f"simstack: live on {link.name} as {opts.ip} ({opts.mac.lower()}), mtu {link.mtu}; {origin}{stop}",
-          file=out, flush=True)
+    if p.config.interfaces:
+        origin = router.describe(p, lab)
+    print(f"simstack: live on {link.name} as {opts.ip} ({opts.mac.lower()}), mtu {link.mtu}; {origin}{stop}"
+          if not p.config.interfaces else f"simstack: live on {origin}{stop}", file=out, flush=True)
     if lab is not None:
         print("\n".join(lab.hints()), file=out, flush=True)

@@ -28,11 +28,15 @@ from simstack.protocols.addresses import (
 from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.errors import Malformed
 from simstack.protocols.fragments import ReassemblyConfig, fragment
+from simstack.protocols.interface import Interface, check_interfaces, check_next_hop
+from simstack.protocols.routes import parse_route
 from simstack.protocols.stack import StackConfig
 from simstack.protocols.tcp_conn import TcpConfig
 
 from ..api.services import SERVICES, service_error
 from ..wire.capture import read_regular_file
+from ..wire.impair import ImpairError, Impairment
+from .droprules import DropRule, DropRuleError, parse_rule
 from .fields import IP, Context, Host, SpecError, build_frame, normalize_spec, payload_bytes
 from .isn import Isns
 
@@ -126,7 +130,9 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
         line = key_node.start_mark.line + 1
-        if not isinstance(key, str):
+        if isinstance(key, bool):  # YAML 1.1 reads on/off/yes/no as booleans; a key is a name, as written ("on:")
+            key = str(key_node.value)
+        elif not isinstance(key, str):
             key = str(key)
         if key in out:
             raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark)
@@ -174,6 +180,7 @@ class Step:
     until_relative: bool = False  # ... counted from the call's start
     counters: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    iface: int | None = None  # inject/expect "on:": the interface's index; None is the first interface
 
 
 @dataclass
@@ -190,6 +197,9 @@ class Scenario:
     expect_within: float = 5.0
     tolerance: float = 0.0
     tcp: bool = False  # TCP steps: the runner learns ISNs from the frames that cross the wire
+    impair_in: Impairment = field(default_factory=Impairment)  # options.impair / impair_in / impair_out
+    impair_out: Impairment = field(default_factory=Impairment)
+    drop: list[DropRule] = field(default_factory=list)  # options.drop, applied to injected frames
 
     def rng(self) -> random.Random:
         return random.Random(self.seed)
@@ -211,9 +221,12 @@ MAX_DATAGRAM = 65_535  # IPv4 Total Length is 16 bits
 
 TOP_KEYS = {"description", "stack", "hosts", "options", "steps"}
 STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp", "reassembly", "services", "tcp"}
+STACK_KEYS |= {"interfaces", "forward", "routes"}  # several interfaces, and a router (docs/scenarios.md, "Routers")
 OPTION_KEYS = {"allow_unexpected", "ignore", "expect_within", "tolerance"}
+OPTION_KEYS |= {"impair", "impair_in", "impair_out", "drop"}  # what the wire does to frames ("Impairment and drop rules")
 STEP_ACTIONS = {"inject", "expect", "app", "counters"}
 COUNTER_LAYERS = {"eth", "arp", "ipv4", "icmp", "udp", "tcp", "tap"}
+COUNTER_LAYERS |= {"wire"}  # drop rules and impairment
 # stack.tcp: the range each setting of TcpConfig may take (numbers of seconds, or counts).
 TCP_RANGES: dict[str, tuple[float, float]] = {
     "msl": (0.001, 3600), "rto_initial": (0.001, 600), "rto_min": (0.001, 600), "rto_max": (0.001, 3600),
@@ -224,8 +237,8 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "max_syn_backlog": (1, 1_000_000), "somaxconn": (1, 1_000_000), "ephemeral": (1, 65535),
 }
 STEP_KEYS = {
-    "inject": {"at", "note", "fragment"},
-    "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments"},
+    "inject": {"at", "note", "fragment", "on"},
+    "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments", "on"},
     "app": {"at", "note", "until", "within"},
     "counters": {"at", "note"},
 }
@@ -340,6 +353,7 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
     stack_host = Host("stack", config.mac, config.ip)
     hosts = _hosts(chk, top)
     ctx = Context(stack_host, hosts, next(iter(hosts.values()), None))
+    contexts = _contexts(chk, top, config, ctx)
     scenario = Scenario(path, description.strip(), config, ctx, seed, [], services)
     if "options" in top:
         opts = chk.mapping(top["options"], top.key_lines["options"], "options")
@@ -354,13 +368,16 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
             scenario.expect_within = chk.number(opts, "expect_within")
         if "tolerance" in opts:
             scenario.tolerance = chk.number(opts, "tolerance")
+        _link_options(chk, opts, scenario)
 
     steps = top["steps"]
     if not isinstance(steps, LineList) or not steps:
         raise chk.fail(top.key_lines["steps"], "steps must be a non-empty list")
     sockets: dict[str, str] = {}  # name -> type, of the sockets open at this point of the file
     for raw in steps:
-        step = _step(chk, raw, steps.line, ctx)
+        iface = _on(chk, raw, config)
+        step = _step(chk, raw, steps.line, contexts[iface or 0])
+        step.iface = iface
         name = step.args.get("socket")
         if step.kind == "app" and name is not None:
             _socket_use(chk, step, name, sockets)
@@ -406,6 +423,9 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
     if "stack" in top:
         s = chk.mapping(top["stack"], top.key_lines["stack"], "stack")
         chk.keys(s, STACK_KEYS, "stack")
+        ifaces = _interfaces(chk, s) if "interfaces" in s else ()
+        if ifaces:
+            mac, ip, prefix = ifaces[0].mac, ifaces[0].ip, ifaces[0].prefix_len
         for key in ("mac", "ip", "gateway"):
             if key not in s:
                 continue
@@ -420,7 +440,7 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
             except ValueError as e:
                 raise chk.fail(s.key_lines[key], str(e)) from None
         try:
-            check_stack_addresses(ip, prefix, mac, kwargs.get("gateway"))
+            check_stack_addresses(ip, prefix, mac, None if ifaces else kwargs.get("gateway"))
         except AddressError as e:
             raise chk.fail(s.key_lines.get(e.what, s.line), f"stack.{e.what}: {e}") from None
         for key, lo, hi in (("mtu", 68, 65535), ("ttl", 1, 255), ("vlan", 1, 4094), ("seed", 0, 2**64 - 1)):
@@ -458,6 +478,7 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
             if twice is not None:
                 raise chk.fail(line, f"services: {twice} is listed twice; each service runs once, on its own port")
             services = tuple(names)
+        _routing(chk, s, ifaces or (Interface(mac, ip, prefix),), kwargs)
     return StackConfig(mac, ip, prefix, **kwargs), seed, services
 
 
@@ -819,3 +840,137 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
         return (ip, port)
     except SpecError as e:
         raise chk.fail(line, str(e)) from None
+
+
+# -- several interfaces, routing, and what the wire does ------------------------------
+MAX_INTERFACES = 16
+IFACE_KEYS = {"name", "mac", "ip", "mtu", "vlan"}
+
+
+def _interfaces(chk: _Checker, s: LineDict) -> tuple[Interface, ...]:
+    """``stack.interfaces``: a list of ``{name, mac, ip, mtu, vlan}``, the first one the stack's default."""
+    items, line = s["interfaces"], s.key_lines["interfaces"]
+    if not isinstance(items, LineList) or not 1 <= len(items) <= MAX_INTERFACES:
+        raise chk.fail(line, f"interfaces must be a list of 1 to {MAX_INTERFACES} interfaces, each "
+                             "{name: NAME, mac: MAC, ip: ADDR/PREFIX}")
+    beside = [key for key in ("mac", "ip", "mtu", "vlan") if key in s]
+    if beside:
+        raise chk.fail(s.key_lines[beside[0]], f"stack.{beside[0]} goes with each interface when there is a list of them")
+    out: list[Interface] = []
+    for item in items:
+        m = chk.mapping(item, line, "an interface")
+        chk.keys(m, IFACE_KEYS, "an interface")
+        for key in ("name", "mac", "ip"):
+            if key not in m:
+                raise chk.fail(m.line, f"an interface needs {key}")
+        name = m["name"]
+        if not isinstance(name, str) or not name.isidentifier() or name in ("stack", "broadcast", "any", "zero"):
+            raise chk.fail(m.key_lines["name"], f"interface name must be a word (letters, digits, _) other than stack, "
+                                                f"broadcast, any and zero, got {name!r}")
+        try:
+            mac = mac_to_bytes(str(m["mac"]))
+        except ValueError as e:
+            raise chk.fail(m.key_lines["mac"], str(e)) from None
+        try:
+            text = str(m["ip"])
+            ip, prefix = parse_interface(text if "/" in text else text + "/24")
+        except ValueError as e:
+            raise chk.fail(m.key_lines["ip"], str(e)) from None
+        try:
+            check_stack_addresses(ip, prefix, mac)
+        except AddressError as e:
+            raise chk.fail(m.key_lines.get(e.what, m.line), f"interface {name}: {e}") from None
+        mtu = chk.integer(m, "mtu", 68, 65535) if "mtu" in m else 1500
+        vlan = chk.integer(m, "vlan", 1, 4094) if "vlan" in m else None
+        out.append(Interface(mac, ip, prefix, mtu, vlan, name))
+    try:
+        check_interfaces(out)
+    except AddressError as e:
+        raise chk.fail(line, f"stack.interfaces: {e}") from None
+    return tuple(out)
+
+
+def _routing(chk: _Checker, s: LineDict, ifaces: tuple[Interface, ...], kwargs: dict[str, Any]) -> None:
+    """``stack.forward``, ``stack.routes`` (``NETWORK/PREFIX via GATEWAY``) and, with interfaces, the gateway's check."""
+    if len(ifaces) > 1 or "interfaces" in s:
+        kwargs.update(interfaces=ifaces, mtu=ifaces[0].mtu, vlan=ifaces[0].vlan)
+        if "gateway" in kwargs:
+            try:
+                check_next_hop(ifaces, kwargs["gateway"])
+            except AddressError as e:
+                raise chk.fail(s.key_lines["gateway"], f"stack.gateway: {e}") from None
+    if "forward" in s:
+        if not isinstance(s["forward"], bool):
+            raise chk.fail(s.key_lines["forward"], "forward must be true or false")
+        kwargs["forward"] = s["forward"]
+    if "routes" in s:
+        items, line = s["routes"], s.key_lines["routes"]
+        if not isinstance(items, LineList) or not items:
+            raise chk.fail(line, "routes must be a list of 'NETWORK/PREFIX via GATEWAY'")
+        routes = []
+        for item in items:
+            try:
+                network, length, via = parse_route(str(item))
+                check_next_hop(ifaces, via, "routes")
+            except (ValueError, AddressError) as e:
+                raise chk.fail(line, f"stack.routes: {e}") from None
+            routes.append((network, length, via))
+        kwargs["routes"] = tuple(routes)
+
+
+def _contexts(chk: _Checker, top: LineDict, config: StackConfig, ctx: Context) -> list[Context]:
+    """One context per interface: ``stack`` is that interface, the default peer the first host on its subnet.
+
+    Interface names become host names too (``eth: {src: wan}``).
+    """
+    if not config.interfaces:
+        return [ctx]
+    hosts = ctx.hosts
+    taken = [iface.name for iface in config.interfaces if iface.name in hosts]
+    if taken:
+        raise chk.fail(top.key_lines.get("hosts", top.line), f"host {taken[0]!r} has the name of an interface")
+    users = list(hosts.values())
+    contexts = []
+    for iface in config.interfaces:
+        peer = next((h for h in users if h.ip is not None and iface.on_link(h.ip)), ctx.peer)
+        contexts.append(Context(Host("stack", iface.mac, iface.ip), hosts, peer))
+    for iface in config.interfaces:
+        hosts[iface.name] = Host(iface.name, iface.mac, iface.ip)
+    return contexts
+
+
+def _on(chk: _Checker, raw: Any, config: StackConfig) -> int | None:
+    """``on: NAME``: the index of the interface a step's frame is on (None: the first)."""
+    if not isinstance(raw, LineDict) or "on" not in raw:
+        return None
+    names = [iface.name for iface in config.interfaces]
+    if raw["on"] not in names:
+        known = f"one of {', '.join(names)}" if names else "an interface of stack.interfaces, and this stack lists none"
+        raise chk.fail(raw.key_lines["on"], f"on: {raw['on']!r} must name {known}")
+    return names.index(raw["on"])
+
+
+def _link_options(chk: _Checker, opts: LineDict, scenario: Scenario) -> None:
+    """``impair`` (both directions), ``impair_in``, ``impair_out``, and ``drop`` rules."""
+    specs: dict[str, Impairment] = {}
+    for key in ("impair", "impair_in", "impair_out"):
+        if key not in opts:
+            continue
+        if not isinstance(opts[key], str):
+            raise chk.fail(opts.key_lines[key], f"{key} must be text like 'loss=5%,delay=20ms'")
+        try:
+            specs[key] = Impairment.parse(opts[key])
+        except ImpairError as e:
+            raise chk.fail(opts.key_lines[key], f"{key}: {e}") from None
+    if "impair" in specs and len(specs) > 1:
+        raise chk.fail(opts.key_lines["impair"], "impair applies to both directions: give it, or impair_in and impair_out")
+    scenario.impair_in = specs.get("impair", specs.get("impair_in", Impairment()))
+    scenario.impair_out = specs.get("impair", specs.get("impair_out", Impairment()))
+    if "drop" in opts:
+        rules, line = opts["drop"], opts.key_lines["drop"]
+        if not isinstance(rules, LineList) or not rules or not all(isinstance(r, str) for r in rules):
+            raise chk.fail(line, "drop must be a list of rules like 'icmp.type=echo-request,every=2'")
+        try:
+            scenario.drop = [parse_rule(r, scenario.ctx) for r in rules]
+        except DropRuleError as e:
+            raise chk.fail(line, f"drop: {e}") from None

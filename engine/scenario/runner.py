@@ -39,8 +39,10 @@ from ..api.stream import (
     TCP_NODELAY,
     StreamSocket,
 )
+from ..wire.impair import LinkShaper
 from ..wire.sim import Trace
 from .defrag import DefragError, reassemble
+from .droprules import DropRule, DropRules
 from .fields import BYTES, SpecError, build_frame, compare, decode_frame, show
 from .isn import Isns, Rel
 from .loader import Scenario, ScenarioError, Step, fragment_frame
@@ -105,7 +107,8 @@ class Runner(SimHost):
             trace = learning
         keep = (lambda frame: not any(not compare(spec, decode_frame(frame), isns) for spec in ignore)) if ignore \
             else None
-        super().__init__(stack, trace=trace, keep=keep, default_wait=scenario.expect_within)
+        self.shaper, self.drop_rules = link_shaper(scenario)
+        super().__init__(stack, trace=trace, keep=keep, default_wait=scenario.expect_within, shaper=self.shaper)
         self.scenario = scenario
         self.echo: dict[int, EchoEndpoint] = {}
         self.sockets: dict[str, AnySocket] = {}
@@ -115,7 +118,9 @@ class Runner(SimHost):
 
     @property
     def pending(self) -> Any:
-        return self.wire.pending
+        """What the stack sent that no step took yet, on every interface."""
+        pendings = self.wire.pendings
+        return pendings[0] if len(pendings) == 1 else [p for queue in pendings for p in queue]
 
     def _target(self, step: Step) -> float:
         if step.at is None:
@@ -166,7 +171,7 @@ class Runner(SimHost):
             if step.build.get("tcp.flags", 0) & SYN and not isinstance(step.build.get("tcp.seq", 0), Rel):
                 self.isns.learn_syn(frame)  # seq: {abs: N} on a SYN: a new ISN for its sender
         for frame in frames:
-            self.wire.inject(frame)
+            self.wire.inject(frame, step.iface or 0)
 
     def _do_expect(self, step: Step) -> None:
         sc = self.scenario
@@ -178,7 +183,7 @@ class Runner(SimHost):
             end = self.now + step.at_hi if step.hi_relative else step.at_hi
         deadline = end + tolerance if timed else self.now + (sc.expect_within if step.within is None else step.within)
         wanted = max(step.fragments, 1)
-        pending = self.wire.pending
+        pending = self.wire.pendings[step.iface or 0]
         while len(pending) < wanted:
             next_deadline = self.next_deadline()
             if next_deadline is None or next_deadline > deadline + 1e-9:  # the slack the time check allows
@@ -194,7 +199,7 @@ class Runner(SimHost):
         t, frame = pending[0]
         if step.fragments:
             t = pending[wanted - 1][0]
-            frame = _reassemble([f for _, f in list(pending)[:wanted]], self.stack.config.mtu)
+            frame = _reassemble([f for _, f in list(pending)[:wanted]], self.stack.ports[step.iface or 0].mtu)
         decoded = decode_frame(frame, self.isns)
         rows = compare(step.expected, decoded, self.isns)
         if timed and not target - tolerance - 1e-9 <= t <= end + tolerance + 1e-9:
@@ -214,18 +219,23 @@ class Runner(SimHost):
         # A timed expect leaves the clock at its own time, not the (earlier) send
         # time it tolerated, so a recording's relative times do not drift; after a
         # range, at the time the frame left (packetdrill's rule).
-        self.wire.now = max(self.now, target if timed and step.at_hi is None else t)
+        if timed and step.at_hi is None:
+            self.advance(target)  # what falls due before that time happens first (a delayed frame, a timer)
+        else:
+            self.wire.now = max(self.now, t)
 
     def _do_nothing(self, step: Step) -> None:
         start = self._target(step)
         self.advance(start)
         self.advance(start + step.span)
-        if self.pending:
-            lines = "\n".join(f"  {t:.6f} > {describe(f)}" for t, f in self.pending)
+        pending = self.pending if step.iface is None else self.wire.pendings[step.iface]
+        if pending:
+            lines = "\n".join(f"  {t:.6f} > {describe(f)}" for t, f in pending)
             raise StepFailed(f"  expected no frame for {step.span:g}s, the stack sent:\n{lines}")
 
     def _do_counters(self, step: Step) -> None:
         self.advance(self._target(step))
+        publish_link_counts(self)
         rows = [(name, want, self.stack.counters[name]) for name, want in step.counters.items()
                 if self.stack.counters[name] != want]
         if rows:
@@ -618,3 +628,23 @@ def _show_expected(step: Step) -> str:
     # A layer's presence marker ("icmp.") says nothing a named field of it does not.
     shown = [k for k in keys if not (k.endswith(".") and k != "payload." and any(o.startswith(k) and o != k for o in keys))]
     return ", ".join(f"{k.rstrip('.')}={show(k, keys[k])}" for k in shown) or "any frame"
+
+
+def link_shaper(scenario: Scenario) -> tuple[LinkShaper | None, DropRules]:
+    """The scenario's drop rules and impairment between the wire and the stack; None when it asks for neither.
+
+    The rules are fresh copies, so running a scenario twice counts from zero each time.
+    """
+    rules = DropRules([DropRule(r.text, r.fields, r.every) for r in scenario.drop])
+    if not rules and not scenario.impair_in.active and not scenario.impair_out.active:
+        return None, rules
+    shaper = LinkShaper(scenario.impair_in, scenario.impair_out, scenario.seed, len(scenario.config.ifaces),
+                        rules.admit if rules else None)
+    return shaper, rules
+
+
+def publish_link_counts(runner: Runner) -> None:
+    """Put the wire's counts (``wire.in.dropped``, ``wire.rule.1.dropped``, ...) among the stack's counters."""
+    if runner.shaper is not None:
+        runner.shaper.publish(runner.stack.counters)
+        runner.drop_rules.publish(runner.stack.counters)

@@ -12,6 +12,7 @@ from simstack.protocols.stack import Stack
 from simstack.protocols.transport import Ready
 
 from ..api.sockets import SocketHost
+from ..wire.impair import LinkShaper
 from ..wire.network import SimNetwork, Station
 from ..wire.sim import SimWire, Trace
 
@@ -95,8 +96,8 @@ class SimHost(VirtualHost):
     """The host of a replay: one stack, and the runner playing every other host on the wire."""
 
     def __init__(self, stack: Stack, *, trace: Trace | None = None, keep: Callable[[bytes], bool] | None = None,
-                 default_wait: float = 5.0) -> None:
-        self.wire = SimWire(stack, trace=trace, keep=keep)
+                 default_wait: float = 5.0, shaper: LinkShaper | None = None) -> None:
+        self.wire = SimWire(stack, trace=trace, keep=keep, shaper=shaper)
         super().__init__(stack, self.wire, default_wait)
         self.wire.after_event = self._dispatch
 

@@ -9,7 +9,10 @@ replay and live alike.
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from simstack.protocols.counters import Counters
 
 _UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _RATES = {"bit": 1.0, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
@@ -142,3 +145,62 @@ class Impairer:
             self.counts["duplicated"] += 1
         self.counts["passed"] += 1
         return out
+
+
+def link_rng(seed: int, direction: str, iface: int = 0) -> random.Random:
+    """The rng of one direction of one interface's link, a function of the session's seed alone.
+
+    Live mode and a replay draw from the same one for the same seed, so the
+    same frames arriving in the same order meet the same fates in both.
+    (A string seed is hashed with SHA-512, the same on every run and machine.)
+    """
+    return random.Random(f"simstack-impair:{seed}:{direction}:{iface}")
+
+
+class LinkShaper:
+    """What happens to frames between the wire and a stack, per interface and direction.
+
+    Inbound, a frame first meets ``admit`` (the drop rules: False drops it),
+    then the inbound impairment; outbound, only the outbound impairment. Each
+    returns the frame's deliveries, (time, frame), none if it was lost. The
+    counts, summed over interfaces, go into a stack's counters under ``wire.``
+    when ``publish`` is called.
+    """
+
+    def __init__(self, inbound: Impairment, outbound: Impairment, seed: int, interfaces: int = 1,
+                 admit: Callable[[bytes], bool] | None = None) -> None:
+        self.inbound_spec = inbound
+        self.outbound_spec = outbound
+        self.ins = [Impairer(inbound, link_rng(seed, "in", i)) for i in range(interfaces)]
+        self.outs = [Impairer(outbound, link_rng(seed, "out", i)) for i in range(interfaces)]
+        self.admit = admit
+        self.refused = 0  # frames ``admit`` dropped
+
+    @property
+    def shapes_outbound(self) -> bool:
+        return self.outbound_spec.active
+
+    def inbound(self, frame: bytes, now: float, iface: int = 0) -> list[tuple[float, bytes]]:
+        if self.admit is not None and not self.admit(frame):
+            self.refused += 1
+            return []
+        return self.ins[iface].apply(frame, now)
+
+    def outbound(self, frame: bytes, now: float, iface: int = 0) -> list[tuple[float, bytes]]:
+        return self.outs[iface].apply(frame, now)
+
+    def counts(self) -> dict[str, int]:
+        """``wire.in.dropped``, ``wire.out.delayed``, ...: what the impairment did, over every interface."""
+        out: dict[str, int] = {}
+        for direction, impairers in (("in", self.ins), ("out", self.outs)):
+            for impairer in impairers:
+                for name, n in impairer.counts.items():
+                    key = f"wire.{direction}.{name}"
+                    out[key] = out.get(key, 0) + n
+        return out
+
+    def publish(self, counters: Counters) -> None:
+        """Write the counts into ``counters`` (absolute values: calling it again is harmless)."""
+        for name, n in self.counts().items():
+            if n or name in counters.values:
+                counters.values[name] = n

@@ -10,46 +10,87 @@ them.
 After every event (a frame in, a timer, a host's call) ``after_event`` runs:
 the host hangs its readiness dispatch there, the way the live driver runs it
 after each batch.
+
+A stack with several interfaces has a pending queue per interface
+(``pendings``; ``pending`` is the first one's). A ``LinkShaper`` (``shaper``)
+stands between the wire and the stack when a scenario asks for drop rules or
+impairment: an injected frame may be lost, delayed, duplicated or corrupted
+before the stack sees it, and a sent frame before it is pending; a delayed
+frame arrives, or becomes pending, at its own virtual time.
 """
 
 import heapq
 import itertools
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 
 from simstack.protocols.stack import Stack
+
+from .impair import LinkShaper
 
 Trace = Callable[[float, str, bytes], None]  # (time, "<" into the stack | ">" out of it, frame)
 
 
 class SimWire:
     def __init__(self, stack: Stack, *, trace: Trace | None = None,
-                 keep: Callable[[bytes], bool] | None = None) -> None:
+                 keep: Callable[[bytes], bool] | None = None, shaper: LinkShaper | None = None) -> None:
         self.stack = stack
         self.trace = trace
         self.keep = keep  # frames it rejects are set aside (traced, never pending)
+        self.shaper = shaper
         self.now = 0.0
         self.pending: deque[tuple[float, bytes]] = deque()
+        self.pendings = [self.pending, *(deque[tuple[float, bytes]]() for _ in stack.ports[1:])]
+        # With several interfaces, a traced frame's direction names its interface too ("wan <").
+        self._arrows = [(f"{p.name} <", f"{p.name} >") for p in stack.ports] if len(stack.ports) > 1 else [("<", ">")]
         self.after_event: Callable[[], None] | None = None
         self._calls: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
 
     # -- frames ---------------------------------------------------------------
-    def inject(self, frame: bytes) -> None:
-        """``frame`` arrives now."""
+    def inject(self, frame: bytes, iface: int = 0) -> None:
+        """``frame`` arrives now on interface ``iface``."""
         if self.trace:
-            self.trace(self.now, "<", frame)
-        self.stack.receive(frame, self.now)
+            self.trace(self.now, self._arrows[iface][0], frame)
+        shaper = self.shaper
+        if shaper is None:
+            self.stack.receive(frame, self.now, iface)
+        else:
+            for when, out in shaper.inbound(frame, self.now, iface):
+                if when <= self.now:
+                    self.stack.receive(out, self.now, iface)
+                else:
+                    self.call_at(when, partial(self._arrive, out, iface))
         self.settle()
+
+    def _arrive(self, frame: bytes, iface: int) -> None:
+        self.stack.receive(frame, self.now, iface)
 
     def collect(self) -> None:
         """Move what the stack sent onto the wire, stamped with the current time."""
         keep = self.keep
-        for frame in self.stack.transmit():
+        if self.shaper is None and len(self.pendings) == 1:  # one interface, nothing in between: the common case
+            for frame in self.stack.transmit():
+                if self.trace:
+                    self.trace(self.now, ">", frame)
+                if keep is None or keep(frame):
+                    self.pending.append((self.now, frame))
+            return
+        shaper = self.shaper if self.shaper is not None and self.shaper.shapes_outbound else None
+        for iface, frame in self.stack.transmit_all():
             if self.trace:
-                self.trace(self.now, ">", frame)
-            if keep is None or keep(frame):
-                self.pending.append((self.now, frame))
+                self.trace(self.now, self._arrows[iface][1], frame)
+            if keep is not None and not keep(frame):
+                continue
+            if shaper is None:
+                self.pendings[iface].append((self.now, frame))
+                continue
+            for when, out in shaper.outbound(frame, self.now, iface):
+                if when <= self.now:
+                    self.pendings[iface].append((self.now, out))
+                else:
+                    self.call_at(when, partial(self.pendings[iface].append, (when, out)))
 
     def settle(self) -> None:
         """After an event: let the host react (readiness), then collect what everyone sent."""
