@@ -105,6 +105,8 @@ class StackSurface(Protocol):
 
     def route(self, dst: bytes) -> _Route: ...
 
+    def is_local(self, ip: bytes) -> bool: ...
+
     def send_ipv4(self, dst: bytes, protocol: int, payload: bytes, now: float, *, src: bytes | None = None,
                   tos: int = 0, ttl: int | None = None, df: bool = False) -> None: ...
 
@@ -177,7 +179,12 @@ class TcpLayer:
         sport = int.from_bytes(inner[0:2], "big")
         dport = int.from_bytes(inner[2:4], "big")
         seq = int.from_bytes(inner[4:8], "big")
-        conn = self.conns.get((self.stack.config.ip, sport, dst, dport))
+        # The quoted datagram left from one of our addresses (one per interface): its route's source.
+        try:
+            src = self.stack.route(dst).src
+        except OSError:
+            src = self.stack.config.ip
+        conn = self.conns.get((src, sport, dst, dport))
         if conn is None:
             c.drop("tcp", "icmp_no_connection")
             return
@@ -277,7 +284,7 @@ class TcpLayer:
     def bind(self, ep: TcpConn, ip: bytes, port: int) -> None:
         if not 0 <= port <= 0xFFFF:
             raise OverflowError("bind(): port must be 0-65535.")
-        if ip != ANY and ip != self.stack.config.ip:
+        if ip != ANY and not self.stack.is_local(ip):
             raise OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address")
         if port == 0:
             port = self._free_port()

@@ -55,6 +55,9 @@ class FakeStack:
         self.transports[transport.name] = transport
         transport.attach(self)
 
+    def is_local(self, ip: bytes) -> bool:
+        return ip == self.config.ip
+
     def route(self, dst: bytes) -> Route:
         if dst in self.unreachable:
             raise OSError(errno.ENETUNREACH, "Network is unreachable")

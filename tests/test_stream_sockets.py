@@ -176,3 +176,17 @@ def test_time_wait_ends_after_two_msl() -> None:
     assert states() == ["TIME-WAIT"]
     net.advance(net.now + 2 * TCP.msl + 0.01)
     assert states() == [] and not a.stack.tcp.conns
+
+
+def test_a_stream_socket_binds_to_any_of_the_stacks_interfaces() -> None:
+    from simstack.protocols.interface import Interface
+
+    config = StackConfig.of((Interface(bytes.fromhex("020000000001"), bytes([10, 0, 1, 1]), 24),
+                             Interface(bytes.fromhex("020000000011"), bytes([10, 0, 2, 1]), 24)))
+    stack = Stack(config, random.Random(1))
+    second = stack.tcp.open()
+    second.bind(bytes([10, 0, 2, 1]), 8080)  # the second interface's address: was EADDRNOTAVAIL
+    assert second.local_address == (bytes([10, 0, 2, 1]), 8080)
+    with pytest.raises(OSError) as e:
+        stack.tcp.open().bind(bytes([10, 0, 3, 1]), 8080)
+    assert e.value.errno == errno.EADDRNOTAVAIL
