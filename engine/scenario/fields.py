@@ -605,7 +605,8 @@ def _icmp_text(ip: ipv4.Ipv4, m: icmp.Icmp) -> str:
         word = "request" if m.type == icmp.ECHO_REQUEST else "reply"
         return head + f"echo {word}, id {m.identifier}, seq {m.sequence}, length {len(ip.payload)}"
     if m.type == icmp.DEST_UNREACHABLE:
-        return head + f"{_quoted(m.data)} unreachable (code {m.code}), length {len(ip.payload)}"
+        code = "" if m.code in (icmp.PROTOCOL_UNREACHABLE, icmp.PORT_UNREACHABLE) else f" (code {m.code})"  # tcpdump's
+        return head + f"{_quoted(m.data)} unreachable{code}, length {len(ip.payload)}"
     if m.type == icmp.TIME_EXCEEDED:
         what = "ip reassembly time exceeded" if m.code == icmp.REASSEMBLY_EXCEEDED else "time exceeded in-transit"
         return head + f"{what}, length {len(ip.payload)}"
@@ -618,8 +619,9 @@ def _quoted(data: bytes) -> str:
     proto = data[9]
     dst = ip_to_str(data[16:20])
     hlen = (data[0] & 0x0F) * 4
-    if proto == ipv4.PROTO_UDP and len(data) >= hlen + 4:
-        return f"{dst} udp port {int.from_bytes(data[hlen + 2:hlen + 4], 'big')}"
+    if proto in (ipv4.PROTO_UDP, ipv4.PROTO_TCP) and len(data) >= hlen + 4:
+        name = "udp" if proto == ipv4.PROTO_UDP else "tcp"
+        return f"{dst} {name} port {int.from_bytes(data[hlen + 2:hlen + 4], 'big')}"
     return f"{dst} protocol {proto}"
 
 

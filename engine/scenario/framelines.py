@@ -4,14 +4,15 @@
 ``-v``, which adds the IPv4 header (TOS, TTL, ID, fragment offset and flags,
 protocol, total length) on a line of its own, and ARP's hardware and protocol
 formats; ``-e`` puts the Ethernet addresses, EtherType and frame length in
-front; ``-x`` adds a hex dump of the network layer, 16 bytes a line. The
+front; ``-x`` adds a hex dump of the network layer (Ethernet padding
+included), 16 bytes a line. The
 lines are tcpdump's so that a reader moves between the two without
 translating, and tests/test_framelines.py holds them to tcpdump's own output.
 """
 
 from dataclasses import dataclass
 
-from simstack.protocols import ethernet, ipv4
+from simstack.protocols import ethernet, icmp, ipv4
 from simstack.protocols.addresses import mac_to_str
 from simstack.protocols.errors import Malformed
 
@@ -43,8 +44,9 @@ def frame_text(frame: bytes, isns: Isns | None = None, style: Style = Style()) -
         text = _detailed(eth, text)
     if style.link:
         text = _link(frame, eth) + next((text[len(p):] for p in _PREFIXES if text.startswith(p)), text)
+        text = text.replace("\n\tIP (", "\n\t(")  # a quoted datagram loses its IP too
     if style.hex:
-        text += "".join("\n" + line for line in hex_lines(_network_bytes(eth)))
+        text += "".join("\n" + line for line in hex_lines(eth.payload))  # padding too, as tcpdump -x dumps it
     return text
 
 
@@ -53,8 +55,13 @@ def _detailed(eth: ethernet.Ethernet, text: str) -> str:
         return "ARP, Ethernet (len 6), IPv4 (len 4), " + text[len("ARP, "):]
     if eth.ethertype != ethernet.TYPE_IPV4 or not text.startswith("IP "):
         return text
+    return _ip_detailed(eth.payload, text)
+
+
+def _ip_detailed(data: bytes, text: str) -> str:
+    """tcpdump -v's two lines for an IPv4 datagram whose plain line is ``text``; an ICMP error's quote follows."""
     try:
-        ip = ipv4.parse(eth.payload, verify_checksum=False)
+        ip = ipv4.parse(data, verify_checksum=False)
     except Malformed:
         return text
     flags = ("DF" if ip.df else "") + ("+" if ip.mf else "") + ("rsvd" if ip.reserved_flag else "")
@@ -64,23 +71,23 @@ def _detailed(eth: ethernet.Ethernet, text: str) -> str:
     rest = text[len("IP "):]
     if ip.frag_offset:  # the header line gives the offset; the rest is tcpdump's bare protocol
         rest = rest.split(" (frag ", 1)[0]
-    return f"{header}\n    {rest}"
+    lines = f"{header}\n    {rest}"
+    if ip.protocol == ipv4.PROTO_ICMP and not ip.frag_offset and len(ip.payload) > icmp.HEADER_LEN \
+            and ip.payload[0] in (icmp.DEST_UNREACHABLE, icmp.TIME_EXCEEDED):
+        quoted = ip.payload[icmp.HEADER_LEN:]
+        inner = decode_frame(_AS_FRAME + quoted).summary
+        if inner.startswith("IP ") and "[malformed" not in inner:
+            lines += "\n\t" + _ip_detailed(quoted, inner)
+    return lines
+
+
+_AS_FRAME = bytes(12) + ethernet.TYPE_IPV4.to_bytes(2)  # an Ethernet header, to decode a quoted datagram alone
 
 
 def _link(frame: bytes, eth: ethernet.Ethernet) -> str:
     ethertype = int.from_bytes(frame[12:14])  # the outer one: an 802.1Q tag says so
     name = _ETHERTYPES.get(ethertype, "Unknown")
     return f"{mac_to_str(eth.src)} > {mac_to_str(eth.dst)}, ethertype {name} ({ethertype:#06x}), length {len(frame)}: "
-
-
-def _network_bytes(eth: ethernet.Ethernet) -> bytes:
-    """What tcpdump -x dumps: the network layer; an IPv4 datagram ends at its total length, padding left out."""
-    data = eth.payload
-    if eth.ethertype == ethernet.TYPE_IPV4 and len(data) >= ipv4.MIN_HEADER:
-        total = int.from_bytes(data[2:4])
-        if ipv4.MIN_HEADER <= total <= len(data):
-            return data[:total]
-    return data
 
 
 def hex_lines(data: bytes) -> list[str]:
