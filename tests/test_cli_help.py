@@ -86,3 +86,13 @@ def test_shell_completion_offers_commands_and_options(tmp_path: Path) -> None:
     assert set(_complete("simstack ", tmp_path)) >= {"replay", "live", "import", "graph"}
     options = _complete("simstack replay --j", tmp_path)
     assert "--json" in options and "--junit-xml" in options
+
+
+def test_live_help_and_page_name_the_services_that_run_by_default() -> None:
+    live = _subparsers(build_parser())["live"]
+    serve = next(a for a in live._actions if a.dest == "serve")
+    assert serve.choices
+    page = (ROOT / "docs" / "live.md").read_text().split("\n## ", 1)[0]  # the introduction
+    for service in serve.choices:
+        assert service in (live.description or ""), f"simstack live --help does not say that {service} runs"
+        assert service in page, f"docs/live.md's introduction does not say that {service} runs"
