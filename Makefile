@@ -6,13 +6,21 @@ PYTHON ?= python3
 # Tools the live tests drive, and dot for `simstack graph`; installed with apt when missing (needs root).
 APT_TOOLS := iproute2 iputils-ping iputils-arping netcat-openbsd curl tshark tcpdump socat graphviz traceroute
 
-.PHONY: demo test lint typecheck pytest apt bench fuzz clean
+.PHONY: demo test lint typecheck pytest apt bench fuzz man clean
 
-$(BIN)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+$(BIN)/python:
+	@$(PYTHON) -m venv $(VENV) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
+
+# The demo needs simstack alone; the test extra (scapy, mypy, ruff, hypothesis) is for `make test`.
+$(BIN)/.demo-installed: pyproject.toml | $(BIN)/python
+	@echo "installing simstack into $(VENV) (then: source $(VENV)/bin/activate)"
+	@$(BIN)/pip install -q --disable-pip-version-check -e .
+	@touch $@
+
+$(BIN)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+	touch $@ $(BIN)/.demo-installed
 
 apt:
 	@missing=""; for p in $(APT_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -21,8 +29,8 @@ apt:
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
-demo: $(BIN)/.installed
-	$(BIN)/simstack replay scenarios/ping.yaml -v
+demo: $(BIN)/.demo-installed
+	@$(BIN)/simstack replay scenarios/ping.yaml -v
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
@@ -40,6 +48,10 @@ test: lint typecheck pytest
 FUZZ_EXAMPLES ?= 5000
 fuzz: $(BIN)/.installed
 	SIMSTACK_HYPOTHESIS=fuzz SIMSTACK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m "not live" -p no:cacheprovider tests
+
+# simstack(1) from the parser; tests/test_cli_help.py fails when the committed page is stale.
+man: $(BIN)/.installed
+	$(BIN)/python -m simstack.manpage > simstack/simstack.1
 
 bench: $(BIN)/.installed
 	$(BIN)/python bench/replay_ping.py

@@ -1,5 +1,5 @@
-"""The pytest plugin at its public name; it lives in ``engine/scenario/``."""
+"""The pytest plugin at its public name (the ``pytest11`` entry point); it lives in ``engine/scenario/``."""
 
-from .scenario.pytest_plugin import ScenarioFile, ScenarioItem, pytest_collect_file
+from .scenario.pytest_plugin import ScenarioFile, ScenarioItem, pytest_addoption, pytest_collect_file
 
-__all__ = ["ScenarioFile", "ScenarioItem", "pytest_collect_file"]
+__all__ = ["ScenarioFile", "ScenarioItem", "pytest_addoption", "pytest_collect_file"]

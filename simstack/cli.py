@@ -1,31 +1,55 @@
-"""The ``simstack`` command: ``replay`` scenarios, or run ``live`` on a TAP device."""
+"""The ``simstack`` command: ``replay``, ``live``, ``import`` and ``graph``."""
 
 import argparse
 import os
+import shlex
 import sys
 from typing import Any
 
 from simstack import __version__
 
+DESCRIPTION = ("A user-space TCP/IP stack. replay runs scenario files on a simulated wire, live runs the stack on a "
+               "TAP device, import turns a capture into a scenario, graph draws a protocol's state machine.")
+EPILOG = "Each command has its own help: simstack COMMAND --help. Documentation: README.md and docs/ in the source."
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="simstack", description=__doc__)
-    p.add_argument("--version", action="version", version=f"simstack {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = argparse.ArgumentParser(prog="simstack", description=DESCRIPTION, epilog=EPILOG)
+    p.add_argument("-V", "--version", action="version", version=f"simstack {__version__}",
+                   help="print the version and exit")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    r = sub.add_parser("replay", help="run scenario files on the simulated wire")
-    r.add_argument("files", nargs="+", metavar="FILE")
-    r.add_argument("--pcap", metavar="OUT", help="write every frame of the replay to a pcap file")
-    r.add_argument("-v", "--verbose", action="store_true", help="print one decoded line per frame")
-
+    add_replay_parser(sub)
     add_live_parser(sub)
     add_import_parser(sub)
     g = sub.add_parser("graph", help="draw a protocol's state machine from its declaration",
                        description="Draw machine NAME (arp, tcp) from its table; the format follows FILE's suffix: .mmd "
                                    "(Mermaid), .dot, .svg, .png (Graphviz). Exit 0 written, 2 unknown name or suffix.")
-    g.add_argument("name", metavar="NAME")
-    g.add_argument("-o", "--output", required=True, metavar="FILE")
+    g.add_argument("name", metavar="NAME", help="the machine to draw: arp or tcp")
+    g.add_argument("-o", "--output", required=True, metavar="FILE",
+                   help="the file to write; its suffix (.mmd, .dot, .svg, .png) picks the format")
     return p
+
+
+def add_replay_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    r = sub.add_parser(
+        "replay", help="run scenario files on the simulated wire",
+        description="Run each scenario on a fresh stack on the virtual clock and print PASS or FAIL per file and a "
+                    "summary. Exit 0 all passed, 1 a scenario failed, 2 a file was invalid or unreadable.")
+    r.add_argument("files", nargs="+", metavar="FILE",
+                   help="scenario files, or folders searched recursively for *.yaml, *.yml and *.pkt")
+    r.add_argument("--pcap", metavar="OUT", help="write every frame of the replay to a pcap file; - is standard output "
+                                                 "(verdicts then go to standard error)")
+    r.add_argument("-v", "--verbose", action="count", default=0,
+                   help="print one decoded line per frame; -vv adds the IP header (TTL, id, flags, length)")
+    r.add_argument("-e", dest="link", action="store_true", help="print each frame's MAC addresses and EtherType (implies -v)")
+    r.add_argument("-x", dest="hex", action="store_true", help="print each frame's network layer in hex (implies -v)")
+    r.add_argument("-q", "--quiet", action="store_true", help="print the summary line alone, no verdict per file")
+    r.add_argument("--json", action="store_true",
+                   help="print one JSON object per scenario (path, verdict, step, line, message, duration) and no "
+                        "summary")
+    r.add_argument("--junit-xml", metavar="FILE", help="also write the verdicts as JUnit XML, for CI servers")
+    r.add_argument("--seed", type=int, metavar="N", help="seed every scenario's random numbers with N, not its own")
 
 
 def add_import_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
@@ -34,25 +58,28 @@ def add_import_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
         description="Make a scenario of CAPTURE in which simstack plays the host --stack IP: frames sent to it are "
                     "injected, frames it sent are expected (see docs/recording.md). Exit 0 written, 2 unusable input.")
     im.add_argument("capture", metavar="CAPTURE", help="a pcap or pcapng file of Ethernet frames")
-    im.add_argument("-o", "--output", required=True, metavar="OUT.yaml", help="the scenario file to write")
+    im.add_argument("-o", "--output", required=True, metavar="OUT.yaml", help="the scenario file to write; - is "
+                                                                              "standard output")
     im.add_argument("--stack", required=True, metavar="IP", help="the captured host that simstack plays")
     im.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
                     help="move an IPv4 or MAC address everywhere (repeatable)")
     im.add_argument("--strict", action="store_true", help="also expect the host's IP ID, TTL, DF and TOS")
     im.add_argument("--ip", default="10.0.0.1/24", metavar="ADDR/PREFIX",
                     help="simstack's address, which --stack's becomes (default %(default)s)")
-    im.add_argument("--mac", default="aa:bb:cc:dd:ee:ff", help="simstack's MAC, which --stack's becomes (default %(default)s)")
+    im.add_argument("--mac", default="aa:bb:cc:dd:ee:ff", metavar="MAC",
+                    help="simstack's MAC, which --stack's becomes (default %(default)s)")
 
 
 def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     lv = sub.add_parser(
         "live", help="run the stack on a TAP device until Ctrl-C",
         description="Attach the stack to the TAP IFNAME (created, and removed on exit, when it does not exist) "
-                    "and answer ARP and ping on it until SIGINT or SIGTERM; or, with --ping, ping from the stack.")
+                    "and answer ARP, ping and the built-in services (echo and discard on UDP and TCP, http on port 80) on it until "
+                    "SIGINT or SIGTERM; or, with --ping, ping from the stack.")
     lv.add_argument("ifname", metavar="IFNAME", nargs="+",
                     help="TAP device name, e.g. tap0; several make one interface each (a router with --forward)")
     lv.add_argument("--ip", default="10.0.0.1/24", metavar="ADDR/PREFIX", help="the stack's address (default %(default)s)")
-    lv.add_argument("--mac", default="aa:bb:cc:dd:ee:ff", help="the stack's MAC address (default %(default)s)")
+    lv.add_argument("--mac", default="aa:bb:cc:dd:ee:ff", metavar="MAC", help="the stack's MAC address (default %(default)s)")
     lv.add_argument("--gateway", metavar="IP", help="next hop for destinations off the subnet")
     lv.add_argument("--host-ip", default="10.0.0.2/24", metavar="ADDR/PREFIX",
                     help="address for the kernel's side of a TAP simstack creates (default %(default)s)")
@@ -75,7 +102,7 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     lv.add_argument("--record", metavar="OUT.yaml", help="on exit, write the session as a replayable scenario")
     pg = lv.add_argument_group("ping from the stack")
     pg.add_argument("--ping", metavar="IP", help="send echo requests to IP, print replies like ping(8), then exit")
-    pg.add_argument("-c", "--count", type=int, default=5, help="requests to send (default %(default)s)")
+    pg.add_argument("-c", "--count", type=int, default=5, metavar="N", help="requests to send (default %(default)s)")
     pg.add_argument("-i", "--interval", type=float, default=1.0, metavar="SECONDS",
                     help="time between requests (default %(default)s)")
     pg.add_argument("-s", "--size", type=int, default=56, metavar="BYTES", help="echo payload size (default %(default)s)")
@@ -129,16 +156,32 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
 
 
-def _main(argv: list[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "replay":
-        from simstack.engine.scenario.replay import OutputError, run_files
+def parse(parser: argparse.ArgumentParser, argv: list[str] | None) -> argparse.Namespace:
+    """Arguments; an option the command does not know gets that command's usage, not the top level's."""
+    _complete(parser)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        subparsers.choices[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
-        try:
-            return run_files(args.files, args.pcap, args.verbose)
-        except OutputError as e:
-            print(f"simstack: {e}", file=sys.stderr)
-            return 2
+
+def _complete(parser: argparse.ArgumentParser) -> None:
+    """Tab completion when argcomplete is installed (the ``completion`` extra) and the shell asks for it."""
+    if "_ARGCOMPLETE" not in os.environ:
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
+def _main(argv: list[str] | None) -> int:
+    typed = sys.argv[1:] if argv is None else argv
+    args = parse(build_parser(), argv)
+    if args.command == "replay":
+        return replay(args)
     if args.command == "live":
         code = live(args)
         if code == EXIT_BROKEN_PIPE:
@@ -152,8 +195,27 @@ def _main(argv: list[str] | None) -> int:
         from simstack.engine.scenario import importer
 
         return importer.main(importer.ImportOptions(args.capture, args.output, args.stack, tuple(args.map), args.strict,
-                                                    args.ip, args.mac))
+                                                    args.ip, args.mac, command=_as_typed(typed)))
     return 2
+
+
+def replay(args: argparse.Namespace) -> int:
+    from simstack.engine.scenario.framelines import Style
+    from simstack.engine.scenario.replay import OutputError, run_files
+
+    style = Style(max(args.verbose, 1), args.link, args.hex) if (args.verbose > 1 or args.link or args.hex) else None
+    out = sys.stderr if args.pcap == "-" else sys.stdout  # stdout carries the capture
+    try:
+        return run_files(args.files, args.pcap, args.verbose > 0, out, style=style, seed=args.seed, quiet=args.quiet,
+                         json=args.json, junit=args.junit_xml)
+    except OutputError as e:
+        print(f"simstack: {e}", file=sys.stderr)
+        return 2
+
+
+def _as_typed(argv: list[str]) -> str:
+    """The command line as a shell would take it back: ``simstack import ...`` with its own quoting."""
+    return "simstack " + shlex.join(argv)
 
 
 def _quiet_stdout() -> None:

@@ -76,7 +76,8 @@ def test_changed_expected_payload_byte_fails_with_field_diff(tmp_path: Path) -> 
     bad.write_text(text.replace(expect_line, expect_line.replace("hello", "jello")))
     rc, out = replay(bad)
     assert rc == 1, out
-    assert re.search(r"udp\.data\s+6a656c6c6f2c206563686f \(11 bytes\)\s+68656c6c6f2c206563686f \(11 bytes\)", out), out
+    # both sides printable: the diff shows text (issue 19, item 12)
+    assert re.search(r'udp\.data\s+"jello, echo" \(11 bytes\)\s+"hello, echo" \(11 bytes\)', out), out
 
 
 def test_changed_size_payload_fails_too(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from simstack.protocols.checksum import verify
 from simstack.protocols.errors import Malformed
 from simstack.protocols.fieldspec import NO_DEFAULT, Header
 
+from . import ipv6_text
 from .isn import MASK, Isns, Rel
 from .tcp_words import OptionsPattern, flags_text, options_text, parse_flags, parse_options
 
@@ -485,6 +486,9 @@ def decode_frame(frame: bytes, isns: Isns | None = None) -> Decoded:
     rest: Summary
     if eth.ethertype == ethernet.TYPE_ARP:
         rest = _decode_arp(eth.payload, out)
+    elif eth.ethertype == ipv6_text.TYPE_IPV6:  # not spoken, but shown as tcpdump shows it
+        out["payload."] = eth.payload
+        rest = partial(ipv6_text.summary, eth.payload)
     elif eth.ethertype != ethernet.TYPE_IPV4:
         out["payload."] = eth.payload
         rest = partial(_ethertype_text, eth.ethertype, len(frame))
@@ -513,10 +517,11 @@ def _decode_arp(data: bytes, out: dict[str, Any]) -> Summary:
 
 
 def _arp_text(a: arp.Arp, length: int) -> str:
+    # length: what follows the Ethernet header, padding included, as tcpdump counts it
     if a.op == arp.REQUEST:
-        return f"ARP, Request who-has {ip_to_str(a.tpa)} tell {ip_to_str(a.spa)}, length {arp.LENGTH}"
+        return f"ARP, Request who-has {ip_to_str(a.tpa)} tell {ip_to_str(a.spa)}, length {length}"
     if a.op == arp.REPLY:
-        return f"ARP, Reply {ip_to_str(a.spa)} is-at {mac_to_str(a.sha)}, length {arp.LENGTH}"
+        return f"ARP, Reply {ip_to_str(a.spa)} is-at {mac_to_str(a.sha)}, length {length}"
     return f"ARP, op {a.op}, length {length}"
 
 
@@ -546,8 +551,36 @@ def _ip_head(ip: ipv4.Ipv4) -> str:
 
 
 def _fragment_text(ip: ipv4.Ipv4) -> str:
+    if ip.frag_offset == 0:
+        first = _first_fragment_text(ip)
+        if first is not None:
+            return first
     return _ip_head(ip) + (f"ip-proto-{ip.protocol} (frag {ip.identification}:{len(ip.payload)}@{ip.frag_offset}"
                            f"{'+' if ip.mf else ''})")
+
+
+def _first_fragment_text(ip: ipv4.Ipv4) -> str | None:
+    """A first fragment carries the transport header: tcpdump decodes it as if the datagram were whole.
+
+    The lengths are the header's: ICMP counts the fragment's bytes, UDP its
+    length field less 8, TCP the data in this fragment. None when the header
+    does not fit in the fragment.
+    """
+    data = ip.payload
+    if ip.protocol == ipv4.PROTO_ICMP and len(data) >= icmp.HEADER_LEN:
+        try:
+            return _icmp_text(ip, icmp.parse(data, verify_checksum=False))
+        except Malformed:
+            return None
+    if ip.protocol == ipv4.PROTO_UDP and len(data) >= udp.HEADER_LEN:
+        sport, dport, length = int.from_bytes(data[0:2]), int.from_bytes(data[2:4]), int.from_bytes(data[4:6])
+        return f"IP {ip_to_str(ip.src)}.{sport} > {ip_to_str(ip.dst)}.{dport}: UDP, length {max(length - 8, 0)}"
+    if ip.protocol == ipv4.PROTO_TCP and len(data) >= tcp.HEADER_LEN:
+        try:
+            return _tcp_text(ip, tcp.parse(data, ip.src, ip.dst, verify_checksum=False), 0, 0)
+        except Malformed:
+            return None
+    return None
 
 
 def _ip_proto_text(ip: ipv4.Ipv4) -> str:
@@ -572,7 +605,8 @@ def _icmp_text(ip: ipv4.Ipv4, m: icmp.Icmp) -> str:
         word = "request" if m.type == icmp.ECHO_REQUEST else "reply"
         return head + f"echo {word}, id {m.identifier}, seq {m.sequence}, length {len(ip.payload)}"
     if m.type == icmp.DEST_UNREACHABLE:
-        return head + f"{_quoted(m.data)} unreachable (code {m.code}), length {len(ip.payload)}"
+        code = "" if m.code in (icmp.PROTOCOL_UNREACHABLE, icmp.PORT_UNREACHABLE) else f" (code {m.code})"  # tcpdump's
+        return head + f"{_quoted(m.data)} unreachable{code}, length {len(ip.payload)}"
     if m.type == icmp.TIME_EXCEEDED:
         what = "ip reassembly time exceeded" if m.code == icmp.REASSEMBLY_EXCEEDED else "time exceeded in-transit"
         return head + f"{what}, length {len(ip.payload)}"
@@ -585,8 +619,9 @@ def _quoted(data: bytes) -> str:
     proto = data[9]
     dst = ip_to_str(data[16:20])
     hlen = (data[0] & 0x0F) * 4
-    if proto == ipv4.PROTO_UDP and len(data) >= hlen + 4:
-        return f"{dst} udp port {int.from_bytes(data[hlen + 2:hlen + 4], 'big')}"
+    if proto in (ipv4.PROTO_UDP, ipv4.PROTO_TCP) and len(data) >= hlen + 4:
+        name = "udp" if proto == ipv4.PROTO_UDP else "tcp"
+        return f"{dst} {name} port {int.from_bytes(data[hlen + 2:hlen + 4], 'big')}"
     return f"{dst} protocol {proto}"
 
 
@@ -665,6 +700,26 @@ def show(key: str, value: Any) -> str:
     return kind_of(key).show(value)
 
 
+_TEXT_SHOWN = 40  # characters of a text payload a diff shows
+
+
+def _printable(value: Any) -> bool:
+    return isinstance(value, bytes) and bool(value) and all(0x20 <= b < 0x7F for b in value)
+
+
+def _shown_pair(key: str, want: Any, have: Any) -> tuple[str, str]:
+    """Both sides of a diff row; payloads that are both printable text show as text, or else both as hex."""
+    if _printable(want) and _printable(have):
+        return _show_text(want), _show_text(have)
+    return show(key, want), show(key, have)
+
+
+def _show_text(value: bytes) -> str:
+    text = value.decode("ascii")
+    shown = text if len(text) <= _TEXT_SHOWN else text[:_TEXT_SHOWN] + "..."
+    return f'"{shown}" ({len(value)} bytes)'
+
+
 def compare(expected: Mapping[str, Any], actual: Decoded, isns: Isns | None = None) -> list[tuple[str, str, str]]:
     """Rows (field, expected, actual) that differ; empty when the frame matches.
 
@@ -691,7 +746,7 @@ def compare(expected: Mapping[str, Any], actual: Decoded, isns: Isns | None = No
                 shown = f"{(have - base) & MASK} (abs {have})" if base else str(have)
                 rows.append((key, show(key, expected[key]), shown))
                 continue
-            rows.append((key, show(key, expected[key]), show(key, have)))
+            rows.append((key, *_shown_pair(key, expected[key], have)))
     for key in actual.bad_checksums:
         if key not in expected:
             rows.append((key, "valid", f"{got.get(key, 0):#06x} (invalid)"))

@@ -112,6 +112,7 @@ class ImportOptions:
     strict: bool = False
     ip: str = DEFAULT_IP
     mac: str = DEFAULT_MAC
+    command: str | None = None  # the command line as typed, for the file's header; rebuilt from the options without it
 
 
 @dataclass
@@ -317,8 +318,11 @@ class Importer:
             options.append(("ignore", "[{tcp: {flags: ., len: 0}}]  # bare ACKs: when to send them is a stack's choice"))
         self.result.yaml = render_scenario(
             self._description(kept, services), self.config, 1, services, self.hosts, options, steps,
-            header=f"Imported by simstack from {Path(self.source).name}: simstack import {self._argv()}")
+            header=f"Imported by simstack from {Path(self.source).name}: {self.opts.command or self._command()}")
         return self.result
+
+    def _command(self) -> str:
+        return f"simstack import {self._argv()}"
 
     def _argv(self) -> str:
         o = self.opts
@@ -858,8 +862,13 @@ def main(opts: ImportOptions, out: TextIO | None = None, err: TextIO | None = No
     except ImportFailed as e:
         print(f"simstack import: {e}", file=err)
         return EXIT_INVALID
+    if opts.out == "-":  # standard output carries the scenario; the summary goes beside it, to stderr
+        out.write(result.yaml)
+        out.flush()
+        out = err
     try:
-        Path(opts.out).write_text(result.yaml)
+        if opts.out != "-":
+            Path(opts.out).write_text(result.yaml)
     except OSError as e:
         print(f"simstack import: cannot write {opts.out}: {e.strerror}", file=err)
         return EXIT_INVALID

@@ -36,6 +36,7 @@ from simstack.protocols.tcp_conn import TcpConfig
 from ..api.services import SERVICES, service_error
 from ..wire.capture import read_regular_file
 from ..wire.impair import ImpairError, Impairment
+from . import quote
 from .droprules import DropRule, DropRuleError, parse_rule
 from .fields import IP, Context, Host, SpecError, build_frame, normalize_spec, payload_bytes
 from .isn import Isns
@@ -43,7 +44,7 @@ from .isn import Isns
 
 class ScenarioError(Exception):
     def __init__(self, file: str, line: int, message: str) -> None:
-        super().__init__(f"{file}:{line}: {message}")
+        super().__init__(f"{file}:{line}: {message}" if line else f"{file}: {message}")  # no line 0: the file as a whole
         self.file = file
         self.line = line
         self.message = message
@@ -181,6 +182,7 @@ class Step:
     counters: dict[str, int] = field(default_factory=dict)
     note: str = ""
     iface: int | None = None  # inject/expect "on:": the interface's index; None is the first interface
+    name: str = ""  # inject: what a later expect's quote: {step: NAME} calls it
 
 
 @dataclass
@@ -237,7 +239,7 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "max_syn_backlog": (1, 1_000_000), "somaxconn": (1, 1_000_000), "ephemeral": (1, 65535),
 }
 STEP_KEYS = {
-    "inject": {"at", "note", "fragment", "on"},
+    "inject": {"at", "note", "fragment", "on", "name"},
     "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments", "on"},
     "app": {"at", "note", "until", "within"},
     "counters": {"at", "note"},
@@ -340,6 +342,8 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
         raise ScenarioError(path, line, f"YAML: {e.problem or e.context}") from None
     except yaml.YAMLError as e:
         raise ScenarioError(path, 0, f"YAML: {e}") from None
+    if doc is None:  # nothing but blank lines and comments
+        raise ScenarioError(path, 0, "the file is empty: a scenario needs a description and steps")
     top = chk.mapping(doc, 1, "a scenario")
     chk.keys(top, TOP_KEYS, "the scenario")
     for required in ("description", "steps"):
@@ -376,7 +380,7 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
     sockets: dict[str, str] = {}  # name -> type, of the sockets open at this point of the file
     for raw in steps:
         iface = _on(chk, raw, config)
-        step = _step(chk, raw, steps.line, contexts[iface or 0])
+        step = _step(chk, raw, steps.line, contexts[iface or 0], scenario.steps)
         step.iface = iface
         name = step.args.get("socket")
         if step.kind == "app" and name is not None:
@@ -549,7 +553,7 @@ def _hosts(chk: _Checker, top: LineDict) -> dict[str, Host]:
     return hosts
 
 
-def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
+def _step(chk: _Checker, raw: Any, line: int, ctx: Context, earlier: list[Step] | None = None) -> Step:
     m = chk.mapping(raw, line, "a step")
     actions = [k for k in m if k in STEP_ACTIONS]
     if len(actions) != 1:
@@ -576,6 +580,8 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
             step.relative = isinstance(m["at"], RelativeTime)
     if "note" in m:
         step.note = str(m["note"])
+    if "name" in m:
+        step.name = str(m["name"])
     aline = m.key_lines[action]
     try:
         if action == "inject":
@@ -603,7 +609,7 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
             else:
                 if "for" in m:
                     raise chk.fail(m.key_lines["for"], "'for' goes with 'expect: nothing'")
-                step.expected = _checked_sizes(normalize_spec(m["expect"], ctx))
+                step.expected = _checked_sizes(normalize_spec(quote.resolve(chk, m["expect"], earlier or [], aline), ctx))
                 if "within" in m:
                     if "at" in m:
                         raise chk.fail(m.key_lines["within"], "'within' and 'at' exclude each other: 'at' fixes the time")
