@@ -74,8 +74,8 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     lv = sub.add_parser(
         "live", help="run the stack on a TAP device until Ctrl-C",
         description="Attach the stack to the TAP IFNAME (created, and removed on exit, when it does not exist) "
-                    "and answer ARP, ping and the built-in services (echo and discard on UDP and TCP, http on port 80) on it until "
-                    "SIGINT or SIGTERM; or, with --ping, ping from the stack.")
+                    "and answer ARP, ping and the built-in services (echo and discard on UDP and TCP, http on port 80) "
+                    "on it until SIGINT or SIGTERM; or, with --ping, ping from the stack.")
     lv.add_argument("ifname", metavar="IFNAME", nargs="+",
                     help="TAP device name, e.g. tap0; several make one interface each (a router with --forward)")
     lv.add_argument("--ip", default="10.0.0.1/24", metavar="ADDR/PREFIX", help="the stack's address (default %(default)s)")
