@@ -65,5 +65,6 @@ def test_recorded_session_replays_and_an_edited_payload_fails(netns: Netns, tmp_
     r = replay(edited)
     assert r.returncode == 1, r.stdout + r.stderr
     assert f"FAIL {edited}" in r.stdout
-    assert re.search(r"^  udp\.data +\S+ \(23 bytes\) +\S+ \(23 bytes\)$", r.stdout, re.M), r.stdout
+    assert re.search(r"^  udp\.data +\"simstack record test 1X\" \(23 bytes\) +\"simstack record test 10\" \(23 bytes\)$",
+                     r.stdout, re.M), r.stdout
     assert r.stdout.rstrip().endswith("0 passed, 1 failed"), r.stdout
