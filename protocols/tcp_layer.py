@@ -263,6 +263,7 @@ class TcpLayer:
         child.keepalive = listener.keepalive
         child.rcvbuf_size = listener.rcvbuf_size
         child.sndbuf_size = listener.sndbuf_size
+        child.user_buffers = listener.user_buffers
         self.conns[child.key] = child
         self.ports.setdefault(child.local_port, []).append(child)
         listener.children.add(child)
@@ -370,6 +371,12 @@ class TcpLayer:
         h = hashlib.blake2s(lip + lport.to_bytes(2, "big") + rip + rport.to_bytes(2, "big"), key=self._secret,
                             digest_size=4)
         return (int(now * 250_000) + int.from_bytes(h.digest(), "big")) & MASK
+
+    def ts_offset(self, lip: bytes, lport: int, rip: bytes, rport: int) -> int:
+        """RFC 7323 5.4: each connection's timestamp clock starts at its own offset, from the 4-tuple and the secret."""
+        h = hashlib.blake2s(lip + lport.to_bytes(2, "big") + rip + rport.to_bytes(2, "big"), key=self._secret,
+                            digest_size=4, person=b"tsoffset")
+        return int.from_bytes(h.digest(), "big")
 
     def remove(self, conn: TcpConn) -> None:
         """The connection reached CLOSED: out of the demux and the timer heap; the port goes if nobody holds it."""
