@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("files", nargs="+", metavar="FILE")
     r.add_argument("--pcap", metavar="OUT", help="write every frame of the replay to a pcap file")
     r.add_argument("-v", "--verbose", action="store_true", help="print one decoded line per frame")
+    r.add_argument("--profile", choices=["freebsd", "linux"],
+                   help="for packetdrill scripts (.pkt): the stack they expect (default: chosen from each script)")
 
     add_live_parser(sub)
     add_import_parser(sub)
@@ -104,7 +106,7 @@ def _main(argv: list[str] | None) -> int:
         from simstack.engine.scenario.replay import OutputError, run_files
 
         try:
-            return run_files(args.files, args.pcap, args.verbose)
+            return run_files(args.files, args.pcap, args.verbose, profile=args.profile)
         except OutputError as e:
             print(f"simstack: {e}", file=sys.stderr)
             return 2

@@ -29,7 +29,8 @@ from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.errors import Malformed
 from simstack.protocols.fragments import ReassemblyConfig, fragment
 from simstack.protocols.stack import StackConfig
-from simstack.protocols.tcp_conn import TcpConfig
+from simstack.protocols.tcp_conn import OPTION_LAYOUTS, TcpConfig
+from simstack.protocols.tcp_table import STATES as TCP_STATES
 
 from ..api.services import SERVICES
 from ..wire.capture import read_regular_file
@@ -222,6 +223,7 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "rcvbuf": (256, 1 << 30), "sndbuf": (256, 1 << 30), "ooo_max_segments": (1, 1_000_000),
     "challenge_ack_limit": (1, 1_000_000), "keepalive_probes": (1, 255), "initial_window": (1, 1000),
     "max_syn_backlog": (1, 1_000_000), "somaxconn": (1, 1_000_000), "ephemeral": (1, 65535),
+    "wscale": (-1, 14), "ts_hz": (1, 1000),
 }
 STEP_KEYS = {
     "inject": {"at", "note", "fragment"},
@@ -250,6 +252,8 @@ APP_OPS: dict[str, dict[str, str]] = {
     "getpeername": {**_SOCK, "addr": "addr"},
     "close": {"socket": "name"},
     "wait": {"socket": "name"},
+    "getblocking": {"socket": "name", "blocking": "bool"},  # fcntl(F_GETFL): blocking is the expected answer
+    "sockstat": {"state": "tcpstate", "port": "int", "count": "count"},  # how many connections are in a state
 }
 # Calls that may block, and so may take until:/within: (packetdrill's "0...0.1 read()").
 BLOCKING_OPS = {"recv", "recvfrom", "accept", "connect", "send"}
@@ -257,7 +261,7 @@ STREAM_OPS = {"listen", "accept", "shutdown", "setsockopt", "getsockopt"}  # on 
 DGRAM_OPS = {"sendto", "recvfrom"}
 REQUIRED_ARGS = {"ping": ("dst",), "bind": ("addr",), "connect": ("addr",), "sendto": ("addr",), "accept": ("as",),
                  "setblocking": ("blocking",), "shutdown": ("how",), "setsockopt": ("option", "value"),
-                 "getsockopt": ("option",)}
+                 "getsockopt": ("option",), "getblocking": ("blocking",), "sockstat": ("state", "count")}
 SOCKET_TYPES = ("dgram", "stream")
 SHUTDOWN_HOW = {"rd": 0, "wr": 1, "rdwr": 2}  # SHUT_RD, SHUT_WR, SHUT_RDWR
 SOCKET_OPTIONS = ("nodelay", "reuseaddr", "rcvbuf", "sndbuf", "keepalive", "error")  # "error" (SO_ERROR): get only
@@ -481,6 +485,11 @@ def _tcp_config(chk: _Checker, s: LineDict) -> TcpConfig:
         if isinstance(default, bool):
             if not isinstance(value, bool):
                 raise chk.fail(line, f"tcp.{key} must be true or false, got {value!r}")
+            kw[key] = value
+            continue
+        if isinstance(default, str):
+            if value not in OPTION_LAYOUTS:
+                raise chk.fail(line, f"tcp.{key} must be one of {', '.join(OPTION_LAYOUTS)}, got {value!r}")
             kw[key] = value
             continue
         lo, hi = TCP_RANGES[key]
@@ -769,6 +778,10 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
         if kind == "bool":
             if not isinstance(value, bool):
                 raise chk.fail(line, f"{name} must be true or false, got {value!r}")
+            return value
+        if kind == "tcpstate":
+            if value not in TCP_STATES:
+                raise chk.fail(line, f"state must be one of {', '.join(TCP_STATES)}, got {value!r}")
             return value
         if kind == "socktype":
             if value not in SOCKET_TYPES:

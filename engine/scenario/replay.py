@@ -13,6 +13,7 @@ from typing import TextIO
 from ..wire.pcap import PcapWriter
 from ..wire.sim import Trace
 from .loader import ScenarioError, load
+from .packetdrill_translate import Skip, load_pkt
 from .runner import Result, Runner, describe
 
 EXIT_OK, EXIT_FAILED, EXIT_INVALID = 0, 1, 2
@@ -23,7 +24,7 @@ class OutputError(Exception):
 
 
 def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, out: TextIO | None = None,
-              err: TextIO | None = None) -> int:
+              err: TextIO | None = None, profile: str | None = None) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     writer = _open_pcap(pcap) if pcap else None
@@ -40,7 +41,7 @@ def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, 
             print(f"  {t:10.6f} {direction} {describe(frame, running[0].isns if running else None)}", file=out)
 
     try:
-        counts = _run(paths, trace if (writer or verbose) else None, verbose, out, err, running)
+        counts = _run(paths, trace if (writer or verbose) else None, verbose, out, err, running, profile)
     except BaseException:
         if writer:
             with contextlib.suppress(OSError):  # the first error is the one to report
@@ -51,20 +52,30 @@ def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, 
             writer.close()
         except OSError as e:
             raise OutputError(f"cannot write pcap {pcap}: {e.strerror or e}") from None
-    passed, failed, invalid = counts
-    print(f"{passed} passed, {failed + invalid} failed", file=out)
+    passed, failed, invalid, skipped = counts
+    # A packetdrill script may be skipped (it needs what simstack does not offer): never a pass
+    tail = f", {skipped} skipped" if skipped or any(is_packetdrill(p) for p in paths) else ""
+    print(f"{passed} passed, {failed + invalid} failed{tail}", file=out)
     if invalid:
         return EXIT_INVALID
     return EXIT_FAILED if failed else EXIT_OK
 
 
 def _run(paths: list[str], trace: Trace | None, verbose: bool, out: TextIO, err: TextIO,
-         running: list[Runner] | None = None) -> tuple[int, int, int]:
-    """(passed, failed, invalid) over ``paths``, each file run on its own; ``running`` holds the runner at work."""
-    passed = failed = invalid = 0
+         running: list[Runner] | None = None, profile: str | None = None) -> tuple[int, int, int, int]:
+    """(passed, failed, invalid, skipped) over ``paths``, each file run on its own; ``running`` holds the runner at work."""
+    passed = failed = invalid = skipped = 0
     for path in paths:
         try:
-            scenario = load(path)
+            if is_packetdrill(path):
+                try:
+                    scenario = load_pkt(path, profile)
+                except Skip as e:
+                    print(f"SKIP {path}: unsupported {e.what}", file=out)
+                    skipped += 1
+                    continue
+            else:
+                scenario = load(path)
             if verbose:
                 print(f"{path}:", file=out)
             runner = Runner(scenario, trace)
@@ -85,7 +96,11 @@ def _run(paths: list[str], trace: Trace | None, verbose: bool, out: TextIO, err:
         else:
             failed += 1
             print(f"FAIL {path}\n{result.report}", file=out)
-    return passed, failed, invalid
+    return passed, failed, invalid, skipped
+
+
+def is_packetdrill(path: str) -> bool:
+    return path.endswith(".pkt")
 
 
 def _open_pcap(path: str) -> PcapWriter:
