@@ -116,6 +116,14 @@ class TcpConfig:
     drop_synfin: bool = False  # drop a segment with both SYN and FIN (FreeBSD net.inet.tcp.drop_synfin)
     window_steps: bool = True  # move the window's right edge only by worthwhile steps (RFC 9293 3.8.6.2.2);
     # False: offer all free buffer space unless it is tiny, never less than before (BSD's tcp_output)
+    accept_to_buffer: bool = False  # take segments up to the free buffer space, past the window offered (BSD rcv_wnd)
+    rto_slop: float = 0.0  # seconds added to every RTO but the first (BSD's rexmit_slop in TCPT_RANGESET)
+    ack_second_segment: bool = False  # ACK every second data segment whatever its size (BSD's DELAY_ACK)
+    quickack: int = 0  # the first data segments of a connection ACKed at once (Linux's quick-ACK mode, 16)
+    resend_fin: bool = False  # while our FIN is unacknowledged, an ACK we send repeats it (BSD's tcp_output)
+    rfc1337: bool = False  # ignore a RST in TIME-WAIT (RFC 1337 "TIME-WAIT assassination" fix 1)
+    time_wait_reopen: bool = True  # a SYN above RCV.NXT ends TIME-WAIT for a listener (RFC 1122 4.2.2.13)
+    time_wait_drop_no_ack: bool = False  # in TIME-WAIT, a segment without ACK, SYN or RST goes unanswered
 
     def __post_init__(self) -> None:
         if not 0 < self.delack_time <= 0.2:
@@ -151,8 +159,9 @@ class TcpConn:
         "cwnd", "delack_at", "dsack", "dupacks", "error", "fin_next", "fin_rcvd", "fin_seq", "in_recovery", "irs", "iss",
         "ka_at", "ka_probes", "keepalive", "key", "last_ack_sent", "last_rx", "layer", "local_ip", "local_port",
         "max_snd_wnd", "nodelay", "ooo", "ooo_bytes", "our_mss", "parent", "persist_at", "persist_backoff", "prev_state",
-        "probes", "rcv_adv", "rcv_mss", "rcv_nxt", "rcv_shut", "rcv_wscale", "rcvbuf", "rcvbuf_size", "recover",
-        "released", "remote_ip", "remote_port", "retries", "reuseaddr", "rto", "rto_at", "rtt_seq", "rtt_time", "rttvar",
+        "probes", "quick", "rcv_adv", "rcv_mss", "rcv_nxt", "rcv_shut", "rcv_wscale", "rcvbuf", "rcvbuf_size", "recover",
+        "released", "remote_ip", "remote_port", "retries", "reuseaddr", "rto", "rto_at", "rto_base", "rtt_seq", "rtt_time",
+        "rttvar",
         "sack_blocks", "sack_ok", "sched", "snd_max", "snd_mss", "snd_nxt", "snd_shut", "snd_una", "snd_wl1", "snd_wl2",
         "snd_wnd", "snd_wscale", "sndbuf", "sndbuf_size", "soft_error", "srtt", "ssthresh", "state", "syn_acked",
         "syn_retransmitted", "ts_offset", "ts_ok", "ts_recent", "user_buffers", "was_connected", "ws_ok",
@@ -229,7 +238,8 @@ class TcpConn:
         # RTT and retransmission (RFC 6298)
         self.srtt: float | None = None
         self.rttvar = 0.0
-        self.rto = cfg.rto_initial
+        self.rto = self.rto_base = cfg.rto_initial  # rto_base: before rto_slop (BSD's TCP_REXMTVAL)
+        self.quick = 0  # data segments still to be ACKed at once (Linux quick-ACK mode)
         self.rtt_seq: int | None = None  # the segment being timed ends here (one at a time, Karn)
         self.rtt_time = 0.0
         self.retries = 0
@@ -620,6 +630,7 @@ class TcpConn:
         state = self.state
         payload = seg.payload
         c = self.layer.counters
+        cfg = self.layer.config
         # Before the acceptability test, three segments that it would refuse but that mean something:
         if state == SYN_RECEIVED and flags & (SYN | ACK | RST) == SYN and seq == self.irs:
             return self._fire(T.DUP_SYN, seg, now) or True
@@ -629,17 +640,28 @@ class TcpConn:
             flags &= ~SYN
             seq = (seq + 1) & MASK
         if state == TIME_WAIT:
-            if flags & (SYN | ACK | RST) == SYN and seq_gt(seq, self.rcv_nxt) and \
+            if (flags & RST and cfg.rfc1337) or (cfg.time_wait_drop_no_ack and not flags & (ACK | SYN | RST)):
+                c.drop("tcp", "ignored")  # RFC 1337 fix 1: no TIME-WAIT assassination
+                return True
+            if flags & (SYN | ACK | RST) == SYN and seq_gt(seq, self.rcv_nxt) and cfg.time_wait_reopen and \
                     self.layer.listening(self.local_ip, self.local_port):
                 self._fire(T.SYN_REOPEN, seg, now)  # RFC 1122 4.2.2.13: a new incarnation, for the listener
                 return False
             if flags & FIN and not flags & RST and (seq + len(payload) + 1) & MASK == self.rcv_nxt:
                 self._fire(T.FIN, seg, now)  # the peer's FIN again: our last ACK was lost
                 return True
-        if payload and self.sack_ok and self.layer.config.dsack:
+        if flags & (SYN | RST) == SYN and state != SYN_RECEIVED and cfg.rfc5961 and cfg.rfc5961_syn:
+            # RFC 5961 4.2: "If the SYN bit is set, irrespective of the sequence number, TCP MUST send
+            # an ACK (also referred to as challenge ACK)" (the fourth step, ahead of the first)
+            self._fire(T.SYN, seg, now)
+            return True
+        if payload and self.sack_ok and cfg.dsack:
             self._note_duplicate(seq, len(payload))
         # -- first: sequence number (acceptability) -------------------------------
         wnd = seq_diff(self.rcv_adv, self.rcv_nxt)
+        if cfg.accept_to_buffer and self.parent is None and state != TIME_WAIT and \
+                self.rcvbuf_size - len(self.rcvbuf) > wnd:
+            wnd = self.rcvbuf_size - len(self.rcvbuf)  # BSD: a socket's rcv_wnd is its buffer's free space
         if wnd < 0:
             wnd = 0
         fin = bool(flags & FIN)
@@ -661,7 +683,10 @@ class TcpConn:
                     c.drop("tcp", "rst_out_of_window")
                 else:
                     c.drop("tcp", "out_of_window")
-                    self._fire(T.UNACCEPTABLE, seg, now)
+                    if flags & SYN:
+                        self._send(self.snd_max, ACK, b"", now)  # the ACK a SYN draws, never with our FIN again
+                    else:
+                        self._fire(T.UNACCEPTABLE, seg, now)
                 return True
         if self.ts_ok:
             self._ts_seen(seg)  # RFC 7323 5.3 R3
@@ -679,7 +704,6 @@ class TcpConn:
             fin = False
         # -- second: RST (RFC 5961 3.2) --------------------------------------------
         if flags & RST:
-            cfg = self.layer.config
             if not (cfg.rfc5961 and cfg.rfc5961_rst) or seq == self.rcv_nxt:
                 self._fire(T.RST, seg, now)
             else:
@@ -687,7 +711,6 @@ class TcpConn:
             return True
         # -- fourth: SYN (RFC 5961 4.2) ---------------------------------------------
         if syn:
-            cfg = self.layer.config
             self._fire(T.SYN if cfg.rfc5961 and cfg.rfc5961_syn else T.SYN_RFC793, seg, now)
             return True
         # -- fifth: ACK -----------------------------------------------------------------
@@ -765,6 +788,8 @@ class TcpConn:
             self.layer.ready.mark(self, Ready.READABLE)
         if self.sack_blocks:
             self._sack_update(None)
+        if self.dsack is not None:
+            self.ack_now = True  # a duplicate is reported at once: the next segment in order would clear it
         return fin
 
     # -- SACK blocks we report (RFC 2018 4, RFC 2883) --------------------------------
@@ -823,10 +848,14 @@ class TcpConn:
         if n > self.rcv_mss:
             self.rcv_mss = min(n, self.our_mss)
         self.ack_pending += n
-        if self.ack_pending >= 2 * self.rcv_mss:
+        cfg = self.layer.config
+        if self.quick:
+            self.quick -= 1
+            self.ack_now = True
+        elif self.ack_pending >= 2 * self.rcv_mss or (cfg.ack_second_segment and self.delack_at is not None):
             self.ack_now = True
         elif self.delack_at is None:
-            self.delack_at = now + self.layer.config.delack_time
+            self.delack_at = now + cfg.delack_time
         if len(self.rcvbuf) <= n:
             # readable is an edge: marked when the buffer stops being empty (a mark costs about 1 us)
             self.layer.ready.mark(self, Ready.READABLE)
@@ -1029,7 +1058,8 @@ class TcpConn:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
             self.srtt = 0.875 * self.srtt + 0.125 * r
         cfg = self.layer.config
-        self.rto = min(max(self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar), cfg.rto_min), cfg.rto_max)
+        self.rto_base = max(self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar), cfg.rto_min)
+        self.rto = min(self.rto_base + cfg.rto_slop, cfg.rto_max)
 
     # ======================================================================
     # output
@@ -1132,6 +1162,11 @@ class TcpConn:
 
     def _send_ack(self, now: float) -> None:
         # SEQ=SND.NXT in the RFC's sense: the highest we sent, whatever a go-back-N pulled snd_nxt to
+        fin = self.fin_seq
+        if fin is not None and self.layer.config.resend_fin and self.state in _ACK_OF_FIN and \
+                self.snd_max == (fin + 1) & MASK and self.snd_una != self.snd_max:
+            self._send(fin, FIN | ACK, b"", now)  # BSD: the ACK goes out on our FIN again
+            return
         self._send(self.snd_max, ACK, b"", now)
 
     def _push(self, now: float, force: bool = False) -> None:
@@ -1386,11 +1421,11 @@ class TcpConn:
         self.cwnd = min(self.layer.config.initial_window * mss, max(2 * mss, 14600))  # RFC 6928
         self.was_connected = True
         if self.syn_retransmitted and self.srtt is None:
-            self.rto = max(self.rto, 3.0)  # RFC 6298 5.7
-            self.rto = min(self.rto, self.layer.config.rto_max)
+            self.rto = self.rto_base = min(max(self.rto, 3.0), self.layer.config.rto_max)  # RFC 6298 5.7
         elif self.srtt is None:
-            self.rto = self.layer.config.rto_initial
+            self.rto = self.rto_base = self.layer.config.rto_initial
         self.last_rx = now
+        self.quick = self.layer.config.quickack
         if self.keepalive:
             self.ka_at = now + self.layer.config.keepalive_time
         self.layer.counters.inc("tcp.established")
@@ -1531,7 +1566,7 @@ class TcpConn:
         """RFC 5961 3.2 / 4.2: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate-limited (section 7)."""
         if self.layer.challenge_ack_allowed(now):
             self.layer.counters.inc("tcp.challenge_ack")
-            self._send_ack(now)
+            self._send(self.snd_max, ACK, b"", now)
         else:
             self.layer.counters.drop("tcp", "challenge_ack_limit")
 
@@ -1584,7 +1619,8 @@ class TcpConn:
             self._fire(T.USER_TIMEOUT, None, now)
             return
         self.layer.counters.inc("tcp.timeout")
-        self.rto = min(self.rto * 2, cfg.rto_max)
+        self.rto_base = min(self.rto_base * 2, cfg.rto_max)
+        self.rto = min(self.rto_base + cfg.rto_slop, cfg.rto_max)
         self.rtt_seq = None  # Karn
         if not self.syn_acked:
             self.syn_retransmitted = True

@@ -33,7 +33,15 @@ PROFILES: dict[str, dict[str, Any]] = {
         "window_steps": False,  # tcp_output(): the window offers all free space (sbspace), never less than before
         "delack_time": 0.1,  # net.inet.tcp.delacktime=100 ms
         "rto_initial": 1.0,  # net.inet.tcp.rexmit_initial=1000 ms
-        "rto_min": 0.23,  # net.inet.tcp.rexmit_min=30 ms plus rexmit_slop=200 ms
+        "rto_min": 0.03,  # net.inet.tcp.rexmit_min=30 ms
+        "rto_slop": 0.2,  # net.inet.tcp.rexmit_slop=200 ms
+        "accept_to_buffer": True,  # tcp_input: rcv_wnd = max(sbspace, rcv_adv - rcv_nxt)
+        "ack_second_segment": True,  # DELAY_ACK(): a second segment while the delayed ACK is pending goes at once
+        "resend_fin": True,  # tcp_outflags[]: FIN_WAIT_1, CLOSING and LAST_ACK send FIN on every segment
+        # TIME-WAIT as the suite's STANDARD expects it: RFC 1337, RFC 5961 4 for any SYN, no answer without ACK
+        "rfc1337": True,
+        "time_wait_reopen": False,
+        "time_wait_drop_no_ack": True,
         "msl": 30.0,  # net.inet.tcp.msl=30000 ms
         "initial_window": 10,  # net.inet.tcp.initcwnd_segments
         "rfc5961": True,
@@ -53,6 +61,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rto_initial": 1.0,  # TCP_TIMEOUT_INIT
         "rto_min": 0.2,  # TCP_RTO_MIN
         "syn_retries": 5,  # tcp_syn_retries=5
+        "quickack": 16,  # TCP_MAX_QUICKACKS: the first segments of a connection are ACKed at once
         "synack_retries": 5,  # tcp_synack_retries=5
         "initial_window": 10,
         "rfc5961": True,
@@ -144,12 +153,12 @@ def _rexmit_initial(s: Sysctl) -> dict[str, Any]:
 
 
 def _rexmit_slop(s: Sysctl) -> dict[str, Any]:
-    # FreeBSD's lowest RTO is rexmit_min plus rexmit_slop (tcp_timer.h TCPT_RANGESET)
+    # tcp_timer.h TCPT_RANGESET: every RTO computed gets the slop added
     return {"rto_slop": _int(s, 0, 600_000) / 1000}
 
 
 def _rexmit_min(s: Sysctl) -> dict[str, Any]:
-    return {"rto_floor": _int(s, 1, 600_000) / 1000}
+    return {"rto_min": _int(s, 1, 600_000) / 1000}
 
 
 # FreeBSD's sysctls that the tcp-testsuite sets, mapped onto TcpConfig settings.
@@ -181,7 +190,6 @@ def apply_sysctls(settings: dict[str, Any], sysctls: list[Sysctl]) -> dict[str, 
     out = dict(settings)
     maxsockbuf = None
     wscale_on = out.get("wscale", -1) >= 0
-    slop = floor = None
     for s in sysctls:
         conv = FREEBSD_SYSCTLS.get(s.name)
         if conv is None:
@@ -189,15 +197,12 @@ def apply_sysctls(settings: dict[str, Any], sysctls: list[Sysctl]) -> dict[str, 
         changes = conv(s)
         maxsockbuf = changes.pop("maxsockbuf", maxsockbuf)
         wscale_on = changes.pop("wscale_on", wscale_on)
-        slop = changes.pop("rto_slop", slop)
-        floor = changes.pop("rto_floor", floor)
         out.update(changes)
     if maxsockbuf is not None or "wscale" in out:
         shift = _wscale_for(maxsockbuf) if maxsockbuf is not None else max(out.get("wscale", -1), 0)
         out["wscale"] = shift if wscale_on else -1
-    if slop is not None or floor is not None:
-        rto_min = (0.03 if floor is None else floor) + (0.2 if slop is None else slop)
-        out["rto_min"] = min(rto_min, out.get("rto_initial", 1.0))
+    if out.get("rto_min", 0) > out.get("rto_initial", 1.0):
+        out["rto_min"] = out["rto_initial"]
     return out
 
 
