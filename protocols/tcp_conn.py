@@ -123,7 +123,12 @@ class TcpConfig:
     resend_fin: bool = False  # while our FIN is unacknowledged, an ACK we send repeats it (BSD's tcp_output)
     rfc1337: bool = False  # ignore a RST in TIME-WAIT (RFC 1337 "TIME-WAIT assassination" fix 1)
     time_wait_reopen: bool = True  # a SYN above RCV.NXT ends TIME-WAIT for a listener (RFC 1122 4.2.2.13)
-    time_wait_drop_no_ack: bool = False  # in TIME-WAIT, a segment without ACK, SYN or RST goes unanswered
+    bsd_time_wait: bool = False  # TIME-WAIT as BSD's tcp_twcheck: no answer without ACK, an ACK for all else
+    ack_old_segments: bool = False  # take the ACK of a segment wholly before RCV.NXT (BSD); RFC 9293: drop it
+    listen_synack_rst: bool = True  # a SYN-ACK to a listener draws a RST (RFC 9293 3.10.7.2); False drops it
+    drop_future_ack: bool = False  # a segment acknowledging what was never sent is discarded unanswered (Linux)
+    abc_limit: int = 1  # slow start grows cwnd by at most this many MSS an ACK (RFC 3465 L; RFC 5681: 1; Linux: all)
+    double_buffers: bool = False  # SO_RCVBUF and SO_SNDBUF keep twice what the application sets (Linux's sock_setsockopt)
 
     def __post_init__(self) -> None:
         if not 0 < self.delack_time <= 0.2:
@@ -440,13 +445,13 @@ class TcpConn:
 
     def set_rcvbuf(self, size: int, now: float) -> None:
         """SO_RCVBUF: the window offered never shrinks below what was already advertised."""
-        self.rcvbuf_size = max(256, size)
+        self.rcvbuf_size = max(256, size * 2 if self.layer.config.double_buffers else size)
         self.user_buffers = True
         if self.state in _RECEIVING:
             self._maybe_window_update(now)
 
     def set_sndbuf(self, size: int) -> None:
-        self.sndbuf_size = max(256, size)
+        self.sndbuf_size = max(256, size * 2 if self.layer.config.double_buffers else size)
         self.user_buffers = True
 
     @property
@@ -580,6 +585,8 @@ class TcpConn:
         flags = seg.flags
         if flags & RST:
             self._fire(T.RST, seg, now)
+        elif flags & ACK and flags & SYN and not self.layer.config.listen_synack_rst:
+            self.layer.counters.drop("tcp", "no_syn")  # FreeBSD: "SYN|ACK invalid, segment rejected"
         elif flags & ACK:
             self._fire(T.BAD_ACK, seg, now)
         elif flags & SYN:
@@ -640,15 +647,23 @@ class TcpConn:
             flags &= ~SYN
             seq = (seq + 1) & MASK
         if state == TIME_WAIT:
-            if (flags & RST and cfg.rfc1337) or (cfg.time_wait_drop_no_ack and not flags & (ACK | SYN | RST)):
+            if flags & RST and cfg.rfc1337:
                 c.drop("tcp", "ignored")  # RFC 1337 fix 1: no TIME-WAIT assassination
                 return True
             if flags & (SYN | ACK | RST) == SYN and seq_gt(seq, self.rcv_nxt) and cfg.time_wait_reopen and \
                     self.layer.listening(self.local_ip, self.local_port):
                 self._fire(T.SYN_REOPEN, seg, now)  # RFC 1122 4.2.2.13: a new incarnation, for the listener
                 return False
+            if cfg.bsd_time_wait and not flags & (SYN | RST | ACK):
+                c.drop("tcp", "no_ack")  # tcp_twcheck(): a segment without ACK goes unanswered
+                return True
             if flags & FIN and not flags & RST and (seq + len(payload) + 1) & MASK == self.rcv_nxt:
                 self._fire(T.FIN, seg, now)  # the peer's FIN again: our last ACK was lost
+                return True
+            if cfg.bsd_time_wait and not flags & (SYN | RST):
+                # tcp_twcheck(): an ACK for anything but a duplicate ACK, in the window or not
+                if payload or flags & FIN or seq != self.rcv_nxt or seg.ack != self.snd_max:
+                    self._send_ack(now)
                 return True
         if flags & (SYN | RST) == SYN and state != SYN_RECEIVED and cfg.rfc5961 and cfg.rfc5961_syn:
             # RFC 5961 4.2: "If the SYN bit is set, irrespective of the sequence number, TCP MUST send
@@ -678,6 +693,13 @@ class TcpConn:
                 payload, fin, syn, seglen = b"", False, False, 0
                 self.ack_now = True
                 c.drop("tcp", "zero_window")
+            elif cfg.ack_old_segments and rel < 0 and flags & ACK and not flags & (RST | SYN) and \
+                    not seq_gt((seq + seglen) & MASK, self.rcv_nxt):
+                # BSD trims an old duplicate to nothing, acknowledges it, and goes on with its ACK field
+                payload, fin, seglen, rel = b"", False, 0, 0
+                seq = self.rcv_nxt
+                self.ack_now = True
+                c.drop("tcp", "duplicate")
             else:
                 if flags & RST:
                     c.drop("tcp", "rst_out_of_window")
@@ -688,8 +710,6 @@ class TcpConn:
                     else:
                         self._fire(T.UNACCEPTABLE, seg, now)
                 return True
-        if self.ts_ok:
-            self._ts_seen(seg)  # RFC 7323 5.3 R3
         # trim to the window: the part before RCV.NXT was received already
         if rel < 0:
             cut = -rel
@@ -718,6 +738,11 @@ class TcpConn:
             c.drop("tcp", "no_ack")
             return True
         ack = seg.ack
+        if cfg.drop_future_ack and state != SYN_RECEIVED and seq_gt(ack, self.snd_max):
+            c.drop("tcp", "bad_ack")  # Linux tcp_ack(): discarded whole, unanswered, its TSval unrecorded
+            return True
+        if self.ts_ok:
+            self._ts_seen(seg)  # RFC 7323 5.3 R3 (no segment between it and here changes TS.Recent's rule)
         if state == SYN_RECEIVED:
             if seq_gt(ack, self.snd_una) and not seq_gt(ack, self.snd_max):
                 parent = self.parent
@@ -1023,7 +1048,8 @@ class TcpConn:
                 self._send_head(now)
                 self.cwnd = max(self.cwnd - acked, 0) + mss
         elif self.cwnd < self.ssthresh:
-            self.cwnd += acked if acked < mss else mss  # slow start, RFC 3465 L=1
+            limit = self.layer.config.abc_limit * mss  # slow start: RFC 5681 3.1 one SMSS an ACK, RFC 3465 L
+            self.cwnd += acked if acked < limit else limit
         else:
             self.cwnd += max(1, mss * mss // self.cwnd)  # congestion avoidance
         self.dupacks = 0
@@ -1273,7 +1299,7 @@ class TcpConn:
             return
         self.rtt_seq = None  # Karn
         self.layer.counters.inc("tcp.retransmit")
-        self._send(una, flags | (PSH if n else 0), bytes(self.sndbuf[:n]), now)
+        self._send(una, flags | (PSH if n and n == len(self.sndbuf) else 0), bytes(self.sndbuf[:n]), now)  # PSH as sent
         self.rto_at = now + self.rto
 
     def _persist_interval(self) -> float:
@@ -1381,8 +1407,10 @@ class TcpConn:
         self.rcv_nxt = (seg.seq + 1) & MASK
         self.rcv_adv = (self.rcv_nxt + min(self.rcvbuf_size, MAX_WINDOW)) & MASK
         peer_mss = seg.option(OPT_MSS)
-        self.snd_mss = max(MIN_MSS, min(peer_mss if isinstance(peer_mss, int) and peer_mss else DEFAULT_MSS,
-                                        self.our_mss))
+        # the peer's MSS, no lower than MIN_MSS (a tiny one would make every byte a segment), and no
+        # higher than what our own MTU carries (RFC 9293 3.7.1)
+        self.snd_mss = min(max(peer_mss if isinstance(peer_mss, int) and peer_mss else DEFAULT_MSS, MIN_MSS),
+                           self.our_mss)
         self.rcv_mss = min(self.our_mss, DEFAULT_MSS)
         # RFC 7323 2.2, 3.2 and RFC 2018 2: an option is in use when both SYNs carried it
         cfg = self.layer.config
@@ -1395,7 +1423,7 @@ class TcpConn:
         self.ts_ok = cfg.timestamps and isinstance(ts, tuple)
         if self.ts_ok:
             self.ts_recent = ts[0]
-            self.snd_mss = max(MIN_MSS, self.snd_mss - 12)  # RFC 9293 3.7.1: room for the option on every segment
+            self.snd_mss = max(8, self.snd_mss - 12)  # RFC 9293 3.7.1: room for the option on every segment
         self.sack_ok = cfg.sack and seg.option(OPT_SACK_PERMITTED) is True
         if self.parent is None:
             self._size_buffers()

@@ -201,6 +201,12 @@ class TcpLayer:
         self.counters.inc("tcp.rx")
         self.rx_addrs = (src, dst)
         conn = self.conns.get((dst, seg.dst_port, src, seg.src_port))
+        if seg.flags & (SYN | FIN) == SYN | FIN and self.config.drop_synfin and \
+                (conn is None or conn.state == SYN_SENT):
+            # FreeBSD net.inet.tcp.drop_synfin: not answered while a connection is being opened
+            # (a synchronized connection, TIME-WAIT included, takes it as any SYN)
+            self.counters.drop("tcp", "synfin")
+            return
         if conn is not None and conn.segment_arrives(seg, now):
             return
         listener = self._listener(dst, seg.dst_port)
@@ -255,7 +261,7 @@ class TcpLayer:
         child.local_ip, child.local_port = dst, seg.dst_port
         child.remote_ip, child.remote_port = src, seg.src_port
         child.key = (dst, seg.dst_port, src, seg.src_port)
-        child.our_mss = max(route.mtu - 40, 64)  # RFC 9293 3.7.1: MTU less the IP and TCP headers
+        child.our_mss = route.mtu - 40  # RFC 9293 3.7.1: MTU less the IP and TCP headers
         child.parent = listener
         child.released = True  # nobody holds it until accept()
         child.reuseaddr = listener.reuseaddr
@@ -362,7 +368,7 @@ class TcpLayer:
         ep.local_ip = lip
         ep.remote_ip, ep.remote_port = ip, port
         ep.key = (lip, ep.local_port, ip, port)
-        ep.our_mss = max(route.mtu - 40, 64)
+        ep.our_mss = route.mtu - 40  # RFC 9293 3.7.1
         ep.sched = None
         self.conns[ep.key] = ep
 

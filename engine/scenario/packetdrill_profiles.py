@@ -41,7 +41,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         # TIME-WAIT as the suite's STANDARD expects it: RFC 1337, RFC 5961 4 for any SYN, no answer without ACK
         "rfc1337": True,
         "time_wait_reopen": False,
-        "time_wait_drop_no_ack": True,
+        "bsd_time_wait": True,
+        "ack_old_segments": True,  # tcp_input trims an old duplicate and still processes its ACK
+        "listen_synack_rst": False,  # tcp_input: "SYN|ACK invalid, segment rejected", without a RST
         "msl": 30.0,  # net.inet.tcp.msl=30000 ms
         "initial_window": 10,  # net.inet.tcp.initcwnd_segments
         "rfc5961": True,
@@ -62,6 +64,9 @@ PROFILES: dict[str, dict[str, Any]] = {
         "rto_min": 0.2,  # TCP_RTO_MIN
         "syn_retries": 5,  # tcp_syn_retries=5
         "quickack": 16,  # TCP_MAX_QUICKACKS: the first segments of a connection are ACKed at once
+        "abc_limit": 1000,  # tcp_slow_start(): cwnd grows by every segment an ACK covers
+        "double_buffers": True,  # sock_setsockopt(): "the kernel doubles our value" for its bookkeeping
+        "drop_future_ack": True,  # tcp_ack(): "If the ack includes data we haven't sent yet, discard this segment"
         "synack_retries": 5,  # tcp_synack_retries=5
         "initial_window": 10,
         "rfc5961": True,
@@ -191,7 +196,7 @@ def apply_sysctls(settings: dict[str, Any], sysctls: list[Sysctl]) -> dict[str, 
     maxsockbuf = None
     wscale_on = out.get("wscale", -1) >= 0
     for s in sysctls:
-        conv = FREEBSD_SYSCTLS.get(s.name)
+        conv = SYSCTLS.get(s.name)
         if conv is None:
             raise SysctlError(f"sysctl {s.name}")
         changes = conv(s)
@@ -206,22 +211,87 @@ def apply_sysctls(settings: dict[str, Any], sysctls: list[Sysctl]) -> dict[str, 
     return out
 
 
-_SYSCTL_W = re.compile(r"^\s*sysctl\s+-w\s+(.+?)\s*$")
-_ASSIGN = re.compile(r"^([A-Za-z0-9_.]+)=(\S+)$")
+def _linux_buffer(key: str) -> Any:
+    """tcp_rmem / tcp_wmem: "min default max"; the default is the socket's size."""
+
+    def conv(s: Sysctl) -> dict[str, Any]:
+        words = s.value.split()
+        if len(words) != 3 or not all(w.isdigit() for w in words) or not 256 <= int(words[1]) <= 1 << 30:
+            raise SysctlError(f"sysctl {s.name}={s.value}")
+        return {key: int(words[1])}
+
+    return conv
 
 
-def parse_sysctl(text: str) -> list[Sysctl] | None:
-    """``sysctl -w a=1 b=2`` -> its assignments; None when the line is not a plain sysctl -w."""
-    m = _SYSCTL_W.match(text)
-    if m is None:
-        return None
-    out = []
-    for word in m.group(1).split():
-        a = _ASSIGN.match(word)
-        if a is None:
-            return None
-        out.append(Sysctl(a.group(1), a.group(2)))
-    return out or None
+def _count(key: str, lo: int, hi: int) -> Any:
+    return lambda s: {key: _int(s, lo, hi)}
+
+
+def _seconds(key: str, lo: int, hi: int) -> Any:
+    return lambda s: {key: float(_int(s, lo, hi))}
+
+
+# Linux's, as Google's scripts set them (set_sysctls.py /proc/sys/net/ipv4/NAME=VALUE or sysctl -q).
+LINUX_SYSCTLS: dict[str, Any] = {
+    "net.ipv4.tcp_timestamps": lambda s: {"timestamps": bool(_int(s, 0, 2))},
+    "net.ipv4.tcp_sack": lambda s: {"sack": bool(_int(s, 0, 1))},
+    "net.ipv4.tcp_dsack": lambda s: {"dsack": bool(_int(s, 0, 1))},
+    "net.ipv4.tcp_window_scaling": lambda s: {"wscale_on": bool(_int(s, 0, 1))},
+    "net.ipv4.tcp_rmem": _linux_buffer("rcvbuf"),
+    "net.ipv4.tcp_wmem": _linux_buffer("sndbuf"),
+    "net.ipv4.tcp_syn_retries": _count("syn_retries", 1, 127),
+    "net.ipv4.tcp_synack_retries": _count("synack_retries", 0, 255),
+    "net.ipv4.tcp_retries2": _count("retries", 0, 255),
+    "net.ipv4.tcp_rfc1337": lambda s: {"rfc1337": bool(_int(s, 0, 1))},
+    "net.ipv4.tcp_fin_timeout": _seconds("fin_timeout", 1, 3600),
+    "net.ipv4.tcp_keepalive_time": _seconds("keepalive_time", 1, 604800),
+    "net.ipv4.tcp_keepalive_intvl": _seconds("keepalive_intvl", 1, 86400),
+    "net.ipv4.tcp_keepalive_probes": _count("keepalive_probes", 1, 255),
+    # what simstack never does, so the value defaults.sh or a script gives changes nothing:
+    "net.ipv4.tcp_slow_start_after_idle": _no_op("0"),  # simstack keeps cwnd over idle periods
+    "net.ipv4.tcp_tso_win_divisor": lambda s: {},  # TSO deferral: simstack never defers a send
+    "net.ipv4.tcp_min_tso_segs": lambda s: {},  # TSO sizing: the wire carries MSS-sized segments either way
+    "net.ipv4.tcp_congestion_control": _no_op("cubic"),  # defaults.sh's own value
+    "net.ipv4.tcp_ecn": _no_op("0", "2"),  # no ECN unless the peer asks; simstack's peers never do
+}
+SYSCTLS = {**FREEBSD_SYSCTLS, **LINUX_SYSCTLS}
+
+
+_ASSIGN = re.compile(r"^([A-Za-z0-9_./]+)=(\S+|\"[^\"]*\")$")
+_WORDS = re.compile(r'(?:[^\s"]|"[^"]*")+')
+
+
+def parse_command(text: str) -> tuple[list[Sysctl], str | None]:
+    """A backtick line as sysctl assignments, and the first of its lines that is not one (None: all are).
+
+    Understood, one per line: ``sysctl -w a=1`` (FreeBSD), ``sysctl -q net.ipv4.x=1`` and
+    ``set_sysctls.py /proc/sys/net/ipv4/x=1`` (Google's), ``defaults.sh``, and the undo file
+    set_sysctls.py leaves (``/tmp/sysctl_restore_${PPID}.sh``), which restores the host after a run.
+    """
+    out: list[Sysctl] = []
+    for line in text.replace("\\\n", " ").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line or is_defaults_sh(line) or re.fullmatch(r"/tmp/sysctl_restore_\S*\.sh", line):
+            continue
+        words = _WORDS.findall(line)
+        program = words[0].rsplit("/", 1)[-1]
+        if program == "sysctl":
+            args = [w for w in words[1:] if w not in ("-w", "-q", "-e")]
+        elif program == "set_sysctls.py":
+            args = words[1:]
+        else:
+            return out, line
+        if not args:
+            return out, line
+        for word in args:
+            a = _ASSIGN.match(word)
+            if a is None:
+                return out, line
+            name = a.group(1)
+            if name.startswith("/proc/sys/"):
+                name = name[len("/proc/sys/"):]
+            out.append(Sysctl(name.replace("/", "."), a.group(2).strip('"')))
+    return out, None
 
 
 def is_defaults_sh(text: str) -> bool:

@@ -76,7 +76,7 @@ from .packetdrill_ast import (
     WScale,
 )
 from .packetdrill_lexer import PacketdrillError
-from .packetdrill_profiles import PROFILES, Sysctl, SysctlError, apply_sysctls, detect, is_defaults_sh, parse_sysctl
+from .packetdrill_profiles import PROFILES, Sysctl, SysctlError, apply_sysctls, detect, parse_command
 from .tcp_words import option_text
 
 STACK_MAC = "aa:bb:cc:dd:ee:ff"
@@ -176,6 +176,9 @@ class _Translator:
         self.bound: dict[int, int] = {}  # fd -> local port
         self.stack_port = script.config.bind_port
         self.peer_port = PEER_PORT
+        self.peer_isn = 0  # the remote's ISN as the runner will have learned it (from its last SYN)
+        self.peer_mss = 536  # what the remote's SYN announced (RFC 9293 3.7.1 default), and whether it timestamps
+        self.peer_ts = False
         self.pending = 0  # microseconds of relative time from events that made no step
         self.base: int | None = None  # the absolute time of the last of them, when one was absolute
         self.started = False  # a socket or a packet has happened: the stack is configured by now
@@ -254,10 +257,10 @@ class _Translator:
 
     def command(self, cmd: Command, line: int, event: Event | None, timed: bool, after_last: bool = False) -> None:
         text = cmd.text.strip()
-        sysctls = parse_sysctl(text)
-        if sysctls is not None:
+        sysctls, bad = parse_command(text)
+        if bad is None:
             if self.started and not after_last:
-                raise self.skip(line, f"sysctl changed while the script runs ({text})")
+                raise self.skip(line, f"sysctl changed while the script runs ({text.splitlines()[0]})")
             if not self.started:
                 for sysctl in sysctls:
                     try:
@@ -267,21 +270,18 @@ class _Translator:
                 self.sysctls.extend(sysctls)
             self._no_step(event)
             return
-        if is_defaults_sh(text):
-            self._no_step(event)
-            return
-        m = _SOCKSTAT.fullmatch(text)
-        if m is not None and event is not None:
+        m = _SOCKSTAT.fullmatch(bad)
+        if m is not None and event is not None and not sysctls:
             port = re.search(r"-p\s+(\d+)", m.group("flags"))
             state = SOCKSTAT_STATES.get(m.group("state"))
             if state is None:
-                raise self.skip(line, f"shell command `{text}`")
+                raise self.skip(line, f"shell command `{bad}`")
             step = self.timed(event, app="sockstat", state=state, count=int(m.group("n")))
             if port is not None:
                 step["port"] = int(port.group(1))
             self.add(step, event)
             return
-        raise self.skip(line, f"shell command `{text}`")
+        raise self.skip(line, f"shell command `{bad}`")
 
     def _no_step(self, event: Event | None) -> None:
         """An event that makes no step still takes its time: the next step's time includes it."""
@@ -537,11 +537,19 @@ class _Translator:
         else:
             tcp["sport"], tcp["dport"] = p.src_port or self.stack_port, p.dst_port or self.peer_port
         tcp["flags"] = _flags(p.flags, self, event)
+        # packetdrill's remote writes its own numbers as they go on the wire (its ISN is the one in its
+        # script), and the stack's relative to the stack's ISN: so the remote's seq and the stack's ack
+        # are absolute here, the stack's seq and the remote's ack relative.
         seq = p.seq
         if seq.start is not None:
-            tcp["seq"] = {"abs": seq.start & 0xFFFFFFFF} if seq.absolute else _signed32(seq.start)
+            if inbound or seq.absolute:
+                tcp["seq"] = {"abs": seq.start & 0xFFFFFFFF}
+            else:
+                tcp["seq"] = _signed32(seq.start)
+            if inbound and "S" in p.flags:
+                self.peer_isn = seq.start & 0xFFFFFFFF  # the runner learns it from this SYN, written absolute
         if p.ack is not None:
-            tcp["ack"] = _signed32(p.ack)
+            tcp["ack"] = _signed32(p.ack) if inbound else {"abs": p.ack & 0xFFFFFFFF}
         elif inbound and "." in p.flags:
             tcp["ack"] = 0
         if p.win is not None:
@@ -563,9 +571,43 @@ class _Translator:
         if inbound:
             if event.time.kind not in (TimeKind.ABSOLUTE, TimeKind.RELATIVE):
                 raise ScenarioError(self.path, event.line, "an inbound packet needs a time, not a range or *")
+            if "S" in p.flags and not isinstance(p.options, Wildcard):
+                self.learn_syn(p.options)
             self.add(self.timed(event, inject=frame), event)
-        else:
+            return
+        mss = self.send_mss()
+        if seq.length <= mss or seq.start is None or isinstance(tcp["options"], str):
             self.add(self.timed(event, expect=frame), event)
+            return
+        # A segment longer than the MSS is one the kernel handed a TSO/GSO device (Google's harness
+        # runs the tun with TSO): on a wire it is MSS-sized segments, back to back, PSH and FIN on
+        # the last, as the device cuts it (RFC 9293 3.7.1 sizes every segment to the MSS).
+        done = 0
+        while done < seq.length:
+            n = min(mss, seq.length - done)
+            last = done + n == seq.length
+            piece = dict(tcp)
+            piece["seq"] = _signed32(seq.start + done)
+            piece["len"] = n
+            if not last:
+                piece["flags"] = piece["flags"].replace("P", "").replace("F", "") or "none"
+            step = self.timed(event, expect={**frame, "tcp": piece}) if done == 0 else {"at": "+0", "expect": {
+                **frame, "tcp": piece}}
+            if done:
+                step["note"] = f"line {event.line}: the TSO segment's bytes {seq.start + done}:{seq.start + done + n}"
+            self.add(step, event)
+            done += n
+
+    def learn_syn(self, options: tuple[TcpOption, ...]) -> None:
+        """What the remote's SYN says about the segments the stack will send it."""
+        self.peer_mss = next((o.value for o in options if isinstance(o, Mss)), 536)  # RFC 9293 3.7.1 default
+        self.peer_ts = any(isinstance(o, Timestamp) for o in options)
+
+    def send_mss(self) -> int:
+        """The stack's segment size toward the remote: its MSS, our MTU's, less the timestamps it carries."""
+        settings = apply_sysctls(PROFILES[self.profile], self.sysctls)
+        mss = min(self.peer_mss, (self.script.config.mtu or 1500) - 40)
+        return max(mss - (12 if self.peer_ts and settings.get("timestamps") else 0), 1)
 
     def ip_info(self, p: TcpPacket, event: Event) -> dict[str, Any]:
         info = p.ip
@@ -601,7 +643,11 @@ class _Translator:
             elif isinstance(o, SackOk):
                 words.append(Option(4))
             elif isinstance(o, Sack):
-                words.append(Option(5, tuple((_signed32(a) & 0xFFFFFFFF, _signed32(b) & 0xFFFFFFFF)
+                # blocks count from the ISN of the side whose data they cover: the stack's data in an
+                # inbound SACK (relative, as packetdrill writes it), the remote's in an outbound one
+                # (absolute in the script; the scenario counts from the remote's ISN the runner learned)
+                base = 0 if inbound else self.peer_isn
+                words.append(Option(5, tuple(((a - base) & 0xFFFFFFFF, (b - base) & 0xFFFFFFFF)
                                              for a, b in o.blocks)))
             elif isinstance(o, Timestamp):
                 if o.ecr_absolute:

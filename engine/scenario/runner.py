@@ -666,7 +666,11 @@ class Runner(SimHost):
     def _app_sockstat(self, step: Step) -> None:
         """How many of the stack's connections are in ``state`` (on ``port``, local or remote), as sockstat counts."""
         port = step.args.get("port")
-        have = sum(1 for c in self.stack.tcp.conns.values() if c.state == step.args["state"]
+        tcp = self.stack.tcp
+        # the connections, the listeners, and the sockets the scenario holds (a reset one is CLOSED)
+        held = [s._endpoint for s in self.sockets.values() if isinstance(s, StreamSocket) and not s._closed]
+        seen = {id(c): c for c in (*tcp.conns.values(), *(ep for eps in tcp.listeners.values() for ep in eps), *held)}
+        have = sum(1 for c in seen.values() if c.state == step.args["state"]
                    and (port is None or port in (c.local_port, c.remote_port)))
         if have != step.args["count"]:
             where = f" on port {port}" if port is not None else ""
