@@ -65,6 +65,8 @@ MIN_MSS = 64
 MAX_WINDOW = 0xFFFF  # the window field, unscaled
 MAX_WSCALE = 14  # RFC 7323 2.3
 OPTION_LAYOUTS = ("linux", "freebsd")
+# The settings that take a word, and the words each takes.
+CHOICES: dict[str, tuple[str, ...]] = {"options_layout": OPTION_LAYOUTS, "icmp_syn_sent": ("rfc1122", "freebsd")}
 CLOCK_GRANULARITY = 0.001  # G of RFC 6298 2.3
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 _NOP = Option(OPT_NOP)
@@ -128,6 +130,8 @@ class TcpConfig:
     listen_synack_rst: bool = True  # a SYN-ACK to a listener draws a RST (RFC 9293 3.10.7.2); False drops it
     drop_future_ack: bool = False  # a segment acknowledging what was never sent is discarded unanswered (Linux)
     abc_limit: int = 1  # slow start grows cwnd by at most this many MSS an ACK (RFC 3465 L; RFC 5681: 1; Linux: all)
+    icmp_syn_sent: str = "rfc1122"  # which ICMP errors end a connection attempt: "rfc1122" (port and protocol
+    # unreachable, RFC 1122 4.2.3.9) or "freebsd" (those, administratively prohibited and TTL exceeded: icmp_may_rst)
     double_buffers: bool = False  # SO_RCVBUF and SO_SNDBUF keep twice what the application sets (Linux's sock_setsockopt)
 
     def __post_init__(self) -> None:
@@ -137,8 +141,9 @@ class TcpConfig:
             raise ValueError("need 0 < rto_min <= rto_initial <= rto_max")
         if not -1 <= self.wscale <= MAX_WSCALE:
             raise ValueError(f"wscale must be -1 (none) or a shift from 0 to {MAX_WSCALE} (RFC 7323 2.3)")
-        if self.options_layout not in OPTION_LAYOUTS:
-            raise ValueError(f"options_layout must be one of {', '.join(OPTION_LAYOUTS)}")
+        for key, words in CHOICES.items():
+            if getattr(self, key) not in words:
+                raise ValueError(f"{key} must be one of {', '.join(words)}")
 
 
 # A Tcp built without the NamedTuple's keyword binding, on the per-segment output path.

@@ -111,6 +111,14 @@ class StackSurface(Protocol):
 
 # ICMP errors that end a connection attempt (RFC 1122 4.2.3.9, RFC 5461), by errno.
 _HARD = {icmp.PROTOCOL_UNREACHABLE: errno.ENOPROTOOPT, icmp.PORT_UNREACHABLE: errno.ECONNREFUSED}
+# FreeBSD's (tcp_ctlinput with net.inet.tcp.icmp_may_rst=1): (type, code) -> errno, as inetctlerrmap gives them
+_ADMIN_PROHIBITED = (9, 10, 13)  # RFC 1812 5.2.7.1: network, host, communication administratively prohibited
+_HARD_FREEBSD = {
+    (icmp.DEST_UNREACHABLE, icmp.PORT_UNREACHABLE): errno.ECONNREFUSED,
+    (icmp.DEST_UNREACHABLE, icmp.PROTOCOL_UNREACHABLE): errno.ECONNREFUSED,
+    **{(icmp.DEST_UNREACHABLE, code): errno.ECONNREFUSED for code in _ADMIN_PROHIBITED},
+    (icmp.TIME_EXCEEDED, icmp.TTL_EXCEEDED): errno.EHOSTUNREACH,
+}
 _SOFT = {icmp.NET_UNREACHABLE: errno.ENETUNREACH, icmp.HOST_UNREACHABLE: errno.EHOSTUNREACH}
 
 
@@ -188,10 +196,15 @@ class TcpLayer:
         if msg.type == icmp.DEST_UNREACHABLE and msg.code == icmp.FRAG_NEEDED:
             conn.path_mtu(msg.next_hop_mtu, now)
             return
-        if msg.type == icmp.DEST_UNREACHABLE and msg.code in _HARD and conn.state == SYN_SENT:
-            conn.soft_error = _HARD[msg.code]
-            conn.icmp_unreachable(now)
-            return
+        if conn.state == SYN_SENT:
+            if self.config.icmp_syn_sent == "freebsd":
+                hard = _HARD_FREEBSD.get((msg.type, msg.code))
+            else:
+                hard = _HARD.get(msg.code) if msg.type == icmp.DEST_UNREACHABLE else None
+            if hard is not None:
+                conn.soft_error = hard
+                conn.icmp_unreachable(now)
+                return
         code = msg.code if msg.type == icmp.DEST_UNREACHABLE else -1
         conn.soft_error = _SOFT.get(code, _HARD.get(code, errno.EHOSTUNREACH))
 

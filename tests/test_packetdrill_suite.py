@@ -100,3 +100,28 @@ def test_an_imported_script_replays_as_the_script(replayed: tuple[int, str, str]
     code, yaml_out, err = _replay(written)
     assert err == "" and code == 0, yaml_out[-3000:] + err
     assert yaml_out.splitlines()[-1] == f"{len(written)} passed, 0 failed"
+
+
+OVERLAP = "freebsd-tcp-testsuite/rcv-data-segments/overlapping-050-200.pkt"
+RST = "freebsd-tcp-testsuite/state-event-engine/rcv-rst-established/rcv-rst-established-left-edge-secure-ipv4.pkt"
+# (script, its line as written, the line with one expected value changed, the field the report names)
+MUTATIONS = [
+    (OVERLAP, "ack 300 win 65401", "ack 301 win 65401", "tcp.ack"),
+    (OVERLAP, "ack 800 win 64901", "ack 800 win 64900", "tcp.win"),
+    (OVERLAP, "> F.   1:1(0)     ack 801", "> .   1:1(0)     ack 801", "tcp.flags"),
+    (OVERLAP, "recv(4, ..., 1024, 0) = 799", "recv(4, ..., 1024, 0) = 798", "len"),
+    (RST, "SO_ERROR, [ECONNRESET]", "SO_ERROR, [0]", "getsockopt error"),
+]
+
+
+@pytest.mark.parametrize(("script", "old", "new", "field"), MUTATIONS, ids=[m[3] for m in MUTATIONS])
+def test_one_changed_value_in_a_passing_script_fails(tmp_path: Path, script: str, old: str, new: str, field: str) -> None:
+    text = (SUITES / script).read_text()
+    assert text.count(old) == 1
+    copy = tmp_path / Path(script).name  # a changed copy, outside the project
+    copy.write_text(text.replace(old, new))
+    line = text[:text.index(old)].count("\n") + 1
+    code, out, err = _replay([copy])
+    assert (code, err) == (1, ""), out + err
+    assert out.startswith(f"FAIL {copy}\n{copy}:{line}: step "), out
+    assert field in out, out

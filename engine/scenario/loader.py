@@ -29,7 +29,8 @@ from simstack.protocols.arp_cache import ArpConfig
 from simstack.protocols.errors import Malformed
 from simstack.protocols.fragments import ReassemblyConfig, fragment
 from simstack.protocols.stack import StackConfig
-from simstack.protocols.tcp_conn import OPTION_LAYOUTS, TcpConfig
+from simstack.protocols.tcp_conn import CHOICES as TCP_CHOICES
+from simstack.protocols.tcp_conn import TcpConfig
 from simstack.protocols.tcp_table import STATES as TCP_STATES
 
 from ..api.services import SERVICES
@@ -161,6 +162,7 @@ class Step:
     frames: list[bytes] = field(default_factory=list)  # inject: one frame, or its fragments
     build: dict[str, Any] | None = None  # inject of TCP: the fields, built when the step runs (relative numbers)
     fragment: tuple[int, list[int] | None] | None = None  # inject: (size, order), to split a frame built late
+    quote: dict[str, Any] | None = None  # inject of an ICMP error: the stack's TCP segment it quotes, built late
     expected: dict[str, Any] = field(default_factory=dict)  # expect
     within: float | None = None  # expect: how long to wait for the frame
     tolerance: float | None = None  # expect with at: allowed timing error
@@ -226,7 +228,7 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "wscale": (-1, 14), "ts_hz": (1, 1000), "rto_slop": (0, 600), "quickack": (0, 1000), "abc_limit": (1, 1000),
 }
 STEP_KEYS = {
-    "inject": {"at", "note", "fragment"},
+    "inject": {"at", "note", "fragment", "quote"},
     "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments"},
     "app": {"at", "note", "until", "within"},
     "counters": {"at", "note"},
@@ -488,8 +490,8 @@ def _tcp_config(chk: _Checker, s: LineDict) -> TcpConfig:
             kw[key] = value
             continue
         if isinstance(default, str):
-            if value not in OPTION_LAYOUTS:
-                raise chk.fail(line, f"tcp.{key} must be one of {', '.join(OPTION_LAYOUTS)}, got {value!r}")
+            if value not in TCP_CHOICES[key]:
+                raise chk.fail(line, f"tcp.{key} must be one of {', '.join(TCP_CHOICES[key])}, got {value!r}")
             kw[key] = value
             continue
         lo, hi = TCP_RANGES[key]
@@ -571,6 +573,15 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context) -> Step:
                 step.frames = [_build(chk, flat, ctx, aline)]
                 if any(k.startswith("tcp.") for k in flat):
                     step.build = flat
+            if "quote" in m:
+                if not isinstance(spec, Mapping) or "icmp" not in spec:
+                    raise chk.fail(m.key_lines["quote"], "quote goes with an ICMP error to inject: the segment it quotes")
+                quoted = normalize_spec(m["quote"], ctx)
+                if not any(k.startswith("tcp.") for k in quoted):
+                    raise chk.fail(m.key_lines["quote"], "quote: the stack's TCP segment, as tcp: {sport, dport, seq}")
+                _build(chk, quoted, ctx, m.key_lines["quote"])
+                step.quote = quoted
+                step.build = flat
             if "fragment" in m:
                 step.fragment = _fragment_spec(chk, m)
                 try:

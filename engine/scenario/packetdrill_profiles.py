@@ -44,6 +44,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "bsd_time_wait": True,
         "ack_old_segments": True,  # tcp_input trims an old duplicate and still processes its ACK
         "listen_synack_rst": False,  # tcp_input: "SYN|ACK invalid, segment rejected", without a RST
+        "icmp_syn_sent": "freebsd",  # net.inet.tcp.icmp_may_rst=1
         "msl": 30.0,  # net.inet.tcp.msl=30000 ms
         "initial_window": 10,  # net.inet.tcp.initcwnd_segments
         "rfc5961": True,
@@ -185,7 +186,7 @@ FREEBSD_SYSCTLS: dict[str, Any] = {
     "net.inet.tcp.hostcache.purgenow": _no_op("1"),  # simstack keeps no host cache
     "net.inet.tcp.ecn.enable": _no_op("0", "2"),  # 2: ECN only when the peer asks; simstack's peers never do
     "net.inet.tcp.rexmit_drop_options": _no_op("0"),  # simstack keeps the SYN's options on a retry
-    "net.inet.tcp.icmp_may_rst": _no_op("1"),  # a hard ICMP error ends a connection attempt, as simstack does
+    "net.inet.tcp.icmp_may_rst": lambda s: {"icmp_syn_sent": "freebsd" if _int(s, 0, 1) else "rfc1122"},
     "net.inet.tcp.keepinit": _no_op("75000"),  # FreeBSD's default, 75 s
 }
 

@@ -279,7 +279,8 @@ class _Translator:
             self.started = True
             self.tcp_packet(action, event)
         elif isinstance(action, IcmpPacket):
-            raise self.skip(event.line, f"ICMP packet ({action.type})")
+            self.started = True
+            self.icmp_packet(action, event)
         elif isinstance(action, UdpPacket):
             raise self.skip(event.line, "UDP packet")
 
@@ -287,15 +288,18 @@ class _Translator:
         text = cmd.text.strip()
         sysctls, bad = parse_command(text)
         if bad is None:
-            if self.started and not after_last:
-                raise self.skip(line, f"sysctl changed while the script runs ({text.splitlines()[0]})")
+            for sysctl in sysctls:
+                try:
+                    apply_sysctls({}, [sysctl])
+                except SysctlError as e:
+                    raise self.skip(line, str(e)) from None
             if not self.started:
-                for sysctl in sysctls:
-                    try:
-                        apply_sysctls({}, [sysctl])
-                    except SysctlError as e:
-                        raise self.skip(line, str(e)) from None
                 self.sysctls.extend(sysctls)
+            elif not after_last:
+                # the stack's settings are fixed when it starts: a sysctl that would move one is not a replay
+                before = apply_sysctls(PROFILES[self.profile], self.sysctls)
+                if apply_sysctls(PROFILES[self.profile], [*self.sysctls, *sysctls]) != before:
+                    raise self.skip(line, f"sysctl changed while the script runs ({text.splitlines()[0]})")
             self._no_step(event)
             return
         m = _SOCKSTAT.fullmatch(bad)
@@ -625,6 +629,22 @@ class _Translator:
                 step["note"] = f"line {event.line}: the TSO segment's bytes {seq.start + done}:{seq.start + done + n}"
             self.add(step, event)
             done += n
+
+    def icmp_packet(self, p: IcmpPacket, event: Event) -> None:
+        """An ICMP error about a segment the stack sent: the quote is built when the step runs, from the stack's ISN."""
+        q = p.quote
+        if p.direction.value != "<" or q is None or q.protocol != "tcp" or q.seq is None or p.ip is not None:
+            raise self.skip(event.line, f"ICMP packet ({p.type}) other than an error about a TCP segment")
+        icmp: dict[str, Any] = {"type": p.type_value, "code": p.code_value}
+        if p.mtu is not None:
+            icmp["mtu"] = p.mtu
+        seq = q.seq.start or 0
+        quote = {"ipv4": {"src": "stack", "dst": "remote"},
+                 "tcp": {"sport": self.stack_port, "dport": self.peer_port,
+                         "seq": {"abs": seq & 0xFFFFFFFF} if q.seq.absolute else _signed32(seq)}}
+        if event.time.kind not in (TimeKind.ABSOLUTE, TimeKind.RELATIVE):
+            raise ScenarioError(self.path, event.line, "an inbound packet needs a time, not a range or *")
+        self.add(self.timed(event, inject={"icmp": icmp}, quote=quote), event)
 
     def learn_syn(self, options: tuple[TcpOption, ...]) -> None:
         """What the remote's SYN says about the segments the stack will send it."""

@@ -165,7 +165,10 @@ class Runner(SimHost):
         if step.build is not None:
             # TCP: relative numbers count from the ISNs seen so far, so the frame is built now
             try:
-                frame = build_frame(step.build, self.scenario.ctx, self.isns)
+                flat = step.build
+                if step.quote is not None:
+                    flat = {**flat, "icmp.data": self._quoted(step.quote)}
+                frame = build_frame(flat, self.scenario.ctx, self.isns)
                 frames = fragment_frame(frame, *step.fragment) if step.fragment else [frame]
             except (SpecError, ValueError) as e:
                 raise ScenarioError(self.scenario.path, step.line, str(e)) from None
@@ -176,6 +179,12 @@ class Runner(SimHost):
                 self.isns.learn_syn(frame)  # seq: {abs: N} on a SYN: a new ISN for its sender
         for frame in frames:
             self.wire.inject(frame)
+
+    def _quoted(self, quote: dict[str, Any]) -> bytes:
+        """What an ICMP error quotes of the stack's segment: its IP header and first 8 octets (RFC 792)."""
+        frame = build_frame(quote, self.scenario.ctx, self.isns)
+        ip = frame[14:]
+        return ip[:(ip[0] & 0x0F) * 4 + 8]
 
     def _do_expect(self, step: Step) -> None:
         sc = self.scenario
