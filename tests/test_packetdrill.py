@@ -177,3 +177,18 @@ def test_skip_is_an_exception_with_the_line() -> None:
     with pytest.raises(Skip) as info:
         translate(parse("0 socket(..., SOCK_STREAM, IPPROTO_TCP) = 3\n\n+0 ioctl(3, FIONREAD, [0]) = 0\n", "x.pkt"))
     assert (info.value.line, info.value.what) == (3, "system call ioctl()")
+
+
+@pytest.mark.parametrize(("step", "message"), [
+    ("  - inject: {arp: {op: request}}\n    quote: {tcp: {seq: 1}}\n", "quote goes with an ICMP error to inject"),
+    ("  - inject: {icmp: {type: dest-unreachable}}\n    quote: {ipv4: {ttl: 1}}\n", "quote: the stack's TCP segment"),
+    ("  - app: sockstat\n    state: TIME_WAIT\n    count: 1\n", "state must be one of CLOSED, LISTEN"),
+    ("  - app: sockstat\n    state: TIME-WAIT\n", "app: sockstat needs count"),
+    ("  - app: socket\n    socket: s\n    type: stream\n  - app: getblocking\n    socket: s\n",
+     "app: getblocking needs blocking"),
+])
+def test_the_language_the_translation_needs_is_checked(step: str, message: str) -> None:
+    from simstack.engine.scenario.loader import ScenarioError, loads
+
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        loads(f"description: x\nsteps:\n{step}")

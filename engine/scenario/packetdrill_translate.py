@@ -96,7 +96,8 @@ SCENARIO_ERRORS = {"EADDRINUSE", "EADDRNOTAVAIL", "ECONNREFUSED", "EHOSTUNREACH"
                    "EALREADY", "EISCONN", "ENOPROTOOPT"}
 SOCKOPTS = {("SOL_SOCKET", "SO_REUSEADDR"): "reuseaddr", ("SOL_SOCKET", "SO_RCVBUF"): "rcvbuf",
             ("SOL_SOCKET", "SO_SNDBUF"): "sndbuf", ("SOL_SOCKET", "SO_KEEPALIVE"): "keepalive",
-            ("IPPROTO_TCP", "TCP_NODELAY"): "nodelay", ("SOL_SOCKET", "SO_ERROR"): "error"}
+            ("IPPROTO_TCP", "TCP_NODELAY"): "nodelay", ("SOL_TCP", "TCP_NODELAY"): "nodelay",
+            ("SOL_SOCKET", "SO_ERROR"): "error"}
 SHUT = {"SHUT_RD": "rd", "SHUT_WR": "wr", "SHUT_RDWR": "rdwr"}
 # sockstat's state names (FreeBSD's tcpstates[]) -> RFC 9293's, as the stack keeps them.
 SOCKSTAT_STATES = {"CLOSED": "CLOSED", "LISTEN": "LISTEN", "SYN_SENT": "SYN-SENT", "SYN_RCVD": "SYN-RECEIVED",
@@ -200,7 +201,6 @@ class _Translator:
         self.lines = _source_lines(script.path)
         self.sysctls: list[Sysctl] = []
         self.fds: dict[int, bool] = {}  # open sockets, fd -> blocking
-        self.listening: set[int] = set()
         self.bound: dict[int, int] = {}  # fd -> local port
         self.stack_port = script.config.bind_port
         self.peer_port = PEER_PORT
@@ -223,13 +223,14 @@ class _Translator:
                             "mtu") or opt.name in QUIET_OPTIONS:
                 continue
             raise self.skip(opt.line, f"option --{opt.name}")
-        for cmd in (self.script.init_command, self.script.cleanup_command):
-            if cmd is not None:
-                self.command(cmd, cmd.line, None, timed=False)
+        if self.script.init_command is not None:
+            self.command(self.script.init_command, self.script.init_command.line, None)
         events = self.script.events
         last_activity = max((i for i, e in enumerate(events) if not isinstance(e.action, Command)), default=-1)
         for i, event in enumerate(events):
             self.event(event, after_last=i > last_activity)
+        if self.script.cleanup_command is not None:  # after the run: it restores the host
+            self.command(self.script.cleanup_command, self.script.cleanup_command.line, None, after_last=True)
         return self.document()
 
     # -- timing -------------------------------------------------------------------------------------------
@@ -269,7 +270,7 @@ class _Translator:
     def event(self, event: Event, after_last: bool) -> None:
         action = event.action
         if isinstance(action, Command):
-            self.command(action, event.line, event, timed=True, after_last=after_last)
+            self.command(action, event.line, event, after_last=after_last)
         elif isinstance(action, Code):
             raise self.skip(event.line, "%{ python }% block (TCP_INFO)")
         elif isinstance(action, Syscall):
@@ -284,9 +285,12 @@ class _Translator:
         elif isinstance(action, UdpPacket):
             raise self.skip(event.line, "UDP packet")
 
-    def command(self, cmd: Command, line: int, event: Event | None, timed: bool, after_last: bool = False) -> None:
+    def command(self, cmd: Command, line: int, event: Event | None, after_last: bool = False) -> None:
         text = cmd.text.strip()
         sysctls, bad = parse_command(text)
+        if bad is None and self.started and after_last:
+            self._no_step(event)  # sysctls that restore the host after the run
+            return
         if bad is None:
             for sysctl in sysctls:
                 try:
@@ -295,7 +299,7 @@ class _Translator:
                     raise self.skip(line, str(e)) from None
             if not self.started:
                 self.sysctls.extend(sysctls)
-            elif not after_last:
+            else:
                 # the stack's settings are fixed when it starts: a sysctl that would move one is not a replay
                 before = apply_sysctls(PROFILES[self.profile], self.sysctls)
                 if apply_sysctls(PROFILES[self.profile], [*self.sysctls, *sysctls]) != before:
@@ -408,7 +412,6 @@ class _Translator:
                       "note": "packetdrill's port for the listener"}, event)
             self.bound[fd] = self.script.config.bind_port
         self.add(self._call(event, "listen", fd, call, **args), event)
-        self.listening.add(fd)
         self.stack_port, self.peer_port = self.bound[fd], PEER_PORT
 
     def _sys_accept(self, call: Syscall, event: Event) -> None:
@@ -492,7 +495,6 @@ class _Translator:
             raise ScenarioError(self.path, event.line, f"close({fd}): no such socket is open")
         self.add(self.timed(event, app="close", socket=_name(fd)), event)
         del self.fds[fd]
-        self.listening.discard(fd)
         self.bound.pop(fd, None)
 
     def _sys_shutdown(self, call: Syscall, event: Event) -> None:
