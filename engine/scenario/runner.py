@@ -430,10 +430,13 @@ class Runner(SimHost):
 
     # -- socket operations (packetdrill's system calls) ---------------------------
     def _sock(self, step: Step) -> AnySocket:
-        return self.sockets[step.args["socket"]]
+        sock = self.sockets.get(step.args["socket"])
+        if sock is None:  # named by an accept that is still blocked (until:/within:), or that failed
+            raise StepFailed(f"  socket {step.args['socket']!r} is not open: the accept that names it has not returned it")
+        return sock
 
     def _stream(self, step: Step) -> StreamSocket:
-        sock = self.sockets[step.args["socket"]]
+        sock = self._sock(step)
         assert isinstance(sock, StreamSocket)  # the loader checks the type of the socket each operation takes
         return sock
 
@@ -664,7 +667,7 @@ class Runner(SimHost):
             raise StepFailed(f"  getsockname returned {got}, expected {want}")
 
     def _app_close(self, step: Step) -> None:
-        self.sockets[step.args["socket"]].close()
+        self._sock(step).close()
 
     def _app_getblocking(self, step: Step) -> None:
         """fcntl(F_GETFL) as packetdrill asks it: is O_NONBLOCK clear?"""
