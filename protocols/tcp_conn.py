@@ -30,8 +30,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import tcp_table as T
-from .seqnum import HALF, MASK, in_window, seq_diff, seq_ge, seq_gt, seq_lt
-from .tcp import ACK, FIN, OPT_MSS, PSH, RST, SYN, URG, Option, Tcp
+from .seqnum import HALF, MASK, in_window, seq_diff, seq_ge, seq_gt, seq_le, seq_lt
+from .tcp import (
+    ACK,
+    FIN,
+    OPT_MSS,
+    OPT_NOP,
+    OPT_SACK,
+    OPT_SACK_PERMITTED,
+    OPT_TIMESTAMP,
+    OPT_WSCALE,
+    PSH,
+    RST,
+    SYN,
+    URG,
+    Option,
+    Tcp,
+)
 from .transport import Ready
 
 if TYPE_CHECKING:
@@ -47,9 +62,16 @@ CLOSING, LAST_ACK, TIME_WAIT = T.CLOSING, T.LAST_ACK, T.TIME_WAIT
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
 MIN_MSS = 64
-MAX_WINDOW = 0xFFFF  # no window scaling (RFC 7323) yet
+MAX_WINDOW = 0xFFFF  # the window field, unscaled
+MAX_WSCALE = 14  # RFC 7323 2.3
+OPTION_LAYOUTS = ("linux", "freebsd")
+# The settings that take a word, and the words each takes.
+CHOICES: dict[str, tuple[str, ...]] = {"options_layout": OPTION_LAYOUTS, "icmp_syn_sent": ("rfc1122", "freebsd")}
 CLOCK_GRANULARITY = 0.001  # G of RFC 6298 2.3
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
+_NOP = Option(OPT_NOP)
+MAX_SACK_KEPT = 5  # blocks remembered besides the newest; at most four fit in a segment
+_SACK_OK = Option(OPT_SACK_PERMITTED)
 
 # States whose data and FIN may still go out (once our SYN is acknowledged).
 _SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
@@ -82,12 +104,46 @@ class TcpConfig:
     max_syn_backlog: int = 1024  # half-open connections per listener at most (Linux tcp_max_syn_backlog)
     somaxconn: int = 4096  # listen() backlog cap (Linux net.core.somaxconn)
     ephemeral: tuple[int, int] = (32768, 60999)  # Linux ip_local_port_range
+    # The settings below let the stack behave as the stack a packetdrill script was written for
+    # (engine/scenario/packetdrill_profiles.py); their defaults are simstack's own behaviour.
+    rfc5961_rst: bool = True  # with rfc5961: the RST half (FreeBSD insecure_rst=0)
+    rfc5961_syn: bool = True  # with rfc5961: the SYN half (FreeBSD insecure_syn=0)
+    wscale: int = -1  # the window scale shift offered on a SYN (RFC 7323 2.2); -1 offers none
+    timestamps: bool = False  # offer the timestamps option (RFC 7323 3)
+    ts_hz: int = 1000  # ticks per second of the timestamp clock (RFC 7323 5.4: 1 ms to 1 s)
+    sack: bool = False  # offer SACK-permitted, and report SACK blocks when the peer allows (RFC 2018)
+    dsack: bool = False  # report duplicates in a first SACK block (RFC 2883)
+    options_layout: str = "linux"  # where NOPs go and how the options area is padded: "linux" or "freebsd"
+    mss_buffers: bool = False  # once the MSS is known, round socket buffers up to a multiple of it (FreeBSD tcp_mss)
+    drop_synfin: bool = False  # drop a segment with both SYN and FIN (FreeBSD net.inet.tcp.drop_synfin)
+    window_steps: bool = True  # move the window's right edge only by worthwhile steps (RFC 9293 3.8.6.2.2);
+    # False: offer all free buffer space unless it is tiny, never less than before (BSD's tcp_output)
+    accept_to_buffer: bool = False  # take segments up to the free buffer space, past the window offered (BSD rcv_wnd)
+    rto_slop: float = 0.0  # seconds added to every RTO but the first (BSD's rexmit_slop in TCPT_RANGESET)
+    ack_second_segment: bool = False  # ACK every second data segment whatever its size (BSD's DELAY_ACK)
+    quickack: int = 0  # the first data segments of a connection ACKed at once (Linux's quick-ACK mode, 16)
+    resend_fin: bool = False  # while our FIN is unacknowledged, an ACK we send repeats it (BSD's tcp_output)
+    rfc1337: bool = False  # ignore a RST in TIME-WAIT (RFC 1337 "TIME-WAIT assassination" fix 1)
+    time_wait_reopen: bool = True  # a SYN above RCV.NXT ends TIME-WAIT for a listener (RFC 1122 4.2.2.13)
+    bsd_time_wait: bool = False  # TIME-WAIT as BSD's tcp_twcheck: no answer without ACK, an ACK for all else
+    ack_old_segments: bool = False  # take the ACK of a segment wholly before RCV.NXT (BSD); RFC 9293: drop it
+    listen_synack_rst: bool = True  # a SYN-ACK to a listener draws a RST (RFC 9293 3.10.7.2); False drops it
+    drop_future_ack: bool = False  # a segment acknowledging what was never sent is discarded unanswered (Linux)
+    abc_limit: int = 1  # slow start grows cwnd by at most this many MSS an ACK (RFC 3465 L; RFC 5681: 1; Linux: all)
+    icmp_syn_sent: str = "rfc1122"  # which ICMP errors end a connection attempt: "rfc1122" (port and protocol
+    # unreachable, RFC 1122 4.2.3.9) or "freebsd" (those, administratively prohibited and TTL exceeded: icmp_may_rst)
+    double_buffers: bool = False  # SO_RCVBUF and SO_SNDBUF keep twice what the application sets (Linux's sock_setsockopt)
 
     def __post_init__(self) -> None:
         if not 0 < self.delack_time <= 0.2:
             raise ValueError("delack_time must be in (0, 0.2] s (RFC 1122 4.2.3.2 asks < 0.5 s)")
         if not 0 < self.rto_min <= self.rto_initial <= self.rto_max:
             raise ValueError("need 0 < rto_min <= rto_initial <= rto_max")
+        if not -1 <= self.wscale <= MAX_WSCALE:
+            raise ValueError(f"wscale must be -1 (none) or a shift from 0 to {MAX_WSCALE} (RFC 7323 2.3)")
+        for key, words in CHOICES.items():
+            if getattr(self, key) not in words:
+                raise ValueError(f"{key} must be one of {', '.join(words)}")
 
 
 # A Tcp built without the NamedTuple's keyword binding, on the per-segment output path.
@@ -110,13 +166,15 @@ class TcpConn:
 
     __slots__ = (
         "__weakref__", "accept_queue", "ack_now", "ack_pending", "autobound", "backlog", "buf_seq", "children", "close_at",
-        "cwnd", "delack_at", "dupacks", "error", "fin_next", "fin_rcvd", "fin_seq", "in_recovery", "irs", "iss", "ka_at",
-        "ka_probes", "keepalive", "key", "last_rx", "layer", "local_ip", "local_port", "max_snd_wnd", "nodelay", "ooo",
-        "ooo_bytes", "our_mss", "parent", "persist_at", "persist_backoff", "prev_state", "probes", "rcv_adv", "rcv_mss",
-        "rcv_nxt", "rcv_shut", "rcvbuf", "rcvbuf_size", "recover", "released", "remote_ip", "remote_port", "retries",
-        "reuseaddr", "rto", "rto_at", "rtt_seq", "rtt_time", "rttvar", "sched", "snd_max", "snd_mss", "snd_nxt", "snd_shut",
-        "snd_una", "snd_wl1", "snd_wl2", "snd_wnd", "sndbuf", "sndbuf_size", "soft_error", "srtt", "ssthresh", "state",
-        "syn_acked", "syn_retransmitted", "was_connected",
+        "cwnd", "delack_at", "dsack", "dupacks", "error", "fin_next", "fin_rcvd", "fin_seq", "in_recovery", "irs", "iss",
+        "ka_at", "ka_probes", "keepalive", "key", "last_ack_sent", "last_rx", "layer", "local_ip", "local_port",
+        "max_snd_wnd", "nodelay", "ooo", "ooo_bytes", "our_mss", "parent", "persist_at", "persist_backoff", "prev_state",
+        "probes", "quick", "rcv_adv", "rcv_mss", "rcv_nxt", "rcv_shut", "rcv_wscale", "rcvbuf", "rcvbuf_size", "recover",
+        "released", "remote_ip", "remote_port", "retries", "reuseaddr", "rto", "rto_at", "rto_base", "rtt_seq", "rtt_time",
+        "rttvar",
+        "sack_blocks", "sack_ok", "sched", "snd_max", "snd_mss", "snd_nxt", "snd_shut", "snd_una", "snd_wl1", "snd_wl2",
+        "snd_wnd", "snd_wscale", "sndbuf", "sndbuf_size", "soft_error", "srtt", "ssthresh", "state", "syn_acked",
+        "syn_retransmitted", "ts_offset", "ts_ok", "ts_recent", "user_buffers", "was_connected", "ws_ok",
     )
 
     def __init__(self, layer: "TcpLayer") -> None:
@@ -175,10 +233,23 @@ class TcpConn:
         self.rcv_mss = DEFAULT_MSS
         self.ack_pending = 0  # bytes received since our last ACK
         self.ack_now = False
+        self.last_ack_sent = 0  # RFC 7323 4.3 Last.ACK.sent
+        # options negotiated on the SYNs (RFC 7323, RFC 2018)
+        self.ws_ok = False
+        self.rcv_wscale = 0  # our shift: the windows we send are scaled down by it
+        self.snd_wscale = 0  # the peer's: the windows it sends are scaled up by it
+        self.ts_ok = False
+        self.ts_recent = 0  # RFC 7323 TS.Recent
+        self.ts_offset = 0  # our timestamp clock's offset for this connection (RFC 7323 5.4)
+        self.sack_ok = False
+        self.sack_blocks: list[tuple[int, int]] = []  # what we hold above RCV.NXT, the most recently changed first
+        self.dsack: tuple[int, int] | None = None  # a duplicate to report once, first (RFC 2883)
+        self.user_buffers = False  # SO_RCVBUF or SO_SNDBUF set: their sizes stay as the application asked
         # RTT and retransmission (RFC 6298)
         self.srtt: float | None = None
         self.rttvar = 0.0
-        self.rto = cfg.rto_initial
+        self.rto = self.rto_base = cfg.rto_initial  # rto_base: before rto_slop (BSD's TCP_REXMTVAL)
+        self.quick = 0  # data segments still to be ACKed at once (Linux quick-ACK mode)
         self.rtt_seq: int | None = None  # the segment being timed ends here (one at a time, Karn)
         self.rtt_time = 0.0
         self.retries = 0
@@ -379,12 +450,14 @@ class TcpConn:
 
     def set_rcvbuf(self, size: int, now: float) -> None:
         """SO_RCVBUF: the window offered never shrinks below what was already advertised."""
-        self.rcvbuf_size = max(256, size)
+        self.rcvbuf_size = max(256, size * 2 if self.layer.config.double_buffers else size)
+        self.user_buffers = True
         if self.state in _RECEIVING:
             self._maybe_window_update(now)
 
     def set_sndbuf(self, size: int) -> None:
-        self.sndbuf_size = max(256, size)
+        self.sndbuf_size = max(256, size * 2 if self.layer.config.double_buffers else size)
+        self.user_buffers = True
 
     @property
     def readable(self) -> bool:
@@ -475,11 +548,13 @@ class TcpConn:
             n = len(payload)
             if acked <= ((self.snd_max - una) & MASK) and n <= ((self.rcv_adv - seg.seq) & MASK) \
                     and (acked or n or self.snd_max == una) and not self.in_recovery:
+                if self.ts_ok:
+                    self._ts_seen(seg)
                 if acked:
                     self._acked(ack, acked, now)
                 # RFC 9293 3.10.7.4 window update: SND.WL1 < SEG.SEQ, or equal and SND.WL2 =< SEG.ACK,
                 # always true in order.
-                wnd = seg.window
+                wnd = seg.window << self.snd_wscale
                 self.snd_wnd = wnd
                 self.probes = 0  # an answer to a zero-window probe lands here too
                 self.snd_wl1 = seg.seq
@@ -515,6 +590,8 @@ class TcpConn:
         flags = seg.flags
         if flags & RST:
             self._fire(T.RST, seg, now)
+        elif flags & ACK and flags & SYN and not self.layer.config.listen_synack_rst:
+            self.layer.counters.drop("tcp", "no_syn")  # FreeBSD: "SYN|ACK invalid, segment rejected"
         elif flags & ACK:
             self._fire(T.BAD_ACK, seg, now)
         elif flags & SYN:
@@ -565,6 +642,7 @@ class TcpConn:
         state = self.state
         payload = seg.payload
         c = self.layer.counters
+        cfg = self.layer.config
         # Before the acceptability test, three segments that it would refuse but that mean something:
         if state == SYN_RECEIVED and flags & (SYN | ACK | RST) == SYN and seq == self.irs:
             return self._fire(T.DUP_SYN, seg, now) or True
@@ -574,15 +652,36 @@ class TcpConn:
             flags &= ~SYN
             seq = (seq + 1) & MASK
         if state == TIME_WAIT:
-            if flags & (SYN | ACK | RST) == SYN and seq_gt(seq, self.rcv_nxt) and \
+            if flags & RST and cfg.rfc1337:
+                c.drop("tcp", "ignored")  # RFC 1337 fix 1: no TIME-WAIT assassination
+                return True
+            if flags & (SYN | ACK | RST) == SYN and seq_gt(seq, self.rcv_nxt) and cfg.time_wait_reopen and \
                     self.layer.listening(self.local_ip, self.local_port):
                 self._fire(T.SYN_REOPEN, seg, now)  # RFC 1122 4.2.2.13: a new incarnation, for the listener
                 return False
+            if cfg.bsd_time_wait and not flags & (SYN | RST | ACK):
+                c.drop("tcp", "no_ack")  # tcp_twcheck(): a segment without ACK goes unanswered
+                return True
             if flags & FIN and not flags & RST and (seq + len(payload) + 1) & MASK == self.rcv_nxt:
                 self._fire(T.FIN, seg, now)  # the peer's FIN again: our last ACK was lost
                 return True
+            if cfg.bsd_time_wait and not flags & (SYN | RST):
+                # tcp_twcheck(): an ACK for anything but a duplicate ACK, in the window or not
+                if payload or flags & FIN or seq != self.rcv_nxt or seg.ack != self.snd_max:
+                    self._send_ack(now)
+                return True
+        if flags & (SYN | RST) == SYN and state != SYN_RECEIVED and cfg.rfc5961 and cfg.rfc5961_syn:
+            # RFC 5961 4.2: "If the SYN bit is set, irrespective of the sequence number, TCP MUST send
+            # an ACK (also referred to as challenge ACK)" (the fourth step, ahead of the first)
+            self._fire(T.SYN, seg, now)
+            return True
+        if payload and self.sack_ok and cfg.dsack:
+            self._note_duplicate(seq, len(payload))
         # -- first: sequence number (acceptability) -------------------------------
         wnd = seq_diff(self.rcv_adv, self.rcv_nxt)
+        if cfg.accept_to_buffer and self.parent is None and state != TIME_WAIT and \
+                self.rcvbuf_size - len(self.rcvbuf) > wnd:
+            wnd = self.rcvbuf_size - len(self.rcvbuf)  # BSD: a socket's rcv_wnd is its buffer's free space
         if wnd < 0:
             wnd = 0
         fin = bool(flags & FIN)
@@ -599,12 +698,22 @@ class TcpConn:
                 payload, fin, syn, seglen = b"", False, False, 0
                 self.ack_now = True
                 c.drop("tcp", "zero_window")
+            elif cfg.ack_old_segments and rel < 0 and flags & ACK and not flags & (RST | SYN) and \
+                    not seq_gt((seq + seglen) & MASK, self.rcv_nxt):
+                # BSD trims an old duplicate to nothing, acknowledges it, and goes on with its ACK field
+                payload, fin, seglen, rel = b"", False, 0, 0
+                seq = self.rcv_nxt
+                self.ack_now = True
+                c.drop("tcp", "duplicate")
             else:
                 if flags & RST:
                     c.drop("tcp", "rst_out_of_window")
                 else:
                     c.drop("tcp", "out_of_window")
-                    self._fire(T.UNACCEPTABLE, seg, now)
+                    if flags & SYN:
+                        self._send(self.snd_max, ACK, b"", now)  # the ACK a SYN draws, never with our FIN again
+                    else:
+                        self._fire(T.UNACCEPTABLE, seg, now)
                 return True
         # trim to the window: the part before RCV.NXT was received already
         if rel < 0:
@@ -620,20 +729,25 @@ class TcpConn:
             fin = False
         # -- second: RST (RFC 5961 3.2) --------------------------------------------
         if flags & RST:
-            if not self.layer.config.rfc5961 or seq == self.rcv_nxt:
+            if not (cfg.rfc5961 and cfg.rfc5961_rst) or seq == self.rcv_nxt:
                 self._fire(T.RST, seg, now)
             else:
                 self._fire(T.RST_IN_WINDOW, seg, now)
             return True
         # -- fourth: SYN (RFC 5961 4.2) ---------------------------------------------
         if syn:
-            self._fire(T.SYN if self.layer.config.rfc5961 else T.SYN_RFC793, seg, now)
+            self._fire(T.SYN if cfg.rfc5961 and cfg.rfc5961_syn else T.SYN_RFC793, seg, now)
             return True
         # -- fifth: ACK -----------------------------------------------------------------
         if not flags & ACK:
             c.drop("tcp", "no_ack")
             return True
         ack = seg.ack
+        if cfg.drop_future_ack and state != SYN_RECEIVED and seq_gt(ack, self.snd_max):
+            c.drop("tcp", "bad_ack")  # Linux tcp_ack(): discarded whole, unanswered, its TSval unrecorded
+            return True
+        if self.ts_ok:
+            self._ts_seen(seg)  # RFC 7323 5.3 R3 (no segment between it and here changes TS.Recent's rule)
         if state == SYN_RECEIVED:
             if seq_gt(ack, self.snd_una) and not seq_gt(ack, self.snd_max):
                 parent = self.parent
@@ -686,6 +800,8 @@ class TcpConn:
         if seq != self.rcv_nxt:
             self._ooo_insert(seq, data, fin)
             self.ack_now = True  # RFC 5681 4.2: an out-of-order segment is acknowledged at once
+            if self.sack_ok:
+                self._sack_update(seq)
             return False
         n = len(data)
         was_empty = not self.rcvbuf
@@ -700,17 +816,76 @@ class TcpConn:
         if was_empty and self.rcvbuf and len(self.rcvbuf) > n:
             # the hole's filler was not all: what the out-of-order queue gave passed _data_in's edge test
             self.layer.ready.mark(self, Ready.READABLE)
+        if self.sack_blocks:
+            self._sack_update(None)
+        if self.dsack is not None:
+            self.ack_now = True  # a duplicate is reported at once: the next segment in order would clear it
         return fin
+
+    # -- SACK blocks we report (RFC 2018 4, RFC 2883) --------------------------------
+    def _note_duplicate(self, seq: int, n: int) -> None:
+        """A segment carrying data we hold already: its first duplicate range goes in the next ACK (RFC 2883 4)."""
+        end = (seq + n) & MASK
+        nxt = self.rcv_nxt
+        if seq_lt(seq, nxt):
+            self.dsack = (seq, end if seq_le(end, nxt) else nxt)
+            return
+        for oseq, odata, _ in self.ooo:
+            oend = (oseq + len(odata)) & MASK
+            lo = seq if seq_gt(seq, oseq) else oseq
+            hi = end if seq_lt(end, oend) else oend
+            if seq_lt(lo, hi):
+                self.dsack = (lo, hi)
+                return
+
+    def _sack_update(self, seq: int | None) -> None:
+        """The blocks above RCV.NXT: the one holding the segment just queued out of order first (RFC 2018 4),
+        then the others as they were, less those now acknowledged or joined to it."""
+        head = self._ooo_run(seq) if seq is not None else None
+        nxt = self.rcv_nxt
+        keep = []
+        for start, end in self.sack_blocks:
+            if seq_le(start, nxt):
+                continue
+            if head is not None and seq_le(head[0], end) and seq_ge(head[1], start):
+                head = (start if seq_lt(start, head[0]) else head[0], end if seq_gt(end, head[1]) else head[1])
+                continue
+            keep.append((start, end))
+        self.sack_blocks = ([head] if head is not None else []) + keep[:MAX_SACK_KEPT]
+
+    def _ooo_run(self, seq: int) -> tuple[int, int] | None:
+        """The contiguous stretch of the out-of-order queue that holds ``seq``."""
+        ooo = self.ooo
+        for i, (oseq, odata, _) in enumerate(ooo):
+            if seq_le(oseq, seq) and seq_lt(seq, (oseq + len(odata)) & MASK):
+                lo = i
+                while lo and (ooo[lo - 1][0] + len(ooo[lo - 1][1])) & MASK == ooo[lo][0]:
+                    lo -= 1
+                hi = i
+                while hi + 1 < len(ooo) and (ooo[hi][0] + len(ooo[hi][1])) & MASK == ooo[hi + 1][0]:
+                    hi += 1
+                return ooo[lo][0], (ooo[hi][0] + len(ooo[hi][1])) & MASK
+        return None
+
+    def _ts_seen(self, seg: Tcp) -> None:
+        """RFC 7323 4.3: TS.Recent follows the peer's clock on segments up to what we acknowledged last."""
+        ts = seg.option(OPT_TIMESTAMP)
+        if isinstance(ts, tuple) and seq_le(seg.seq, self.last_ack_sent) and seq_ge(ts[0], self.ts_recent):
+            self.ts_recent = ts[0]
 
     def _data_in(self, n: int, now: float) -> None:
         """Delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2): every second full-sized segment, or after delack_time."""
         if n > self.rcv_mss:
             self.rcv_mss = min(n, self.our_mss)
         self.ack_pending += n
-        if self.ack_pending >= 2 * self.rcv_mss:
+        cfg = self.layer.config
+        if self.quick:
+            self.quick -= 1
+            self.ack_now = True
+        elif self.ack_pending >= 2 * self.rcv_mss or (cfg.ack_second_segment and self.delack_at is not None):
             self.ack_now = True
         elif self.delack_at is None:
-            self.delack_at = now + self.layer.config.delack_time
+            self.delack_at = now + cfg.delack_time
         if len(self.rcvbuf) <= n:
             # readable is an edge: marked when the buffer stops being empty (a mark costs about 1 us)
             self.layer.ready.mark(self, Ready.READABLE)
@@ -777,24 +952,47 @@ class TcpConn:
                 return True
         return False
 
-    def _window(self) -> int:
-        """The window to advertise, moving the right edge only by worthwhile steps (RFC 9293 3.8.6.2.2)."""
+    def _window(self, syn: bool = False) -> int:
+        """The window to advertise, in bytes; a SYN's is never scaled (RFC 7323 2.2).
+
+        With ``window_steps`` the right edge moves only by worthwhile steps (RFC 9293 3.8.6.2.2);
+        without, as BSD, it offers all the free space unless that is below min(buffer/4, MSS), and
+        never less than it offered before (RFC 9293 3.8.6.2.2 MUST NOT shrink).
+        """
+        shift = 0 if syn else self.rcv_wscale
         free = self.rcvbuf_size - len(self.rcvbuf)
-        if free > MAX_WINDOW:
-            free = MAX_WINDOW
+        limit = MAX_WINDOW << shift
+        if free > limit:
+            free = limit
+        free = (free >> shift) << shift if free > 0 else 0  # what the field can say
         cur = seq_diff(self.rcv_adv, self.rcv_nxt)
         if cur < 0:
             cur = 0
-        if free - cur >= min(self.rcvbuf_size // 2, self.our_mss) or (free > cur and free == self.rcvbuf_size):
+        if self.layer.config.window_steps:
+            if free - cur >= min(self.rcvbuf_size // 2, self.our_mss) or (free > cur and free == self.rcvbuf_size):
+                self.rcv_adv = (self.rcv_nxt + free) & MASK
+                return free
+            return cur
+        if free < self.rcvbuf_size // 4 and free < self.our_mss:
+            free = 0  # receiver SWS avoidance (RFC 1122 4.2.3.3): no tiny windows
+        if free > cur:
             self.rcv_adv = (self.rcv_nxt + free) & MASK
             return free
         return cur
 
     def _maybe_window_update(self, now: float) -> None:
         """After a read: tell the peer when the window grew enough to matter (RFC 1122 4.2.3.3)."""
-        free = min(self.rcvbuf_size - len(self.rcvbuf), MAX_WINDOW)
+        free = min(self.rcvbuf_size - len(self.rcvbuf), MAX_WINDOW << self.rcv_wscale)
         cur = max(seq_diff(self.rcv_adv, self.rcv_nxt), 0)
-        if free - cur >= min(self.rcvbuf_size // 2, self.our_mss) and free >= 2 * cur:
+        if self.layer.config.window_steps:
+            send = free - cur >= min(self.rcvbuf_size // 2, self.our_mss) and free >= 2 * cur
+        else:
+            # BSD's tcp_output: two segments' worth and a quarter of the buffer, or half the buffer
+            adv = free - cur
+            mss = self.snd_mss
+            send = (adv >= 2 * mss and (adv >= self.rcvbuf_size // 4 or free <= self.rcvbuf_size // 8
+                                        or self.rcvbuf_size <= 8 * mss)) or 2 * adv >= self.rcvbuf_size
+        if send:
             self.ack_now = True
             self._push(now)
             self._arm()
@@ -809,12 +1007,12 @@ class TcpConn:
         self.probes = 0
         if acked > 0:
             self._acked(ack, acked, now)
-        elif acked == 0 and not seg.payload and not seg.flags & (SYN | FIN) and seg.window == self.snd_wnd \
-                and self.snd_max != una and seg.window:  # RFC 5681 2; answers to zero-window probes are not
+        elif acked == 0 and not seg.payload and not seg.flags & (SYN | FIN) and seg.window << self.snd_wscale == \
+                self.snd_wnd and self.snd_max != una and seg.window:  # RFC 5681 2; answers to zero-window probes are not
             self._dupack(now)
         # window update (3.10.7.4): only from a segment newer than the last that set it
         if acked >= 0 and (seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_ge(ack, self.snd_wl2))):
-            wnd = seg.window
+            wnd = seg.window << self.snd_wscale
             if wnd and not self.snd_wnd:
                 self.persist_backoff = 0
             self.snd_wnd = wnd
@@ -855,7 +1053,8 @@ class TcpConn:
                 self._send_head(now)
                 self.cwnd = max(self.cwnd - acked, 0) + mss
         elif self.cwnd < self.ssthresh:
-            self.cwnd += acked if acked < mss else mss  # slow start, RFC 3465 L=1
+            limit = self.layer.config.abc_limit * mss  # slow start: RFC 5681 3.1 one SMSS an ACK, RFC 3465 L
+            self.cwnd += acked if acked < limit else limit
         else:
             self.cwnd += max(1, mss * mss // self.cwnd)  # congestion avoidance
         self.dupacks = 0
@@ -890,7 +1089,8 @@ class TcpConn:
             self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
             self.srtt = 0.875 * self.srtt + 0.125 * r
         cfg = self.layer.config
-        self.rto = min(max(self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar), cfg.rto_min), cfg.rto_max)
+        self.rto_base = max(self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar), cfg.rto_min)
+        self.rto = min(self.rto_base + cfg.rto_slop, cfg.rto_max)
 
     # ======================================================================
     # output
@@ -899,7 +1099,13 @@ class TcpConn:
         """Build and hand one segment to the layer; any segment with ACK carries our pending acknowledgment."""
         if flags & ACK:
             ack = self.rcv_nxt
-            wnd = self._window()
+            if flags & SYN:
+                wnd = self._window(syn=True)
+            else:
+                wnd = self._window() >> self.rcv_wscale
+                if self.ts_ok or self.sack_ok:
+                    options = self._options(now)
+            self.last_ack_sent = ack
             self.ack_pending = 0
             self.ack_now = False
             self.delack_at = None
@@ -912,17 +1118,86 @@ class TcpConn:
                       self.local_ip, self.remote_ip, now)
 
     def _send_syn(self, now: float, with_ack: bool) -> None:
-        self._send(self.iss, SYN | ACK if with_ack else SYN, b"", now, (Option(OPT_MSS, self.our_mss),))
+        self._send(self.iss, SYN | ACK if with_ack else SYN, b"", now, self._syn_options(now, with_ack))
+
+    def _ts_val(self, now: float) -> int:
+        """Our timestamp clock (RFC 7323 5.4): ticks of ts_hz, from this connection's own offset."""
+        return (int(now * self.layer.config.ts_hz + 1e-6) + self.ts_offset) & MASK
+
+    def _syn_options(self, now: float, with_ack: bool) -> tuple[Option, ...]:
+        """MSS, and what RFC 7323 and RFC 2018 let us offer: on a SYN all we do, on a SYN-ACK what the peer offered too.
+
+        The order and the NOPs are the profile's (``options_layout``); either way each option sits
+        where its fields align, and emit pads the area with EOL and zeros (RFC 9293 3.1).
+        """
+        cfg = self.layer.config
+        if with_ack:
+            ws = self.rcv_wscale if self.ws_ok else -1
+            sack, ts = self.sack_ok, self.ts_ok
+        else:
+            ws, sack, ts = cfg.wscale, cfg.sack, cfg.timestamps
+        out = [Option(OPT_MSS, self.our_mss)]
+        ts_opt = Option(OPT_TIMESTAMP, (self._ts_val(now), self.ts_recent if with_ack else 0))
+        if cfg.options_layout == "freebsd":
+            # tcp_addoptions(): each option padded with NOPs to its alignment, in this order
+            n = 4
+            if ws >= 0:
+                while n % 2 != 1:
+                    out.append(_NOP)
+                    n += 1
+                out.append(Option(OPT_WSCALE, ws))
+                n += 3
+            if sack:
+                if n % 2:
+                    out.append(_NOP)
+                    n += 1
+                out.append(_SACK_OK)
+                n += 2
+            if ts:
+                while n % 4 != 2:
+                    out.append(_NOP)
+                    n += 1
+                out.append(ts_opt)
+        else:
+            # Linux tcp_options_write(): SACK-permitted shares a word with the timestamps when both go
+            if ts:
+                out += (_SACK_OK, ts_opt) if sack else (_NOP, _NOP, ts_opt)
+            elif sack:
+                out += (_NOP, _NOP, _SACK_OK)
+            if ws >= 0:
+                out += (_NOP, Option(OPT_WSCALE, ws))
+        return tuple(out)
+
+    def _options(self, now: float) -> tuple[Option, ...]:
+        """A synchronized segment's options: timestamps, then SACK blocks, each after two NOPs (both layouts).
+
+        The SACK blocks (RFC 2018 4): a D-SACK first, once (RFC 2883), then the blocks above RCV.NXT,
+        the most recently changed first, as many as fit in 40 bytes beside the timestamps.
+        """
+        out: list[Option] = []
+        if self.ts_ok:
+            out += (_NOP, _NOP, Option(OPT_TIMESTAMP, (self._ts_val(now), self.ts_recent)))
+        if self.sack_ok and (self.sack_blocks or self.dsack):
+            blocks = ([self.dsack] if self.dsack else []) + self.sack_blocks
+            self.dsack = None
+            out += (_NOP, _NOP, Option(OPT_SACK, tuple(blocks[:3 if self.ts_ok else 4])))
+        return tuple(out)
 
     def _send_rst(self, now: float) -> None:
-        """Our reset for this connection: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK> (3.10.5)."""
+        """Our reset for this connection: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK> (3.10.5), timestamped if we do."""
         self.layer.counters.inc("tcp.rst.tx")
         self.layer.counters.inc("tcp.tx")
-        self.layer._output(Tcp(self.local_port, self.remote_port, self.snd_max, self.rcv_nxt, RST | ACK, 0),
+        options = (_NOP, _NOP, Option(OPT_TIMESTAMP, (self._ts_val(now), self.ts_recent))) if self.ts_ok else ()
+        self.layer._output(Tcp(self.local_port, self.remote_port, self.snd_max, self.rcv_nxt, RST | ACK, 0, 0, options),
                            self.local_ip, self.remote_ip, now)
 
     def _send_ack(self, now: float) -> None:
         # SEQ=SND.NXT in the RFC's sense: the highest we sent, whatever a go-back-N pulled snd_nxt to
+        fin = self.fin_seq
+        if fin is not None and self.layer.config.resend_fin and self.state in _ACK_OF_FIN and \
+                self.snd_max == (fin + 1) & MASK and self.snd_una != self.snd_max:
+            self._send(fin, FIN | ACK, b"", now)  # BSD: the ACK goes out on our FIN again
+            return
         self._send(self.snd_max, ACK, b"", now)
 
     def _push(self, now: float, force: bool = False) -> None:
@@ -946,6 +1221,7 @@ class TcpConn:
             rtt_seq = self.rtt_seq
             retransmits = 0
             ack = wnd = 0
+            options: tuple[Option, ...] = ()
             while True:
                 avail = buflen - off
                 if avail <= 0:
@@ -983,13 +1259,15 @@ class TcpConn:
                 else:
                     retransmits += 1
                 if not sent:
-                    # the ACK and window every segment of this burst carries (as _send would set them)
-                    ack = self.rcv_nxt
-                    wnd = self._window()
+                    # the ACK, window and options every segment of this burst carries (as _send would set them)
+                    ack = self.last_ack_sent = self.rcv_nxt
+                    wnd = self._window() >> self.rcv_wscale
+                    if self.ts_ok or self.sack_ok:
+                        options = self._options(now)
                     self.ack_pending = 0
                     self.ack_now = False
                     self.delack_at = None
-                self.layer._output(make_tcp(self.local_port, self.remote_port, nxt, ack, flags, wnd, (),
+                self.layer._output(make_tcp(self.local_port, self.remote_port, nxt, ack, flags, wnd, options,
                                             bytes(buf[off:off + n]) if n else b""), self.local_ip, self.remote_ip, now)
                 sent += 1
                 nxt = end
@@ -1026,7 +1304,7 @@ class TcpConn:
             return
         self.rtt_seq = None  # Karn
         self.layer.counters.inc("tcp.retransmit")
-        self._send(una, flags | (PSH if n else 0), bytes(self.sndbuf[:n]), now)
+        self._send(una, flags | (PSH if n and n == len(self.sndbuf) else 0), bytes(self.sndbuf[:n]), now)  # PSH as sent
         self.rto_at = now + self.rto
 
     def _persist_interval(self) -> float:
@@ -1134,9 +1412,34 @@ class TcpConn:
         self.rcv_nxt = (seg.seq + 1) & MASK
         self.rcv_adv = (self.rcv_nxt + min(self.rcvbuf_size, MAX_WINDOW)) & MASK
         peer_mss = seg.option(OPT_MSS)
-        self.snd_mss = max(MIN_MSS, min(peer_mss if isinstance(peer_mss, int) and peer_mss else DEFAULT_MSS,
-                                        self.our_mss))
+        # the peer's MSS, no lower than MIN_MSS (a tiny one would make every byte a segment), and no
+        # higher than what our own MTU carries (RFC 9293 3.7.1)
+        self.snd_mss = min(max(peer_mss if isinstance(peer_mss, int) and peer_mss else DEFAULT_MSS, MIN_MSS),
+                           self.our_mss)
         self.rcv_mss = min(self.our_mss, DEFAULT_MSS)
+        # RFC 7323 2.2, 3.2 and RFC 2018 2: an option is in use when both SYNs carried it
+        cfg = self.layer.config
+        shift = seg.option(OPT_WSCALE)
+        self.ws_ok = cfg.wscale >= 0 and isinstance(shift, int)
+        if self.ws_ok:
+            self.snd_wscale = min(shift, MAX_WSCALE)  # RFC 7323 2.3: a larger shift is taken as 14
+            self.rcv_wscale = cfg.wscale
+        ts = seg.option(OPT_TIMESTAMP)
+        self.ts_ok = cfg.timestamps and isinstance(ts, tuple)
+        if self.ts_ok:
+            self.ts_recent = ts[0]
+            self.snd_mss = max(8, self.snd_mss - 12)  # RFC 9293 3.7.1: room for the option on every segment
+        self.sack_ok = cfg.sack and seg.option(OPT_SACK_PERMITTED) is True
+        if self.parent is None:
+            self._size_buffers()
+
+    def _size_buffers(self) -> None:
+        """FreeBSD's tcp_mss(): once the MSS is known, both buffers grow to a whole number of segments."""
+        if not self.layer.config.mss_buffers or self.user_buffers:
+            return
+        mss = self.snd_mss
+        self.rcvbuf_size = -(-self.rcvbuf_size // mss) * mss
+        self.sndbuf_size = -(-self.sndbuf_size // mss) * mss
 
     def _init_send(self, now: float) -> None:
         self.iss = self.layer.isn(self.local_ip, self.local_port, self.remote_ip, self.remote_port, now)
@@ -1144,17 +1447,18 @@ class TcpConn:
         self.snd_nxt = self.snd_max = self.buf_seq = (self.iss + 1) & MASK
         self.snd_wl2 = self.iss
         self.recover = self.iss
+        self.ts_offset = self.layer.ts_offset(self.local_ip, self.local_port, self.remote_ip, self.remote_port)
 
     def _established(self, now: float) -> None:
         mss = self.snd_mss
         self.cwnd = min(self.layer.config.initial_window * mss, max(2 * mss, 14600))  # RFC 6928
         self.was_connected = True
         if self.syn_retransmitted and self.srtt is None:
-            self.rto = max(self.rto, 3.0)  # RFC 6298 5.7
-            self.rto = min(self.rto, self.layer.config.rto_max)
+            self.rto = self.rto_base = min(max(self.rto, 3.0), self.layer.config.rto_max)  # RFC 6298 5.7
         elif self.srtt is None:
-            self.rto = self.layer.config.rto_initial
+            self.rto = self.rto_base = self.layer.config.rto_initial
         self.last_rx = now
+        self.quick = self.layer.config.quickack
         if self.keepalive:
             self.ka_at = now + self.layer.config.keepalive_time
         self.layer.counters.inc("tcp.established")
@@ -1227,7 +1531,9 @@ class TcpConn:
 
     def _a_established(self, seg: Tcp | None, now: float) -> None:
         assert seg is not None
-        self.snd_wnd = self.max_snd_wnd = seg.window
+        self.snd_wnd = self.max_snd_wnd = seg.window << self.snd_wscale
+        if self.parent is not None:
+            self._size_buffers()  # the listener's connection is a socket of its own from here (syncache_socket)
         self.snd_wl1 = seg.seq
         self.snd_wl2 = seg.ack
         self.retries = 0
@@ -1293,7 +1599,7 @@ class TcpConn:
         """RFC 5961 3.2 / 4.2: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=ACK>, rate-limited (section 7)."""
         if self.layer.challenge_ack_allowed(now):
             self.layer.counters.inc("tcp.challenge_ack")
-            self._send_ack(now)
+            self._send(self.snd_max, ACK, b"", now)
         else:
             self.layer.counters.drop("tcp", "challenge_ack_limit")
 
@@ -1346,7 +1652,8 @@ class TcpConn:
             self._fire(T.USER_TIMEOUT, None, now)
             return
         self.layer.counters.inc("tcp.timeout")
-        self.rto = min(self.rto * 2, cfg.rto_max)
+        self.rto_base = min(self.rto_base * 2, cfg.rto_max)
+        self.rto = min(self.rto_base + cfg.rto_slop, cfg.rto_max)
         self.rtt_seq = None  # Karn
         if not self.syn_acked:
             self.syn_retransmitted = True

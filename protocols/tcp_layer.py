@@ -113,6 +113,14 @@ class StackSurface(Protocol):
 
 # ICMP errors that end a connection attempt (RFC 1122 4.2.3.9, RFC 5461), by errno.
 _HARD = {icmp.PROTOCOL_UNREACHABLE: errno.ENOPROTOOPT, icmp.PORT_UNREACHABLE: errno.ECONNREFUSED}
+# FreeBSD's (tcp_ctlinput with net.inet.tcp.icmp_may_rst=1): (type, code) -> errno, as inetctlerrmap gives them
+_ADMIN_PROHIBITED = (9, 10, 13)  # RFC 1812 5.2.7.1: network, host, communication administratively prohibited
+_HARD_FREEBSD = {
+    (icmp.DEST_UNREACHABLE, icmp.PORT_UNREACHABLE): errno.ECONNREFUSED,
+    (icmp.DEST_UNREACHABLE, icmp.PROTOCOL_UNREACHABLE): errno.ECONNREFUSED,
+    **{(icmp.DEST_UNREACHABLE, code): errno.ECONNREFUSED for code in _ADMIN_PROHIBITED},
+    (icmp.TIME_EXCEEDED, icmp.TTL_EXCEEDED): errno.EHOSTUNREACH,
+}
 _SOFT = {icmp.NET_UNREACHABLE: errno.ENETUNREACH, icmp.HOST_UNREACHABLE: errno.EHOSTUNREACH}
 
 
@@ -195,10 +203,15 @@ class TcpLayer:
         if msg.type == icmp.DEST_UNREACHABLE and msg.code == icmp.FRAG_NEEDED:
             conn.path_mtu(msg.next_hop_mtu, now)
             return
-        if msg.type == icmp.DEST_UNREACHABLE and msg.code in _HARD and conn.state == SYN_SENT:
-            conn.soft_error = _HARD[msg.code]
-            conn.icmp_unreachable(now)
-            return
+        if conn.state == SYN_SENT:
+            if self.config.icmp_syn_sent == "freebsd":
+                hard = _HARD_FREEBSD.get((msg.type, msg.code))
+            else:
+                hard = _HARD.get(msg.code) if msg.type == icmp.DEST_UNREACHABLE else None
+            if hard is not None:
+                conn.soft_error = hard
+                conn.icmp_unreachable(now)
+                return
         code = msg.code if msg.type == icmp.DEST_UNREACHABLE else -1
         conn.soft_error = _SOFT.get(code, _HARD.get(code, errno.EHOSTUNREACH))
 
@@ -208,6 +221,12 @@ class TcpLayer:
         self.counters.inc("tcp.rx")
         self.rx_addrs = (src, dst)
         conn = self.conns.get((dst, seg.dst_port, src, seg.src_port))
+        if seg.flags & (SYN | FIN) == SYN | FIN and self.config.drop_synfin and \
+                (conn is None or conn.state == SYN_SENT):
+            # FreeBSD net.inet.tcp.drop_synfin: not answered while a connection is being opened
+            # (a synchronized connection, TIME-WAIT included, takes it as any SYN)
+            self.counters.drop("tcp", "synfin")
+            return
         if conn is not None and conn.segment_arrives(seg, now):
             return
         listener = self._listener(dst, seg.dst_port)
@@ -262,7 +281,7 @@ class TcpLayer:
         child.local_ip, child.local_port = dst, seg.dst_port
         child.remote_ip, child.remote_port = src, seg.src_port
         child.key = (dst, seg.dst_port, src, seg.src_port)
-        child.our_mss = max(route.mtu - 40, 64)  # RFC 9293 3.7.1: MTU less the IP and TCP headers
+        child.our_mss = route.mtu - 40  # RFC 9293 3.7.1: MTU less the IP and TCP headers
         child.parent = listener
         child.released = True  # nobody holds it until accept()
         child.reuseaddr = listener.reuseaddr
@@ -270,6 +289,7 @@ class TcpLayer:
         child.keepalive = listener.keepalive
         child.rcvbuf_size = listener.rcvbuf_size
         child.sndbuf_size = listener.sndbuf_size
+        child.user_buffers = listener.user_buffers
         self.conns[child.key] = child
         self.ports.setdefault(child.local_port, []).append(child)
         listener.children.add(child)
@@ -368,7 +388,7 @@ class TcpLayer:
         ep.local_ip = lip
         ep.remote_ip, ep.remote_port = ip, port
         ep.key = (lip, ep.local_port, ip, port)
-        ep.our_mss = max(route.mtu - 40, 64)
+        ep.our_mss = route.mtu - 40  # RFC 9293 3.7.1
         ep.sched = None
         self.conns[ep.key] = ep
 
@@ -377,6 +397,12 @@ class TcpLayer:
         h = hashlib.blake2s(lip + lport.to_bytes(2, "big") + rip + rport.to_bytes(2, "big"), key=self._secret,
                             digest_size=4)
         return (int(now * 250_000) + int.from_bytes(h.digest(), "big")) & MASK
+
+    def ts_offset(self, lip: bytes, lport: int, rip: bytes, rport: int) -> int:
+        """RFC 7323 5.4: each connection's timestamp clock starts at its own offset, from the 4-tuple and the secret."""
+        h = hashlib.blake2s(lip + lport.to_bytes(2, "big") + rip + rport.to_bytes(2, "big"), key=self._secret,
+                            digest_size=4, person=b"tsoffset")
+        return int.from_bytes(h.digest(), "big")
 
     def remove(self, conn: TcpConn) -> None:
         """The connection reached CLOSED: out of the demux and the timer heap; the port goes if nobody holds it."""

@@ -129,7 +129,10 @@ ROWS: list[Row] = [
     # second: RST
     Row(SYN_RECEIVED, RST, CLOSED, "reset", _SEG + " second"),
     *_rows((ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT), RST, CLOSED, "reset", _SEG + " second"),
-    *_rows((CLOSING, LAST_ACK, TIME_WAIT), RST, CLOSED, "delete_tcb", _SEG + " second"),
+    # CLOSING and LAST-ACK: the RFC deletes the TCB and says nothing to the user; an application that
+    # still holds the socket (after shutdown) learns ECONNRESET, as on Linux (tcp_reset) and FreeBSD
+    *_rows((CLOSING, LAST_ACK), RST, CLOSED, "reset", _SEG + " second"),
+    Row(TIME_WAIT, RST, CLOSED, "delete_tcb", _SEG + " second"),
     *_rows((SYN_RECEIVED, *SYNCHRONIZED), RST_IN_WINDOW, None, "challenge_ack", "RFC 5961 3.2; " + _SEG + " second"),
     # fourth: SYN
     *_rows((SYN_RECEIVED, *SYNCHRONIZED), SYN, None, "challenge_ack", "RFC 5961 4.2; " + _SEG + " fourth"),

@@ -50,17 +50,22 @@ def add_replay_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]"
                         "summary")
     r.add_argument("--junit-xml", metavar="FILE", help="also write the verdicts as JUnit XML, for CI servers")
     r.add_argument("--seed", type=int, metavar="N", help="seed every scenario's random numbers with N, not its own")
+    r.add_argument("--profile", choices=["freebsd", "linux"],
+                   help="for packetdrill scripts (.pkt): the stack they expect (default: chosen from each script)")
 
 
 def add_import_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     im = sub.add_parser(
-        "import", help="turn a pcap or pcapng capture into a scenario",
+        "import", help="turn a pcap or pcapng capture, or a packetdrill script, into a scenario",
         description="Make a scenario of CAPTURE in which simstack plays the host --stack IP: frames sent to it are "
-                    "injected, frames it sent are expected (see docs/recording.md). Exit 0 written, 2 unusable input.")
-    im.add_argument("capture", metavar="CAPTURE", help="a pcap or pcapng file of Ethernet frames")
+                    "injected, frames it sent are expected (see docs/recording.md); or of a packetdrill script "
+                    "(FILE.pkt), which replays as the script does. Exit 0 written, 2 unusable input.")
+    im.add_argument("capture", metavar="CAPTURE", help="a pcap or pcapng file of Ethernet frames, or a .pkt script")
     im.add_argument("-o", "--output", required=True, metavar="OUT.yaml", help="the scenario file to write; - is "
                                                                               "standard output")
-    im.add_argument("--stack", required=True, metavar="IP", help="the captured host that simstack plays")
+    im.add_argument("--stack", metavar="IP", help="the captured host that simstack plays (captures only)")
+    im.add_argument("--profile", choices=["freebsd", "linux"],
+                    help="for a .pkt script: the stack it expects (default: chosen from the script)")
     im.add_argument("--map", action="append", default=[], metavar="OLD=NEW",
                     help="move an IPv4 or MAC address everywhere (repeatable)")
     im.add_argument("--strict", action="store_true", help="also expect the host's IP ID, TTL, DF and TOS")
@@ -192,6 +197,13 @@ def _main(argv: list[str] | None) -> int:
 
         return graph.main(args.name, args.output)
     if args.command == "import":
+        if args.capture.endswith(".pkt"):
+            from simstack.engine.scenario import packetdrill_translate
+
+            return packetdrill_translate.import_main(args.capture, args.output, args.profile)
+        if args.stack is None:
+            print("simstack import: --stack IP is needed for a capture: the host simstack plays", file=sys.stderr)
+            return 2
         from simstack.engine.scenario import importer
 
         return importer.main(importer.ImportOptions(args.capture, args.output, args.stack, tuple(args.map), args.strict,
@@ -207,7 +219,7 @@ def replay(args: argparse.Namespace) -> int:
     out = sys.stderr if args.pcap == "-" else sys.stdout  # stdout carries the capture
     try:
         return run_files(args.files, args.pcap, args.verbose > 0, out, style=style, seed=args.seed, quiet=args.quiet,
-                         json=args.json, junit=args.junit_xml)
+                         json=args.json, junit=args.junit_xml, profile=args.profile)
     except OutputError as e:
         print(f"simstack: {e}", file=sys.stderr)
         return 2

@@ -234,8 +234,9 @@ def check_conn(conn: TcpConn) -> None:
     assert seq_le(conn.snd_una, conn.snd_nxt) and seq_le(conn.snd_nxt, conn.snd_max), conn
     assert len(conn.sndbuf) <= conn.sndbuf_size
     if conn.state != "SYN-SENT":
-        assert 0 <= seq_diff(conn.rcv_adv, conn.rcv_nxt) <= 0xFFFF
-        assert len(conn.rcvbuf) + seq_diff(conn.rcv_adv, conn.rcv_nxt) <= max(conn.rcvbuf_size, 0xFFFF) + 0xFFFF
+        most = 0xFFFF << conn.rcv_wscale  # the largest window the field can offer (RFC 7323 2.2)
+        assert 0 <= seq_diff(conn.rcv_adv, conn.rcv_nxt) <= most
+        assert len(conn.rcvbuf) + seq_diff(conn.rcv_adv, conn.rcv_nxt) <= max(conn.rcvbuf_size, most) + most
     if conn.syn_acked:
         assert seq_diff(conn.snd_una, conn.buf_seq) in (0, 1)  # 1 once our FIN is acknowledged
         assert seq_le(conn.snd_max, (conn.buf_seq + len(conn.sndbuf) + 1) & 0xFFFFFFFF)
@@ -248,7 +249,7 @@ def check_conn(conn: TcpConn) -> None:
         assert seq_diff(seq, prev_end) >= 0, "out-of-order queue overlaps or is behind RCV.NXT"
         prev_end = (seq + len(data)) & 0xFFFFFFFF
         assert seq_le(prev_end, conn.rcv_adv)
-    assert conn.snd_wnd <= 0xFFFF
+    assert conn.snd_wnd <= 0xFFFF << conn.snd_wscale
 
 
 def check_all(net: Net) -> None:

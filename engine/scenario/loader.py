@@ -31,7 +31,9 @@ from simstack.protocols.fragments import ReassemblyConfig, fragment
 from simstack.protocols.interface import Interface, check_interfaces, check_next_hop
 from simstack.protocols.routes import parse_route
 from simstack.protocols.stack import StackConfig
+from simstack.protocols.tcp_conn import CHOICES as TCP_CHOICES
 from simstack.protocols.tcp_conn import TcpConfig
+from simstack.protocols.tcp_table import STATES as TCP_STATES
 
 from ..api.services import SERVICES, service_error
 from ..wire.capture import read_regular_file
@@ -167,6 +169,7 @@ class Step:
     frames: list[bytes] = field(default_factory=list)  # inject: one frame, or its fragments
     build: dict[str, Any] | None = None  # inject of TCP: the fields, built when the step runs (relative numbers)
     fragment: tuple[int, list[int] | None] | None = None  # inject: (size, order), to split a frame built late
+    quote: dict[str, Any] | None = None  # inject of an ICMP error: the stack's TCP segment it quotes, built late
     expected: dict[str, Any] = field(default_factory=dict)  # expect
     within: float | None = None  # expect: how long to wait for the frame
     tolerance: float | None = None  # expect with at: allowed timing error
@@ -237,9 +240,10 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "rcvbuf": (256, 1 << 30), "sndbuf": (256, 1 << 30), "ooo_max_segments": (1, 1_000_000),
     "challenge_ack_limit": (1, 1_000_000), "keepalive_probes": (1, 255), "initial_window": (1, 1000),
     "max_syn_backlog": (1, 1_000_000), "somaxconn": (1, 1_000_000), "ephemeral": (1, 65535),
+    "wscale": (-1, 14), "ts_hz": (1, 1000), "rto_slop": (0, 600), "quickack": (0, 1000), "abc_limit": (1, 1000),
 }
 STEP_KEYS = {
-    "inject": {"at", "note", "fragment", "on", "name"},
+    "inject": {"at", "note", "fragment", "on", "name", "quote"},
     "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments", "on"},
     "app": {"at", "note", "until", "within"},
     "counters": {"at", "note"},
@@ -265,6 +269,8 @@ APP_OPS: dict[str, dict[str, str]] = {
     "getpeername": {**_SOCK, "addr": "addr"},
     "close": {"socket": "name"},
     "wait": {"socket": "name"},
+    "getblocking": {"socket": "name", "blocking": "bool"},  # fcntl(F_GETFL): blocking is the expected answer
+    "sockstat": {"state": "tcpstate", "port": "int", "count": "count"},  # how many connections are in a state
 }
 # Calls that may block, and so may take until:/within: (packetdrill's "0...0.1 read()").
 BLOCKING_OPS = {"recv", "recvfrom", "accept", "connect", "send"}
@@ -272,7 +278,7 @@ STREAM_OPS = {"listen", "accept", "shutdown", "setsockopt", "getsockopt"}  # on 
 DGRAM_OPS = {"sendto", "recvfrom"}
 REQUIRED_ARGS = {"ping": ("dst",), "bind": ("addr",), "connect": ("addr",), "sendto": ("addr",), "accept": ("as",),
                  "setblocking": ("blocking",), "shutdown": ("how",), "setsockopt": ("option", "value"),
-                 "getsockopt": ("option",)}
+                 "getsockopt": ("option",), "getblocking": ("blocking",), "sockstat": ("state", "count")}
 SOCKET_TYPES = ("dgram", "stream")
 SHUTDOWN_HOW = {"rd": 0, "wr": 1, "rdwr": 2}  # SHUT_RD, SHUT_WR, SHUT_RDWR
 SOCKET_OPTIONS = ("nodelay", "reuseaddr", "rcvbuf", "sndbuf", "keepalive", "error")  # "error" (SO_ERROR): get only
@@ -513,6 +519,11 @@ def _tcp_config(chk: _Checker, s: LineDict) -> TcpConfig:
                 raise chk.fail(line, f"tcp.{key} must be true or false, got {value!r}")
             kw[key] = value
             continue
+        if isinstance(default, str):
+            if value not in TCP_CHOICES[key]:
+                raise chk.fail(line, f"tcp.{key} must be one of {', '.join(TCP_CHOICES[key])}, got {value!r}")
+            kw[key] = value
+            continue
         lo, hi = TCP_RANGES[key]
         if isinstance(default, tuple):
             if not isinstance(value, list) or len(value) != 2 or not all(
@@ -594,6 +605,15 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context, earlier: list[Step] 
                 step.frames = [_build(chk, flat, ctx, aline)]
                 if any(k.startswith("tcp.") for k in flat):
                     step.build = flat
+            if "quote" in m:
+                if not isinstance(spec, Mapping) or "icmp" not in spec:
+                    raise chk.fail(m.key_lines["quote"], "quote goes with an ICMP error to inject: the segment it quotes")
+                quoted = normalize_spec(m["quote"], ctx)
+                if not any(k.startswith("tcp.") for k in quoted):
+                    raise chk.fail(m.key_lines["quote"], "quote: the stack's TCP segment, as tcp: {sport, dport, seq}")
+                _build(chk, quoted, ctx, m.key_lines["quote"])
+                step.quote = quoted
+                step.build = flat
             if "fragment" in m:
                 step.fragment = _fragment_spec(chk, m)
                 try:
@@ -801,6 +821,10 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
         if kind == "bool":
             if not isinstance(value, bool):
                 raise chk.fail(line, f"{name} must be true or false, got {value!r}")
+            return value
+        if kind == "tcpstate":
+            if value not in TCP_STATES:
+                raise chk.fail(line, f"state must be one of {', '.join(TCP_STATES)}, got {value!r}")
             return value
         if kind == "socktype":
             if value not in SOCKET_TYPES:

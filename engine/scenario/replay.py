@@ -17,6 +17,7 @@ from ..wire.sim import Trace
 from .discover import scenario_files
 from .framelines import Style, frame_text
 from .loader import ScenarioError, load
+from .packetdrill_translate import Skip, load_pkt
 from .results import Outcome, write_junit
 from .runner import Result, Runner
 
@@ -29,9 +30,10 @@ class OutputError(Exception):
 
 def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, out: TextIO | None = None,
               err: TextIO | None = None, *, style: Style | None = None, seed: int | None = None, quiet: bool = False,
-              json: bool = False, junit: str | None = None) -> int:
+              json: bool = False, junit: str | None = None, profile: str | None = None) -> int:
     """``pcap`` ``-`` is standard output; ``style`` prints frames as -vv, -e, -x do; ``quiet`` leaves the summary
-    line alone; ``json`` prints one object a scenario instead of verdicts and summary; ``junit`` names a JUnit XML file."""
+    line alone; ``json`` prints one object a scenario instead of verdicts and summary; ``junit`` names a JUnit XML file;
+    ``profile`` is the stack packetdrill scripts run against (freebsd, linux; default: chosen from each script)."""
     out = out or sys.stdout
     err = err or sys.stderr
     paths = scenario_files(paths)
@@ -62,7 +64,7 @@ def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, 
 
     try:
         counts = _run(paths, trace if (writer or verbose) else None, verbose, out, err, running, seed=seed,
-                      quiet=quiet or json, record=record)
+                      quiet=quiet or json, record=record, profile=profile)
     except BaseException:
         if writer:
             with contextlib.suppress(OSError):  # the first error is the one to report
@@ -73,14 +75,16 @@ def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, 
             writer.close()
         except OSError as e:
             raise OutputError(f"cannot write pcap {pcap}: {e.strerror or e}") from None
-    passed, failed, invalid = counts
+    passed, failed, invalid, skipped = counts
     if junit is not None:
         try:
             write_junit(outcomes, junit)
         except OSError as e:
             raise OutputError(f"cannot write {junit}: {e.strerror or e}") from None
     if not json:
-        print(f"{passed} passed, {failed + invalid} failed", file=out)
+        # A packetdrill script may be skipped (it needs what simstack does not offer): never a pass
+        tail = f", {skipped} skipped" if skipped or any(is_packetdrill(p) for p in paths) else ""
+        print(f"{passed} passed, {failed + invalid} failed{tail}", file=out)
     if invalid:
         return EXIT_INVALID
     return EXIT_FAILED if failed else EXIT_OK
@@ -88,18 +92,28 @@ def run_files(paths: list[str], pcap: str | None = None, verbose: bool = False, 
 
 def _run(paths: list[str], trace: Trace | None, verbose: bool, out: TextIO, err: TextIO,
          running: list[Runner] | None = None, *, seed: int | None = None, quiet: bool = False,
-         record: Callable[[Outcome], None] | None = None) -> tuple[int, int, int]:
-    """(passed, failed, invalid) over ``paths``, each file run on its own; ``running`` holds the runner at work.
+         record: Callable[[Outcome], None] | None = None, profile: str | None = None) -> tuple[int, int, int, int]:
+    """(passed, failed, invalid, skipped) over ``paths``, each file run on its own; ``running`` holds the runner at work.
 
     ``seed`` replaces every scenario's own; ``record`` gets each file's outcome; ``quiet`` prints no verdicts."""
-    passed = failed = invalid = 0
+    passed = failed = invalid = skipped = 0
     record = record or (lambda outcome: None)
     for path in paths:
         started = time.perf_counter()
         try:
             if Path(path).is_dir():  # scenario_files left it: nothing in it to run
                 raise ScenarioError(path, 0, "no scenario in this folder (*.yaml or *.yml with a description or steps, *.pkt)")
-            scenario = load(path)
+            if is_packetdrill(path):
+                try:
+                    scenario = load_pkt(path, profile)
+                except Skip as e:
+                    skipped += 1
+                    if not quiet:
+                        print(f"SKIP {path}: unsupported {e.what}", file=out)
+                    record(Outcome(path, "skip", time.perf_counter() - started, f"unsupported {e.what}"))
+                    continue
+            else:
+                scenario = load(path)
             if seed is not None:
                 scenario.seed = seed
             if verbose:
@@ -128,7 +142,11 @@ def _run(paths: list[str], trace: Trace | None, verbose: bool, out: TextIO, err:
             if not quiet:
                 print(f"FAIL {path}\n{result.report}", file=out)
             record(Outcome(path, "fail", time.perf_counter() - started, result.report))
-    return passed, failed, invalid
+    return passed, failed, invalid, skipped
+
+
+def is_packetdrill(path: str) -> bool:
+    return path.endswith(".pkt")
 
 
 def _open_pcap(path: str) -> PcapWriter:

@@ -20,7 +20,7 @@ _LINE = re.compile(r"^.*?:(\d+): ")
 @dataclass(frozen=True)
 class Outcome:
     path: str
-    verdict: str  # pass, fail, invalid
+    verdict: str  # pass, fail, invalid, skip
     duration: float  # seconds of real time
     message: str = ""  # the failure report, or the invalid file's FILE:LINE: message
 
@@ -45,14 +45,16 @@ def write_junit(outcomes: list[Outcome], path: str) -> None:
         "name": "simstack replay", "tests": str(len(outcomes)),
         "failures": str(sum(o.verdict == "fail" for o in outcomes)),
         "errors": str(sum(o.verdict == "invalid" for o in outcomes)),
-        "skipped": "0", "time": f"{sum(o.duration for o in outcomes):.6f}",
+        "skipped": str(sum(o.verdict == "skip" for o in outcomes)), "time": f"{sum(o.duration for o in outcomes):.6f}",
     })
     for o in outcomes:
         case = ET.SubElement(suite, "testcase", {"classname": "simstack.replay", "name": o.path, "file": o.path,
                                                  "time": f"{o.duration:.6f}"})
         if o.line is not None:
             case.set("line", str(o.line))
-        if o.verdict != "pass":
+        if o.verdict == "skip":
+            ET.SubElement(case, "skipped", {"message": o.message})
+        elif o.verdict != "pass":
             first = o.message.splitlines()[0] if o.message else o.verdict
             child = ET.SubElement(case, "failure" if o.verdict == "fail" else "error", {"message": first})
             child.text = o.message

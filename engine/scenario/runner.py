@@ -23,7 +23,7 @@ from typing import Any
 from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.icmp_layer import EchoEndpoint
 from simstack.protocols.stack import Stack
-from simstack.protocols.tcp import SYN
+from simstack.protocols.tcp import ACK, OPT_TIMESTAMP, SYN, Option
 
 from ..api.services import start_services
 from ..api.sockets import AF_INET, SOCK_DGRAM, SOCK_STREAM, Socket
@@ -47,10 +47,13 @@ from .fields import BYTES, SpecError, build_frame, compare, decode_frame, show
 from .isn import Isns, Rel
 from .loader import Scenario, ScenarioError, Step, fragment_frame
 from .simhost import SimHost
+from .tcp_words import ANY as ANY_VALUE
+from .tcp_words import OptionsPattern
 
 # A blocking call: yields ("read" | "write", socket) while it would block, returns its result.
 Call = Generator[tuple[str, "Socket | StreamSocket"], None, Any]
 AnySocket = Socket | StreamSocket
+_TsMatch = tuple[tuple[int, int], int, int | None]  # (stack port, peer port), TS val named, TS val sent
 # app: setsockopt / getsockopt option names -> (level, option)
 SOCKET_OPTIONS = {
     "nodelay": (IPPROTO_TCP, TCP_NODELAY), "reuseaddr": (SOL_SOCKET, SO_REUSEADDR), "rcvbuf": (SOL_SOCKET, SO_RCVBUF),
@@ -115,6 +118,9 @@ class Runner(SimHost):
         self.nonblocking: set[str] = set()  # socket names set non-blocking (app: setblocking)
         self.blocked: dict[str, _Blocked] = {}  # by socket name
         self.services = start_services(self, scenario.services)
+        # TS val on the scenario's clock -> the stack's, per (stack port, peer port): the first pair, and each named
+        self.ts_base: dict[tuple[int, int], tuple[int, int]] = {}
+        self.ts_vals: dict[tuple[int, int], dict[int, int]] = {}
 
     @property
     def pending(self) -> Any:
@@ -164,14 +170,26 @@ class Runner(SimHost):
         if step.build is not None:
             # TCP: relative numbers count from the ISNs seen so far, so the frame is built now
             try:
-                frame = build_frame(step.build, self.scenario.ctx, self.isns)
+                flat = step.build
+                if step.quote is not None:
+                    flat = {**flat, "icmp.data": self._quoted(step.quote)}
+                frame = build_frame(flat, self.scenario.ctx, self.isns)
                 frames = fragment_frame(frame, *step.fragment) if step.fragment else [frame]
             except (SpecError, ValueError) as e:
                 raise ScenarioError(self.scenario.path, step.line, str(e)) from None
+            if step.build.get("tcp.flags", 0) & ACK and any(o.kind == OPT_TIMESTAMP for o in options_of(step.build)):
+                frame = build_frame(self._ts_echo(step.build), self.scenario.ctx, self.isns)
+                frames = fragment_frame(frame, *step.fragment) if step.fragment else [frame]
             if step.build.get("tcp.flags", 0) & SYN and not isinstance(step.build.get("tcp.seq", 0), Rel):
                 self.isns.learn_syn(frame)  # seq: {abs: N} on a SYN: a new ISN for its sender
         for frame in frames:
             self.wire.inject(frame, step.iface or 0)
+
+    def _quoted(self, quote: dict[str, Any]) -> bytes:
+        """What an ICMP error quotes of the stack's segment: its IP header and first 8 octets (RFC 792)."""
+        frame = build_frame(quote, self.scenario.ctx, self.isns)
+        ip = frame[14:]
+        return ip[:(ip[0] & 0x0F) * 4 + 8]
 
     def _do_expect(self, step: Step) -> None:
         sc = self.scenario
@@ -201,7 +219,10 @@ class Runner(SimHost):
             t = pending[wanted - 1][0]
             frame = _reassemble([f for _, f in list(pending)[:wanted]], self.stack.ports[step.iface or 0].mtu)
         decoded = decode_frame(frame, self.isns)
-        rows = compare(step.expected, decoded, self.isns)
+        expected, ts = self._ts_expected(step.expected, decoded)
+        rows = compare(expected, decoded, self.isns)
+        if ts is not None:
+            rows += self._ts_check(ts, sc.tolerance if step.tolerance is None else step.tolerance)
         if timed and not target - tolerance - 1e-9 <= t <= end + tolerance + 1e-9:
             if step.at_hi is None:
                 rows.append(("time", f"{target:.6f} ±{tolerance:g}", f"{t:.6f}"))
@@ -216,6 +237,8 @@ class Runner(SimHost):
             raise StepFailed(f"  {'field':<{width}}{'expected':<{wcol}}actual\n{table}\n  frame: {t:.6f} > {decoded.summary}")
         for _ in range(wanted):
             pending.popleft()
+        if ts is not None:
+            self._ts_learn(ts)
         # A timed expect leaves the clock at its own time, not the (earlier) send
         # time it tolerated, so a recording's relative times do not drift; after a
         # range, at the time the frame left (packetdrill's rule).
@@ -223,6 +246,66 @@ class Runner(SimHost):
             self.advance(target)  # what falls due before that time happens first (a delayed frame, a timer)
         else:
             self.wire.now = max(self.now, t)
+
+    # -- timestamps as packetdrill maps them (RFC 7323 values on two clocks) --------------
+    # A scenario cannot know the stack's timestamp clock (RFC 7323 5.4 lets it start anywhere), so
+    # the TS val an expect names counts on the scenario's clock: the first one named on a connection
+    # sets the offset to the stack's, and later ones must agree within the tolerance (in ticks of
+    # stack.tcp.ts_hz). An injected segment's TS ecr names the val of the expect it echoes, and the
+    # runner puts in what the stack sent there (packetdrill's run_packet.c does the same).
+    def _ts_expected(self, expected: dict[str, Any], decoded: Any) -> tuple[dict[str, Any], _TsMatch | None]:
+        opts = expected.get("tcp.options")
+        items = opts.options if isinstance(opts, OptionsPattern) else opts
+        if not items or not any(o.kind == OPT_TIMESTAMP and isinstance(o.value, tuple) and type(o.value[0]) is int
+                                for o in items):
+            return expected, None
+        got = decoded.fields
+        have = next((o.value[0] for o in got.get("tcp.options") or () if o.kind == OPT_TIMESTAMP
+                     and isinstance(o.value, tuple)), None)
+        want = next(o.value[0] for o in items if o.kind == OPT_TIMESTAMP and isinstance(o.value, tuple)
+                    and type(o.value[0]) is int)
+        loose = tuple(Option(o.kind, (ANY_VALUE, o.value[1])) if o.kind == OPT_TIMESTAMP and isinstance(o.value, tuple)
+                      else o for o in items)
+        out = dict(expected)
+        out["tcp.options"] = OptionsPattern(loose)
+        key = (got.get("tcp.sport", 0), got.get("tcp.dport", 0))
+        return out, (key, want, have)
+
+    def _ts_check(self, ts: _TsMatch, tolerance: float) -> list[tuple[str, str, str]]:
+        key, want, have = ts
+        base = self.ts_base.get(key)
+        if base is None or have is None:
+            return []
+        shown = (base[0] + (have - base[1])) & 0xFFFFFFFF  # the stack's value on the scenario's clock
+        off = (shown - want) & 0xFFFFFFFF
+        off = off - (1 << 32) if off >= 1 << 31 else off
+        if abs(off) <= tolerance * self.stack.config.tcp.ts_hz + 1e-9:
+            return []
+        return [("tcp.options TS val", str(want), f"{shown} (abs {have})")]
+
+    def _ts_learn(self, ts: _TsMatch) -> None:
+        key, want, have = ts
+        if have is None:
+            return
+        self.ts_base.setdefault(key, (want, have))
+        self.ts_vals.setdefault(key, {})[want] = have
+
+    def _ts_echo(self, flat: dict[str, Any]) -> dict[str, Any]:
+        """An injected TS ecr, from the scenario's clock to the stack's (the val it echoes)."""
+        key = (flat.get("tcp.dport", 0), flat.get("tcp.sport", 0))
+        base = self.ts_base.get(key)
+        vals = self.ts_vals.get(key, {})
+        if base is None:
+            return flat
+
+        def stack_clock(ecr: int) -> int:
+            return vals.get(ecr, (base[1] + ecr - base[0]) & 0xFFFFFFFF)
+
+        out = dict(flat)
+        out["tcp.options"] = tuple(Option(o.kind, (o.value[0], stack_clock(o.value[1])))
+                                   if o.kind == OPT_TIMESTAMP and isinstance(o.value, tuple) else o
+                                   for o in options_of(flat))
+        return out
 
     def _do_nothing(self, step: Step) -> None:
         start = self._target(step)
@@ -357,10 +440,13 @@ class Runner(SimHost):
 
     # -- socket operations (packetdrill's system calls) ---------------------------
     def _sock(self, step: Step) -> AnySocket:
-        return self.sockets[step.args["socket"]]
+        sock = self.sockets.get(step.args["socket"])
+        if sock is None:  # named by an accept that is still blocked (until:/within:), or that failed
+            raise StepFailed(f"  socket {step.args['socket']!r} is not open: the accept that names it has not returned it")
+        return sock
 
     def _stream(self, step: Step) -> StreamSocket:
-        sock = self.sockets[step.args["socket"]]
+        sock = self._sock(step)
         assert isinstance(sock, StreamSocket)  # the loader checks the type of the socket each operation takes
         return sock
 
@@ -591,7 +677,26 @@ class Runner(SimHost):
             raise StepFailed(f"  getsockname returned {got}, expected {want}")
 
     def _app_close(self, step: Step) -> None:
-        self.sockets[step.args["socket"]].close()
+        self._sock(step).close()
+
+    def _app_getblocking(self, step: Step) -> None:
+        """fcntl(F_GETFL) as packetdrill asks it: is O_NONBLOCK clear?"""
+        have = self._blocks(step)
+        if have != step.args["blocking"]:
+            raise StepFailed(f"  getblocking returned {have}, expected {step.args['blocking']}")
+
+    def _app_sockstat(self, step: Step) -> None:
+        """How many of the stack's connections are in ``state`` (on ``port``, local or remote), as sockstat counts."""
+        port = step.args.get("port")
+        tcp = self.stack.tcp
+        # the connections, the listeners, and the sockets the scenario holds (a reset one is CLOSED)
+        held = [s._endpoint for s in self.sockets.values() if isinstance(s, StreamSocket) and not s._closed]
+        seen = {id(c): c for c in (*tcp.conns.values(), *(ep for eps in tcp.listeners.values() for ep in eps), *held)}
+        have = sum(1 for c in seen.values() if c.state == step.args["state"]
+                   and (port is None or port in (c.local_port, c.remote_port)))
+        if have != step.args["count"]:
+            where = f" on port {port}" if port is not None else ""
+            raise StepFailed(f"  sockstat: {have} connection(s) in {step.args['state']}{where}, expected {step.args['count']}")
 
 
 _NOTHING: Any = object()  # a call's outcome had no result to check (it raised the error the step expected)
@@ -614,6 +719,11 @@ def _reassemble(frames: list[bytes], mtu: int) -> bytes:
         return reassemble(frames, mtu)
     except DefragError as e:
         raise StepFailed(f"  {e}") from None
+
+
+def options_of(flat: dict[str, Any]) -> tuple[Option, ...]:
+    opts = flat.get("tcp.options")
+    return opts if isinstance(opts, tuple) else ()
 
 
 def _names_of(e: OSError) -> set[str]:
