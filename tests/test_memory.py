@@ -12,6 +12,7 @@ it comes (``loader._Reader``); the whole-document reader it falls back on is
 the reference it is held to, value for value and error for error.
 """
 
+import io
 import json
 import subprocess
 import sys
@@ -22,10 +23,14 @@ from typing import Any
 import pytest
 from conftest import SCENARIOS
 
-from simstack.engine.scenario import loader
+from simstack.engine.scenario import importer, loader, replay
+from simstack.engine.scenario.fields import Context, Host, build_frame
 from simstack.engine.scenario.loader import Scenario, ScenarioError
+from simstack.engine.wire.pcap import PcapWriter
+from simstack.protocols.addresses import ip_to_bytes, mac_to_bytes
 
 FACTOR = 10  # the issue's target: peak over the interpreter's at most ten times the input
+STACK = Host("stack", mac_to_bytes("aa:bb:cc:dd:ee:ff"), ip_to_bytes("10.0.0.1"))
 
 
 # -- the streaming reader against the whole-document one --------------------------------------------------------------
@@ -203,3 +208,52 @@ def test_replaying_a_long_scenario_stays_under_ten_times_its_size(tmp_path: Path
     over, code = peak_over_base("replay.run_files([sys.argv[1]])", str(path))
     assert code == 0
     assert over <= FACTOR * size, f"{over / size:.1f} times the file's {size} bytes"
+
+
+def ping_capture(path: Path, exchanges: int) -> Path:
+    """The kernel's ARP request and the stack's reply, then ``exchanges`` pings of the stack, as a pcap."""
+    kernel, stack = Host("kernel", mac_to_bytes("02:00:00:00:00:02"), ip_to_bytes("10.0.0.2")), STACK
+    ctx = Context(stack, {"kernel": kernel}, kernel)  # every address is given: the context names nothing
+    request = {"eth.dst": b"\xff" * 6, "eth.src": kernel.mac, "arp.op": 1, "arp.sha": kernel.mac, "arp.spa": kernel.ip,
+               "arp.tpa": stack.ip}
+    reply = {"eth.dst": kernel.mac, "eth.src": stack.mac, "arp.op": 2, "arp.sha": stack.mac, "arp.spa": stack.ip,
+             "arp.tha": kernel.mac, "arp.tpa": kernel.ip}
+    with path.open("wb") as f:
+        w = PcapWriter(f, flush=False)
+        t = 1_700_000_000.0
+        w.write(t, build_frame(request, ctx))
+        w.write(t, build_frame(reply, ctx))
+        for i in range(exchanges):
+            t += 0.001
+            seq = i % 0xFFFF + 1
+            echo = {"ipv4.src": kernel.ip, "ipv4.dst": stack.ip, "ipv4.id": seq, "icmp.type": 8, "icmp.id": 7,
+                    "icmp.seq": seq, "icmp.data": bytes(range(56))}
+            w.write(t, build_frame({"eth.dst": stack.mac, "eth.src": kernel.mac, **echo}, ctx))
+            answer = {**echo, "ipv4.src": stack.ip, "ipv4.dst": kernel.ip, "icmp.type": 0}
+            w.write(t + 0.00002, build_frame({"eth.dst": kernel.mac, "eth.src": stack.mac, **answer}, ctx))
+    return path
+
+
+def test_importing_a_long_capture_streams_under_ten_times_its_size(tmp_path: Path) -> None:
+    cap = ping_capture(tmp_path / "long.pcap", 12_500)
+    size = cap.stat().st_size
+    out = tmp_path / "long.yaml"
+    over, code = peak_over_base("importer.main(importer.ImportOptions(sys.argv[1], sys.argv[2], '10.0.0.1'))",
+                                str(cap), str(out))
+    assert code == 0
+    assert over <= FACTOR * size, f"{over / size:.1f} times the capture's {size} bytes"
+    scenario = loader.load(out)
+    assert sum(s.kind == "inject" for s in scenario.steps) == 12_501  # every frame made a step: nothing was lost
+    assert sum(s.kind == "expect" for s in scenario.steps) == 12_501
+
+
+def test_the_import_writes_what_it_returns(tmp_path: Path) -> None:
+    """``main`` writes the spooled steps straight to the file; ``import_capture`` returns the same text."""
+    cap = ping_capture(tmp_path / "c.pcap", 3)
+    out = tmp_path / "o.yaml"
+    opts = importer.ImportOptions(str(cap), str(out), "10.0.0.1")
+    assert importer.main(opts, io.StringIO(), io.StringIO()) == 0
+    text = out.read_text()
+    assert text == importer.import_capture(opts).yaml
+    assert "\n\n\n" not in text and text.count("\n  - ") == 8
+    assert replay.run_files([str(out)], out=io.StringIO()) == 0
