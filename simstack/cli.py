@@ -66,6 +66,8 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                          "(default: both)")
     lv.add_argument("--no-serve", action="store_true", help="run no built-in service")
     lv.add_argument("--record", metavar="OUT.yaml", help="on exit, write the session as a replayable scenario")
+    lv.add_argument("--record-limit", type=int, metavar="FRAMES",
+                    help="record at most FRAMES frames, and say so when the session goes past them (default 5000)")
     pg = lv.add_argument_group("ping from the stack")
     pg.add_argument("--ping", metavar="IP", help="send echo requests to IP, print replies like ping(8), then exit")
     pg.add_argument("-c", "--count", type=int, default=5, help="requests to send (default %(default)s)")
@@ -149,7 +151,7 @@ def live(args: argparse.Namespace) -> int:
     opts = LiveOptions(args.ifname, args.ip, args.mac, args.gateway, args.host_ip, args.host_config, args.pcap,
                        args.verbose, args.seed, args.ping, args.count, args.interval, args.size, args.linger,
                        () if args.no_serve else tuple(args.serve or ("echo", "discard")), args.record,
-                       lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route)
+                       lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route, record_limit=args.record_limit)
     try:
         return run(opts, sys.stdout, sys.stderr)
     except SetupError as e:

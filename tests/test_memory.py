@@ -23,9 +23,14 @@ from typing import Any
 import pytest
 from conftest import SCENARIOS
 
+from simstack.cli import build_parser
+from simstack.engine.live.session import LiveOptions, plan
 from simstack.engine.scenario import importer, loader, replay
 from simstack.engine.scenario.fields import Context, Host, build_frame
 from simstack.engine.scenario.loader import Scenario, ScenarioError
+from simstack.engine.scenario.recorder import DEFAULT_RECORD_LIMIT, MAX_RECORD_LIMIT, Recorder
+from simstack.engine.scenario.runner import Runner
+from simstack.engine.wire.errors import SetupError
 from simstack.engine.wire.pcap import PcapWriter
 from simstack.protocols.addresses import ip_to_bytes, mac_to_bytes
 
@@ -257,3 +262,56 @@ def test_the_import_writes_what_it_returns(tmp_path: Path) -> None:
     assert text == importer.import_capture(opts).yaml
     assert "\n\n\n" not in text and text.count("\n  - ") == 8
     assert replay.run_files([str(out)], out=io.StringIO()) == 0
+
+
+# -- --record stops at its limit ------------------------------------------------------------------------------------------
+def traced(name: str) -> list[tuple[float, str, bytes]]:
+    frames: list[tuple[float, str, bytes]] = []
+    assert Runner(loader.load(SCENARIOS / name), trace=lambda t, d, f: frames.append((t, d, f))).run().passed
+    return frames
+
+
+def test_the_recording_stops_at_its_limit_keeps_what_it_has_and_says_so(tmp_path: Path) -> None:
+    scenario = loader.load(SCENARIOS / "udp/echo.yaml")
+    frames = traced("udp/echo.yaml")
+    assert len(frames) > 4
+    full: list[int] = []
+    rec = Recorder(scenario.config, scenario.seed, scenario.services, limit=2, on_full=full.append)
+    for t, direction, frame in frames:
+        rec.record(t, direction, frame)
+    assert full == [2]  # heard once, at the first frame past the limit
+    assert [e[2] for e in rec.events] == [f for _, _, f in frames[:2]]
+    assert rec.dropped == len(frames) - 2
+    path = tmp_path / "capped.yaml"
+    rec.write(path)
+    text = path.read_text()
+    assert f"The recording stopped at its limit of 2 frames: the {len(frames) - 2} frames after them are not here." in \
+        " ".join(text.split())
+    kept = loader.load(path)
+    assert [s.kind for s in kept.steps] == ["inject", "expect"]  # the kernel's ARP request and the stack's reply
+    assert replay.run_files([str(path)], out=io.StringIO()) == 0
+
+
+def test_an_unlimited_recorder_keeps_every_frame() -> None:
+    scenario = loader.load(SCENARIOS / "udp/echo.yaml")
+    frames = traced("udp/echo.yaml")
+    rec = Recorder(scenario.config, scenario.seed, scenario.services, limit=len(frames))
+    for t, direction, frame in frames:
+        rec.record(t, direction, frame)
+    assert (len(rec.events), rec.dropped) == (len(frames), 0)
+    assert "stopped at its limit" not in rec.to_yaml()
+
+
+def test_record_limit_is_checked_with_the_other_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "r.yaml")
+    for limit in (0, -1, MAX_RECORD_LIMIT + 1):
+        with pytest.raises(SetupError, match=rf"^--record-limit {limit}: want 1 to {MAX_RECORD_LIMIT} frames$"):
+            plan(LiveOptions("tap0", record=out, record_limit=limit))
+    with pytest.raises(SetupError, match=r"^--record-limit 7: goes with --record"):
+        plan(LiveOptions("tap0", record_limit=7))
+    assert plan(LiveOptions("tap0", record=out, record_limit=MAX_RECORD_LIMIT)).seed >= 0
+    args = build_parser().parse_args(["live", "tap0", "--record", out, "--record-limit", "7"])
+    assert args.record_limit == 7
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["live", "--help"])
+    assert f"(default {DEFAULT_RECORD_LIMIT})" in " ".join(capsys.readouterr().out.split())
