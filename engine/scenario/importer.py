@@ -263,6 +263,8 @@ def _skip_reason(fr: Frame) -> str | None:
     return None
 
 
+# ICMP destination unreachable, protocol unreachable: its type and code, as they stand in a frame that holds one.
+_UNREACHABLE = bytes([icmp.DEST_UNREACHABLE, icmp.PROTOCOL_UNREACHABLE])
 # Roles between the passes: one byte a kept frame (Frame.role spells them out).
 ROLES = ("", "inject", "expect", "optional", "ping", "sendto", "fragment", "ack")
 _ROLE = {name: code for code, name in enumerate(ROLES)}
@@ -436,6 +438,8 @@ class _Classifier:
             self._set(m.k, "fragment")
         # From here on the first fragment stands for the whole datagram (as in Frame.d).
         d = decode_frame(whole)
+        if d.fields.get("icmp.type") in icmp.ERROR_TYPES:
+            self.importer.quoted.add(_quoted_key(d.fields.get("icmp.data", b"")))
         plan.events[first.k] = _tcp_event(Frame(first.fr.number, first.fr.ns, whole, d, "expect"))
         plan.tcp = plan.tcp or "tcp.sport" in d.fields
         facts = _service_facts(d.fields)
@@ -524,17 +528,17 @@ class Importer:
         return self.capture.frames if isinstance(self.capture, Capture) else self.capture
 
     def _survey(self) -> None:
-        """Pass 1: the stack's MAC, the addresses that move with it, and the datagrams ICMP errors quote.
+        """Pass 1: the stack's MAC, and the datagrams it answered with protocol unreachable.
 
         The MAC of ``--stack`` is the source of its first IPv4 or ARP frame.
         Frames to it do not tell: a frame for its IP may be addressed to
         another MAC (a flooded frame), which is exactly what a test may show.
+        Once it is known, only a frame holding an ICMP protocol unreachable's
+        type and code (3, 2) somewhere in its bytes is decoded.
         """
         ip = self.stack_ip
         self.amap.ips.setdefault(ip, self.new_ip)
         self.new_ip = self.amap.ips[ip]
-        old = StackConfig(self.new_mac, ip, self.prefix)  # the captured host's subnet (its MAC does not count here)
-        new_net = int.from_bytes(self.new_ip, "big") & old.netmask
         mac: bytes | None = None
         addressed = False  # a frame was sent to --stack
         unreachable: list[tuple[Any, Any, tuple[Any, ...]]] = []  # (eth.src, ipv4.src, quoted) of protocol unreachables
@@ -543,19 +547,19 @@ class Importer:
             if not count:
                 self.first_ns = c.ns
             count += 1
-            f = decode_frame(c.data).fields
             if mac is None:
+                f = decode_frame(c.data).fields
                 if f.get("ipv4.src") == ip or (f.get("arp.spa") == ip and "arp.op" in f):
                     self.vlan = f.get("eth.vlan")
                     mac = f["eth.src"]
                 elif ip in (f.get("ipv4.dst"), f.get("arp.tpa")):
                     addressed = True
-            self._move_subnet(f, old, new_net)
-            if f.get("icmp.type") in icmp.ERROR_TYPES:
-                key = _quoted_key(f.get("icmp.data", b""))
-                self.quoted.add(key)
-                if f["icmp.type"] == icmp.DEST_UNREACHABLE and f.get("icmp.code") == icmp.PROTOCOL_UNREACHABLE:
-                    unreachable.append((f.get("eth.src"), f.get("ipv4.src"), key))
+            elif _UNREACHABLE in c.data:
+                f = decode_frame(c.data).fields
+            else:
+                continue
+            if f.get("icmp.type") == icmp.DEST_UNREACHABLE and f.get("icmp.code") == icmp.PROTOCOL_UNREACHABLE:
+                unreachable.append((f.get("eth.src"), f.get("ipv4.src"), _quoted_key(f.get("icmp.data", b""))))
         if not count:
             raise ImportFailed(f"{self.source}: the capture holds no frames")
         if mac is None:
@@ -592,14 +596,23 @@ class Importer:
             ("arp.op" in f and f.get("arp.spa") == self.stack_ip)
 
     def _decide(self) -> _Plan:
-        """Pass 2: which frames to keep (``_keep``), what each becomes (``_Classifier``), the hosts they show."""
+        """Pass 2: which frames to keep (``_keep``), what each becomes (``_Classifier``), the hosts they show.
+
+        Addresses move as they are first seen (``_move_subnet``), so each frame
+        has its addresses' new values before the hosts learn from it.
+        """
         self.config = StackConfig(self.new_mac, self.new_ip, self.prefix, vlan=self.vlan)
         self.hosts = HostTable(Host("stack", self.new_mac, self.new_ip), self.config)
+        old = StackConfig(self.stack_mac, self.stack_ip, self.prefix)
+        new_net = int.from_bytes(self.new_ip, "big") & old.netmask
         plan = _Plan()
         classifier = _Classifier(self, plan)
         base: int | None = None
         for number, c in enumerate(self._frames(), 1):
             fr = Frame(number, c.ns - self.first_ns, c.data, decode_frame(c.data))
+            self._move_subnet(fr.f, old, new_net)
+            if fr.f.get("icmp.type") in icmp.ERROR_TYPES:
+                self.quoted.add(_quoted_key(fr.f.get("icmp.data", b"")))
             if not self._keep(fr, c):
                 plan.kept.append(0)
                 continue
