@@ -5,7 +5,7 @@ N/2 times: an inject and an expect per exchange, written one flow mapping a
 line with anchors for the repeated headers, the way a person or a generator
 writes a long scenario) and a classic pcap of N frames (the same exchanges,
 written by ``engine/wire/pcap.py``). Each command runs as a subprocess, and
-its peak resident set (``ru_maxrss`` from ``wait4``) is printed next to the
+its peak resident set (its own ``VmHWM`` as it exits) is printed next to the
 size of the file it read, over a baseline: the same command on a tiny input,
 which is the interpreter and the modules it imports. The target is a peak of
 at most ten times the input's size over that baseline.
