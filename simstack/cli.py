@@ -105,6 +105,8 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     lv.add_argument("--tcp-rto-min", type=float, metavar="SECONDS",
                     help="the floor of TCP's retransmission timeout (default 1, RFC 6298 2.4; Linux uses 0.2)")
     lv.add_argument("--record", metavar="OUT.yaml", help="on exit, write the session as a replayable scenario")
+    lv.add_argument("--record-limit", type=int, metavar="FRAMES",
+                    help="record at most FRAMES frames, and say so when the session goes past them (default 5000)")
     pg = lv.add_argument_group("ping from the stack")
     pg.add_argument("--ping", metavar="IP", help="send echo requests to IP, print replies like ping(8), then exit")
     pg.add_argument("-c", "--count", type=int, default=5, metavar="N", help="requests to send (default %(default)s)")
@@ -263,7 +265,8 @@ def live(args: argparse.Namespace) -> int:
                        args.verbose, args.seed, args.ping, args.count, args.interval, args.size, args.linger,
                        () if args.no_serve else tuple(args.serve or DEFAULT_SERVICES), args.record,
                        lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route, tcp_msl=args.tcp_msl,
-                       tcp_rto_min=args.tcp_rto_min, **router_options(args))
+                       tcp_rto_min=args.tcp_rto_min, record_limit=args.record_limit,
+                       **router_options(args))
     try:
         return run(opts, sys.stdout, sys.stderr)
     except SetupError as e:

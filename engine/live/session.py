@@ -25,7 +25,7 @@ from simstack.protocols.addresses import AddressError, check_stack_addresses, ip
 from simstack.protocols.stack import Stack, StackConfig
 
 from ..api.services import DEFAULT_SERVICES, service_error, start_services
-from ..scenario.recorder import Recorder
+from ..scenario.recorder import DEFAULT_RECORD_LIMIT, MAX_RECORD_LIMIT, Recorder
 from ..wire.errors import SetupError
 from ..wire.pcap import PcapWriter
 from ..wire.tap import Tap, check_name
@@ -80,6 +80,7 @@ class LiveOptions:
     impair_out: str | None = None
     drops: tuple[str, ...] = ()  # --drop EXPR
     lab_segments: int | None = None
+    record_limit: int | None = None  # --record-limit FRAMES; None: DEFAULT_RECORD_LIMIT
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,11 @@ def plan(opts: LiveOptions) -> Plan:
                                              rto_initial=max(config.tcp.rto_initial, opts.tcp_rto_min)))
     if opts.record is not None:
         _check_record(opts.record)
+    if opts.record_limit is not None:
+        if opts.record is None:
+            raise SetupError(f"--record-limit {opts.record_limit}: goes with --record, which this session does not ask for")
+        if not 1 <= opts.record_limit <= MAX_RECORD_LIMIT:
+            raise SetupError(f"--record-limit {opts.record_limit}: want 1 to {MAX_RECORD_LIMIT} frames")
     lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname, opts.lab_segments,
                    opts.more_ifnames)
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
@@ -270,7 +276,8 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         recorder = None
         if opts.record is not None:
             recorder = Recorder(config, p.seed, tuple(opts.serve), start=stack_start, source=f"simstack live {name}",
-                                when=time.strftime("%Y-%m-%d %H:%M:%S"), digits=6)
+                                when=time.strftime("%Y-%m-%d %H:%M:%S"), digits=6,
+                                limit=opts.record_limit or DEFAULT_RECORD_LIMIT, on_full=_recording_full)
             frames.recorder = recorder
         guard = FrameLogGuard(frames) if frames.active else None
         hook: FrameHook | None = guard
@@ -284,6 +291,11 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         for service in services:
             undo.callback(service.stop)
         yield Session(opts, p, stack, driver, host, link, created, started, recorder, lab, guard, ports)
+
+
+def _recording_full(limit: int) -> None:
+    log.warning("--record: %d frames recorded, the limit (--record-limit); the session goes on, and the frames "
+                "after them are not recorded", limit)
 
 
 class _Undo(contextlib.ExitStack):
@@ -340,7 +352,10 @@ def _run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
             code = EXIT_FAILED
         else:
             if not broken:
-                print(f"simstack: recorded {opts.record}", file=out)
+                dropped = session.recorder.dropped
+                print(f"simstack: recorded {opts.record}" + (f" (its first {session.recorder.limit} frames; "
+                                                              f"{dropped} more were not recorded)" if dropped else ""),
+                      file=out)
     if broken:  # stdout's reader is gone: nothing more to say there
         return EXIT_BROKEN_PIPE if code == EXIT_OK else code
     if driver.error is not None:

@@ -9,9 +9,11 @@ import errno
 import math
 import random
 import struct
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import yaml
@@ -74,6 +76,7 @@ _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FILE_BYTES = 32 * 1024 * 1024  # the largest scenario file replay reads (docs/scenarios.md)
 MAX_INT_DIGITS = 100  # far past any field; Python refuses 4,300, and a long one costs time to convert
 MAX_NODES = 10_000_000  # YAML values after aliases are expanded: a few anchors must not expand to billions
+MAX_DEPTH = 100  # collections inside collections: a scenario nests four deep; a thousand would overflow the stack
 
 
 class _Loader(_Base):  # type: ignore[valid-type,misc]
@@ -91,11 +94,12 @@ def _construct_int(loader: _Loader, node: yaml.ScalarNode) -> int:
 
 
 def _check_expansion(root: yaml.Node) -> None:
-    """Refuse a document whose aliases expand it past MAX_NODES values, or into itself.
+    """Refuse a document whose aliases expand it past MAX_NODES values, or into itself, or nested past MAX_DEPTH.
 
     Everything downstream walks values as trees, so ``&a [*b, *b]`` nested
     thirty deep would cost a billion steps (the "billion laughs"), and a
-    value that contains itself would never end.
+    value that contains itself would never end. Constructing walks them by
+    recursion, which a few hundred brackets would overflow.
     """
     size: dict[int, int] = {}
     on_path: set[int] = set()
@@ -122,11 +126,15 @@ def _check_expansion(root: yaml.Node) -> None:
             raise yaml.constructor.ConstructorError(problem="an alias refers to a value that contains it",
                                                     problem_mark=node.start_mark)
         on_path.add(key)
+        if len(on_path) > MAX_DEPTH and isinstance(node, yaml.CollectionNode):  # on_path: its ancestors, and itself
+            raise yaml.constructor.ConstructorError(problem=f"values nested more than {MAX_DEPTH} deep",
+                                                    problem_mark=node.start_mark)
         stack.append((node, True))
         stack.extend((c, False) for c in children if id(c) not in size)
 
 
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
+    _check_node(node, yaml.MappingNode)
     out = LineDict()
     out.line = node.start_mark.line + 1
     out.key_lines = {}
@@ -149,9 +157,20 @@ def _construct_mapping(loader: _Loader, node: yaml.MappingNode) -> LineDict:
 
 
 def _construct_sequence(loader: _Loader, node: yaml.SequenceNode) -> LineList:
+    _check_node(node, yaml.SequenceNode)
     out = LineList(loader.construct_object(child, deep=True) for child in node.value)
     out.line = node.start_mark.line + 1
     return out
+
+
+_NODE_NAMES = {yaml.ScalarNode: "scalar", yaml.SequenceNode: "sequence", yaml.MappingNode: "mapping"}
+
+
+def _check_node(node: yaml.Node, kind: type[yaml.Node]) -> None:
+    """``!!map 1``: a tag that asks for a collection on a scalar (or the other way round)."""
+    if not isinstance(node, kind):
+        raise yaml.constructor.ConstructorError(
+            problem=f"expected a {_NODE_NAMES[kind]} node, but found {_NODE_NAMES[type(node)]}", problem_mark=node.start_mark)
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)  # type: ignore[arg-type]
@@ -159,18 +178,254 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _constr
 _Loader.add_constructor("tag:yaml.org,2002:int", _construct_int)  # type: ignore[arg-type]
 
 
+class _Fallback(Exception):
+    """The streaming reader cannot settle this document alone: read it whole (a rare tag, a key after the steps)."""
+
+
+# Scalar tags whose values are immutable, so one value may stand for every equal scalar of a document.
+_SCALAR_TAGS = frozenset(f"tag:yaml.org,2002:{t}" for t in ("null", "bool", "int", "float", "binary", "timestamp", "str"))
+_MAX_SHARED_SCALARS = 1 << 16
+_Built = tuple[Any, int, str | None]  # a value, its size as _check_expansion counts it, its text when a scalar
+
+
+class _Reader:
+    """A scenario straight from libyaml's events, each step checked as soon as it is read.
+
+    ``yaml.load`` composes the whole document into nodes (a few hundred bytes
+    a scalar, with their marks) before constructing any of it: a long
+    scenario's node tree took sixty times the file's size. Here the values are
+    built from the events with no node tree, equal scalars share one value,
+    and each step's mapping is dropped once it became a ``Step``, so memory
+    goes to the checked steps alone. The values, their lines and the errors
+    are the whole-document reader's (``_Loader``); the steps are checked
+    against the keys above them, and a document with a key after its steps,
+    or a tag this reader does not build, is read whole instead (``_Fallback``).
+    """
+
+    def __init__(self, text: str | bytes, chk: "_Checker") -> None:
+        self.parser = _Loader(text)
+        self.chk = chk
+        self.anchors: dict[str, _Built] = {}
+        self.open: dict[str, yaml.Mark] = {}  # anchors of collections still being read: an alias to one is a loop
+        self.scalars: dict[tuple[str | None, str, Any], Any] = {}
+        self.failure: ScenarioError | None = None  # the first step that failed: the rest is read for YAML errors
+        self.depth = 0
+
+    def scenario(self) -> "Scenario":
+        p = self.parser
+        top: Any = None
+        scenario: Scenario | None = None
+        try:
+            try:
+                p.get_event()  # stream start
+                if not p.check_event(yaml.StreamEndEvent):
+                    start = p.get_event()  # document start
+                    event = p.get_event()
+                    if type(event) is yaml.MappingStartEvent and event.anchor is None and _plain(event, _MAP):
+                        top, scenario = self.top(event)
+                    else:
+                        top = self.build(event)[0]
+                    p.get_event()  # document end
+                    if not p.check_event(yaml.StreamEndEvent):
+                        raise yaml.composer.ComposerError("expected a single document in the stream", start.start_mark,
+                                                          "but found another document", p.get_event().start_mark)
+            finally:
+                p.dispose()
+        except yaml.YAMLError as e:  # the document's own errors come first, as when it is read whole
+            raise _yaml_error(self.chk.path, e) from None
+        if self.failure is not None:
+            raise self.failure
+        return scenario if scenario is not None else _checked(self.chk, top)
+
+    def top(self, start: Any) -> tuple[LineDict, "Scenario | None"]:
+        """The scenario's mapping, and the scenario when its steps were checked as they came (after the keys above)."""
+        p = self.parser
+        top = _line_dict(start)
+        size = 1
+        self.depth = 1
+        scenario: Scenario | None = None
+        while type(event := p.get_event()) is not yaml.MappingEndEvent:
+            key, key_size, _ = self.build(event)
+            if isinstance(key, bool) and type(event) is yaml.ScalarEvent:
+                key = event.value  # as in mapping(): a key is a name, as written
+            elif not isinstance(key, str):
+                key = str(key)
+            if "steps" in top:
+                raise _Fallback  # a key after the steps, which were checked without it
+            if key in top:
+                raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=event.start_mark)
+            top.key_lines[key] = event.start_mark.line + 1
+            seq = p.peek_event()
+            if key == "steps" and type(seq) is yaml.SequenceStartEvent and seq.anchor is None and _plain(seq, _SEQ):
+                top[key] = LineList()
+                try:
+                    scenario = _head(self.chk, top)
+                except ScenarioError as e:
+                    self.failure = e
+                size += key_size + self.steps(p.get_event(), scenario, top)
+            else:
+                value, value_size, text = self.build(p.get_event())
+                top[key] = _relative(key, value, text)
+                size += key_size + value_size
+            _check_size(size, start)
+        return top, scenario
+
+    def steps(self, start: Any, scenario: "Scenario | None", top: LineDict) -> int:
+        """Read the steps, checking each into ``scenario`` until one fails (``self.failure``); their size."""
+        p = self.parser
+        line = start.start_mark.line + 1
+        sockets: dict[str, str] = {}
+        size = 1
+        count = 0
+        self.depth = 2  # in the document's mapping, in the steps
+        while type(event := p.get_event()) is not yaml.SequenceEndEvent:
+            raw, raw_size, _ = self.build(event)
+            size += raw_size
+            _check_size(size, start)
+            count += 1
+            if scenario is not None:
+                try:
+                    _add_step(self.chk, scenario, raw, line, sockets)
+                except ScenarioError as e:
+                    self.failure, scenario = e, None  # the rest is still read: a YAML error there comes first
+        self.depth = 1
+        if scenario is not None and self.failure is None:
+            if not count:
+                self.failure = self.chk.fail(top.key_lines["steps"], "steps must be a non-empty list")
+            else:
+                _finish(scenario, sockets)
+        return size
+
+    def build(self, event: Any) -> _Built:
+        """The value that starts with ``event``, as ``_Loader`` constructs it."""
+        kind = type(event)
+        if kind is yaml.AliasEvent:
+            anchor = event.anchor
+            if anchor in self.open:
+                raise yaml.constructor.ConstructorError(problem="an alias refers to a value that contains it",
+                                                        problem_mark=self.open[anchor])
+            if anchor not in self.anchors:
+                raise yaml.composer.ComposerError(None, None, "found undefined alias", event.start_mark)
+            return self.anchors[anchor]
+        anchor = event.anchor
+        if anchor is not None:
+            if anchor in self.anchors or anchor in self.open:
+                raise yaml.composer.ComposerError("found duplicate anchor; first occurrence", None,
+                                                  "second occurrence", event.start_mark)
+            self.open[anchor] = event.start_mark
+        built: _Built
+        if kind is yaml.ScalarEvent:
+            built = self.scalar(event), 1, event.value
+        else:
+            if not _plain(event, _MAP if kind is yaml.MappingStartEvent else _SEQ):
+                raise _Fallback
+            self.depth += 1
+            if self.depth > MAX_DEPTH:
+                raise yaml.constructor.ConstructorError(problem=f"values nested more than {MAX_DEPTH} deep",
+                                                        problem_mark=event.start_mark)
+            built = self.mapping(event) if kind is yaml.MappingStartEvent else self.sequence(event)
+            self.depth -= 1
+        if anchor is not None:
+            del self.open[anchor]
+            self.anchors[anchor] = built
+        return built
+
+    def scalar(self, event: Any) -> Any:
+        key = (event.tag, event.value, event.implicit)
+        try:
+            return self.scalars[key]
+        except KeyError:
+            pass
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.parser.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag not in _SCALAR_TAGS:
+            raise _Fallback
+        node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark, event.style)
+        value = self.parser.yaml_constructors[tag](self.parser, node)
+        if len(self.scalars) < _MAX_SHARED_SCALARS:
+            self.scalars[key] = value
+        return value
+
+    def mapping(self, start: Any) -> _Built:
+        p = self.parser
+        out = _line_dict(start)
+        size = 1
+        while type(event := p.get_event()) is not yaml.MappingEndEvent:
+            key, key_size, _ = self.build(event)
+            if isinstance(key, bool) and type(event) is yaml.ScalarEvent:
+                key = event.value  # YAML 1.1 reads on/off/yes/no as booleans; a key is a name, as written ("on:")
+            elif not isinstance(key, str):
+                key = str(key)
+            if key in out:
+                raise yaml.MarkedYAMLError(problem=f"duplicate key {key!r}", problem_mark=event.start_mark)
+            value, value_size, text = self.build(p.get_event())
+            out[key] = _relative(key, value, text)
+            out.key_lines[key] = event.start_mark.line + 1
+            size += key_size + value_size
+        _check_size(size, start)
+        return out, size, None
+
+    def sequence(self, start: Any) -> _Built:
+        p = self.parser
+        out = LineList()
+        out.line = start.start_mark.line + 1
+        size = 1
+        while type(event := p.get_event()) is not yaml.SequenceEndEvent:
+            value, value_size, _ = self.build(event)
+            out.append(value)
+            size += value_size
+        _check_size(size, start)
+        return out, size, None
+
+
+_MAP, _SEQ = yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG
+
+
+def _plain(event: Any, default: str) -> bool:
+    """A collection the document's default constructors build: no tag, or the default one."""
+    return event.tag in (None, "!", default)
+
+
+def _line_dict(start: Any) -> LineDict:
+    out = LineDict()
+    out.line = start.start_mark.line + 1
+    out.key_lines = {}
+    return out
+
+
+def _relative(key: str, value: Any, text: str | None) -> Any:
+    if key in ("at", "until") and text is not None and text.startswith("+") and isinstance(value, int | float):
+        return RelativeTime(value)
+    return value
+
+
+def _check_size(size: int, start: Any) -> None:
+    if size > MAX_NODES:
+        raise yaml.constructor.ConstructorError(
+            problem=f"the document expands to more than {MAX_NODES} values through its aliases",
+            problem_mark=start.start_mark)
+
+
 # -- the checked form ------------------------------------------------------------
-@dataclass
+_NOTHING: Mapping[str, Any] = MappingProxyType({})  # what every step without arguments, counters or fields shares
+
+
+def _nothing() -> Mapping[str, Any]:
+    return _NOTHING
+
+
+@dataclass(slots=True)  # a long scenario holds hundreds of thousands: no __dict__, no empty containers of their own
 class Step:
     line: int
     kind: str  # inject | expect | nothing | app | counters
     at: float | None = None
     relative: bool = False
-    frames: list[bytes] = field(default_factory=list)  # inject: one frame, or its fragments
+    frames: Sequence[bytes] = ()  # inject: one frame, or its fragments
     build: dict[str, Any] | None = None  # inject of TCP: the fields, built when the step runs (relative numbers)
     fragment: tuple[int, list[int] | None] | None = None  # inject: (size, order), to split a frame built late
     quote: dict[str, Any] | None = None  # inject of an ICMP error: the stack's TCP segment it quotes, built late
-    expected: dict[str, Any] = field(default_factory=dict)  # expect
+    expected: Mapping[str, Any] = field(default_factory=_nothing)  # expect
     within: float | None = None  # expect: how long to wait for the frame
     tolerance: float | None = None  # expect with at: allowed timing error
     at_hi: float | None = None  # expect with at: A~B: the end of the range (at is its start)
@@ -179,10 +434,10 @@ class Step:
     fragments: int = 0  # expect: reassemble this many frames and compare the whole datagram
     span: float = 0.0  # nothing: how long the wire stays quiet
     app: str = ""
-    args: dict[str, Any] = field(default_factory=dict)
+    args: Mapping[str, Any] = field(default_factory=_nothing)
     until: float | None = None  # app: the call blocks across later steps and returns at this time
     until_relative: bool = False  # ... counted from the call's start
-    counters: dict[str, int] = field(default_factory=dict)
+    counters: Mapping[str, int] = field(default_factory=_nothing)
     note: str = ""
     iface: int | None = None  # inject/expect "on:": the interface's index; None is the first interface
     name: str = ""  # inject: what a later expect's quote: {step: NAME} calls it
@@ -205,6 +460,7 @@ class Scenario:
     impair_in: Impairment = field(default_factory=Impairment)  # options.impair / impair_in / impair_out
     impair_out: Impairment = field(default_factory=Impairment)
     drop: list[DropRule] = field(default_factory=list)  # options.drop, applied to injected frames
+    contexts: list[Context] = field(default_factory=list)  # per interface: the host names its frames use
 
     def rng(self) -> random.Random:
         return random.Random(self.seed)
@@ -293,6 +549,19 @@ ERROR_NAMES = {
 class _Checker:
     def __init__(self, path: str) -> None:
         self.path = path
+        self.values: dict[tuple[type, Any], Any] = {}  # one of each equal value the steps hold (share)
+
+    def share(self, value: Any) -> Any:
+        """``value``, or an equal one of the same type met before: a long scenario repeats addresses and payloads."""
+        if type(value) not in (bytes, str, float):
+            return value
+        key = (type(value), value)
+        found = self.values.get(key)
+        if found is None:
+            if len(self.values) >= _MAX_SHARED_SCALARS:
+                return value
+            found = self.values[key] = value
+        return found
 
     def fail(self, line: int, message: str) -> ScenarioError:
         return ScenarioError(self.path, line, message)
@@ -328,29 +597,55 @@ class _Checker:
 def load(path: str | Path) -> Scenario:
     path = str(path)
     try:
-        text = read_regular_file(path, MAX_FILE_BYTES).decode()
+        data = read_regular_file(path, MAX_FILE_BYTES)
+        data.decode()  # a text file; libyaml reads the bytes, so no copy of the file's length lives on
     except OSError as e:
         raise ScenarioError(path, 0, f"cannot read: {e.strerror}") from None
     except UnicodeDecodeError:
         raise ScenarioError(path, 0, "not a text file") from None
     except ValueError as e:
         raise ScenarioError(path, 0, f"cannot read: {e}") from None
-    return loads(text, path)
+    return loads(data, path)
 
 
-def loads(text: str, path: str = "<scenario>") -> Scenario:
+def loads(text: str | bytes, path: str = "<scenario>") -> Scenario:
     chk = _Checker(path)
     try:
+        return _Reader(text, chk).scenario()
+    except _Fallback:
+        pass
+    try:
         doc = yaml.load(text, Loader=_Loader)
-    except yaml.MarkedYAMLError as e:
+    except yaml.YAMLError as e:
+        raise _yaml_error(path, e) from None
+    return _checked(chk, doc)
+
+
+def _checked(chk: _Checker, doc: Any) -> Scenario:
+    """The scenario in ``doc``, a whole document."""
+    if doc is None:  # nothing but blank lines and comments
+        raise ScenarioError(chk.path, 0, "the file is empty: a scenario needs a description and steps")
+    top = chk.mapping(doc, 1, "a scenario")
+    scenario = _head(chk, top)
+    steps = top["steps"]
+    if not isinstance(steps, LineList) or not steps:
+        raise chk.fail(top.key_lines["steps"], "steps must be a non-empty list")
+    sockets: dict[str, str] = {}  # name -> type, of the sockets open at this point of the file
+    for raw in steps:
+        _add_step(chk, scenario, raw, steps.line, sockets)
+    return _finish(scenario, sockets)
+
+
+def _yaml_error(path: str, e: yaml.YAMLError) -> ScenarioError:
+    if isinstance(e, yaml.MarkedYAMLError):
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else 0
-        raise ScenarioError(path, line, f"YAML: {e.problem or e.context}") from None
-    except yaml.YAMLError as e:
-        raise ScenarioError(path, 0, f"YAML: {e}") from None
-    if doc is None:  # nothing but blank lines and comments
-        raise ScenarioError(path, 0, "the file is empty: a scenario needs a description and steps")
-    top = chk.mapping(doc, 1, "a scenario")
+        return ScenarioError(path, line, f"YAML: {e.problem or e.context}")
+    return ScenarioError(path, 0, f"YAML: {e}")
+
+
+def _head(chk: _Checker, top: LineDict) -> Scenario:
+    """The scenario but its steps: what every step is checked against."""
     chk.keys(top, TOP_KEYS, "the scenario")
     for required in ("description", "steps"):
         if required not in top:
@@ -364,7 +659,8 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
     hosts = _hosts(chk, top)
     ctx = Context(stack_host, hosts, next(iter(hosts.values()), None))
     contexts = _contexts(chk, top, config, ctx)
-    scenario = Scenario(path, description.strip(), config, ctx, seed, [], services)
+    scenario = Scenario(chk.path, description.strip(), config, ctx, seed, [], services)
+    scenario.contexts = contexts
     if "options" in top:
         opts = chk.mapping(top["options"], top.key_lines["options"], "options")
         chk.keys(opts, OPTION_KEYS, "options")
@@ -379,21 +675,35 @@ def loads(text: str, path: str = "<scenario>") -> Scenario:
         if "tolerance" in opts:
             scenario.tolerance = chk.number(opts, "tolerance")
         _link_options(chk, opts, scenario)
+    return scenario
 
-    steps = top["steps"]
-    if not isinstance(steps, LineList) or not steps:
-        raise chk.fail(top.key_lines["steps"], "steps must be a non-empty list")
-    sockets: dict[str, str] = {}  # name -> type, of the sockets open at this point of the file
-    for raw in steps:
-        iface = _on(chk, raw, config)
-        step = _step(chk, raw, steps.line, contexts[iface or 0], scenario.steps)
-        step.iface = iface
-        name = step.args.get("socket")
-        if step.kind == "app" and name is not None:
-            _socket_use(chk, step, name, sockets)
-        if step.build is not None or any(k.startswith("tcp.") for k in step.expected):
-            scenario.tcp = True
-        scenario.steps.append(step)
+
+def _add_step(chk: _Checker, scenario: Scenario, raw: Any, line: int, sockets: dict[str, str]) -> None:
+    """Check one step against the scenario and the sockets open before it, and append it."""
+    iface = _on(chk, raw, scenario.config)
+    step = _step(chk, raw, line, scenario.contexts[iface or 0] if scenario.contexts else scenario.ctx, scenario.steps)
+    step.iface = iface
+    _share(chk, step)
+    name = step.args.get("socket")
+    if step.kind == "app" and name is not None:
+        _socket_use(chk, step, name, sockets)
+    if step.build is not None or any(k.startswith("tcp.") for k in step.expected):
+        scenario.tcp = True
+    scenario.steps.append(step)
+
+
+def _share(chk: _Checker, step: Step) -> None:
+    """Hold the step's keys and values once for the whole scenario (interned keys, shared values)."""
+    share = chk.share
+    if step.expected:
+        step.expected = {sys.intern(k): share(v) for k, v in step.expected.items()}
+    if step.frames:
+        step.frames = tuple(share(f) for f in step.frames)
+    if step.at is not None:
+        step.at = share(step.at)
+
+
+def _finish(scenario: Scenario, sockets: dict[str, str]) -> Scenario:
     if "stream" in sockets.values() or any(s.args.get("type") == "stream" for s in scenario.steps):
         scenario.tcp = True
     return scenario
@@ -646,13 +956,14 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context, earlier: list[Step] 
             _app(chk, m, step, ctx)
         else:
             c = chk.mapping(m["counters"], aline, "counters")
+            step.counters = counters = {}
             for name, value in c.items():
                 if name.partition(".")[0] not in COUNTER_LAYERS or "." not in name:
                     raise chk.fail(c.key_lines[name], f"counter {name}: names start with a layer "
                                                       f"({', '.join(sorted(COUNTER_LAYERS))}) and a dot")
                 if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                     raise chk.fail(c.key_lines[name], f"counter {name} must be a count, got {value!r}")
-                step.counters[name] = value
+                counters[name] = value
     except SpecError as e:
         raise chk.fail(_line_of(m[action], e.path, aline), str(e)) from None
     return step
@@ -794,9 +1105,10 @@ def _app(chk: _Checker, m: LineDict, step: Step, ctx: Context) -> None:
         step.until_relative = isinstance(m["until"], RelativeTime)
     if "within" in m:
         step.within = chk.number(m, "within")
+    step.args = args = {}
     for name, kind in APP_OPS[op].items():
         if name in m:
-            step.args[name] = _app_arg(chk, m, name, kind, ctx)
+            args[name] = _app_arg(chk, m, name, kind, ctx)
     # Every socket operation names its socket; some need more.
     required = (("socket",) if "socket" in APP_OPS[op] else ()) + REQUIRED_ARGS.get(op, ())
     for name in required:

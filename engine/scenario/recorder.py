@@ -25,7 +25,7 @@ shared with ``engine/importer.py``, which makes scenarios out of captures.
 import json
 import math
 import textwrap
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,10 @@ from .tcp_apps import AppCall, infer
 from .tcp_words import OptionsPattern, flags_text, option_text
 
 DEFAULT_TOLERANCE = 0.05
+# Frames a recording keeps (simstack live --record-limit): minutes of ordinary traffic, a second to write,
+# and a file replay reads (loader.MAX_FILE_BYTES) even when every frame is a full one written in hex.
+DEFAULT_RECORD_LIMIT = 5_000
+MAX_RECORD_LIMIT = 1_000_000
 HEX_PER_LINE = 64
 FLOW_WIDTH = 128  # a layer longer than this on one line is written one field per line
 TEXT_MAX = 200  # printable payloads longer than this are written as hex
@@ -618,11 +622,16 @@ class Recorder:
     created the stack, since the stack's timers count from there); ``when``
     and ``source`` only go into the description. ``digits`` rounds recorded
     times (live clocks have nanoseconds nobody should read in a scenario).
+
+    ``limit`` caps the frames kept, since a flood would otherwise grow the
+    recording without end: the frames after it are counted (``dropped``) and
+    not kept, and ``on_full`` hears of the first of them.
     """
 
     def __init__(self, config: StackConfig, seed: int, services: Iterable[str] = (), *, start: float = 0.0,
                  when: str | None = None, source: str | None = None, tolerance: float = DEFAULT_TOLERANCE,
-                 digits: int | None = None) -> None:
+                 digits: int | None = None, limit: int | None = None,
+                 on_full: Callable[[int], None] | None = None) -> None:
         self.digits = digits
         self.config = config
         self.seed = seed
@@ -632,10 +641,18 @@ class Recorder:
         self.source = source
         self.tolerance = tolerance
         self.events: list[tuple[float, str, bytes]] = []
+        self.limit = limit
+        self.on_full = on_full
+        self.dropped = 0  # frames that came after the limit
 
     def record(self, t: float, direction: str, frame: bytes) -> None:
         if direction not in ("<", ">"):
             raise ValueError(f"direction must be '<' (received) or '>' (sent), got {direction!r}")
+        if self.limit is not None and len(self.events) >= self.limit:
+            self.dropped += 1
+            if self.dropped == 1 and self.on_full is not None:
+                self.on_full(self.limit)
+            return
         rel = t - self.start if self.digits is None else round(t - self.start, self.digits)
         self.events.append((rel, direction, bytes(frame)))
 
@@ -692,7 +709,9 @@ class Recorder:
         return (f"Recorded{where}{when}: {len(self.events)} frames over {_seconds(span)}, {received} received by the "
                 f"stack at {ip_to_str(self.config.ip)} and {sent} sent by it, carrying {protos}. Each received frame "
                 f"is injected byte for byte at the time it came; each frame the stack sent is expected with every "
-                f"field the stack chose, within {_number(self.tolerance)} s of the time it left.")
+                f"field the stack chose, within {_number(self.tolerance)} s of the time it left."
+                + (f" The recording stopped at its limit of {self.limit} frames: the {self.dropped} frames after "
+                   f"them are not here." if self.dropped else ""))
 
     def write(self, path: str | Path) -> None:
         Path(path).write_text(self.to_yaml())

@@ -16,7 +16,7 @@ import errno
 import math
 import os
 import traceback
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -253,7 +253,7 @@ class Runner(SimHost):
     # sets the offset to the stack's, and later ones must agree within the tolerance (in ticks of
     # stack.tcp.ts_hz). An injected segment's TS ecr names the val of the expect it echoes, and the
     # runner puts in what the stack sent there (packetdrill's run_packet.c does the same).
-    def _ts_expected(self, expected: dict[str, Any], decoded: Any) -> tuple[dict[str, Any], _TsMatch | None]:
+    def _ts_expected(self, expected: Mapping[str, Any], decoded: Any) -> tuple[Mapping[str, Any], _TsMatch | None]:
         opts = expected.get("tcp.options")
         items = opts.options if isinstance(opts, OptionsPattern) else opts
         if not items or not any(o.kind == OPT_TIMESTAMP and isinstance(o.value, tuple) and type(o.value[0]) is int
