@@ -145,7 +145,10 @@ def check(commands: list[Command], outputs: list[str]) -> None:
 
 
 def _env(path_first: str | None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTEST", "COV"))}
+    # A newcomer's shell: not inside make (MAKEFLAGS would print "Entering directory") and not in CI
+    # (under CI=true pytest prints whole failure messages in its short summary).
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("VIRTUAL_ENV", "PYTEST", "COV", "MAKE", "MFLAGS")) and k not in ("CI", "BUILD_NUMBER")}
     env.update(COLUMNS="80", LC_ALL="C.UTF-8", PYTHONDONTWRITEBYTECODE="1")
     paths = [p for p in env.get("PATH", "").split(os.pathsep) if p and Path(p).resolve() != Path(sys.executable).parent.resolve()]
     env["PATH"] = os.pathsep.join(([path_first] if path_first else []) + paths)
