@@ -28,16 +28,16 @@ share the cores.
 """
 
 import argparse
-import contextlib
 import os
 import re
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from netns_tools import in_ns, must, namespaces, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME = re.compile(r"icmp_seq=\d+ ttl=\d+ time=([\d.]+) ms")
@@ -99,35 +99,10 @@ class Rate:
                 f"({self.delivered * (self.size + 28) * 8 / 1e6:7.1f} Mbit/s of IP)   offered {self.offered:>10,.0f} pkt/s")
 
 
-def sh(*cmd: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def must(r: subprocess.CompletedProcess[str]) -> str:
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(map(str, r.args))} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
-    return r.stdout
 
 
-def in_ns(ns: str, *cmd: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return sh("ip", "netns", "exec", ns, *cmd, timeout=timeout)
-
-
-@contextlib.contextmanager
-def namespaces(*names: str) -> Iterator[None]:
-    made: list[str] = []
-    try:
-        for name in names:
-            must(sh("ip", "netns", "add", name))
-            made.append(name)
-            must(in_ns(name, "ip", "link", "set", "lo", "up"))
-        yield
-    finally:
-        for name in reversed(made):
-            for pid in sh("ip", "netns", "pids", name).stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), 9)  # only processes this script started in its own namespaces
-            sh("ip", "netns", "del", name)
 
 
 def udp_rate(label: str, sender_ns: str, sink_ns: str, dst: str, size: int, seconds: float) -> Rate:

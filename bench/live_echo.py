@@ -56,6 +56,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from netns_tools import in_ns, must, namespaces, sh
+
 ROOT = Path(__file__).resolve().parent.parent
 READY = "simstack: live on tap0"
 STACK_IP, HOST_IP, ECHO_PORT = "10.0.0.1", "10.0.0.2", 7
@@ -148,36 +150,12 @@ def client_main(argv: list[str]) -> int:
 
 # --- plumbing ----------------------------------------------------------------------------------------------------
 
-def sh(*cmd: str, timeout: float = 60.0, cwd: Path | None = None,
-       env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd, env=env)
 
 
-def in_ns(ns: str, *cmd: str, timeout: float = 60.0, pin: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    return sh("ip", "netns", "exec", ns, *pin, *cmd, timeout=timeout)
 
 
-def must(r: subprocess.CompletedProcess[str]) -> str:
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(r.args)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
-    return r.stdout
 
 
-@contextlib.contextmanager
-def namespaces(*names: str) -> Iterator[None]:
-    made: list[str] = []
-    try:
-        for name in names:
-            must(sh("ip", "netns", "add", name))
-            made.append(name)
-            must(in_ns(name, "ip", "link", "set", "lo", "up"))
-        yield
-    finally:
-        for name in made:
-            for pid in sh("ip", "netns", "pids", name).stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)  # only processes this script started in its own namespaces
-            sh("ip", "netns", "del", name)
 
 
 @contextlib.contextmanager

@@ -20,8 +20,9 @@ import re
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
+
+from netns_tools import in_ns, must, namespaces, sh
 
 TIME = re.compile(r"icmp_seq=\d+ ttl=\d+ time=([\d.]+) ms")
 SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received.*?time (\d+)ms")
@@ -48,33 +49,12 @@ class Latency:
                 f"min {min(self.rtts):.3f}   max {max(self.rtts):.3f}   replies {len(self.rtts)}/{self.sent}")
 
 
-def sh(*cmd: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def in_ns(ns: str, *cmd: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return sh("ip", "netns", "exec", ns, *cmd, timeout=timeout)
 
 
-def must(r: subprocess.CompletedProcess[str]) -> str:
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(r.args)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
-    return r.stdout
 
 
-@contextlib.contextmanager
-def namespaces(*names: str) -> Iterator[None]:
-    try:
-        for name in names:
-            must(sh("ip", "netns", "add", name))
-            must(in_ns(name, "ip", "link", "set", "lo", "up"))
-        yield
-    finally:
-        for name in names:
-            for pid in sh("ip", "netns", "pids", name).stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), 9)  # only processes this script started in its own namespaces
-            sh("ip", "netns", "del", name)
 
 
 def start_simstack(ns: str) -> subprocess.Popen[str]:

@@ -41,10 +41,11 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from netns_tools import in_ns, must, namespaces, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "simstack: live on tap0"
@@ -128,35 +129,12 @@ def servers(ip: str) -> None:
 
 # --- plumbing ------------------------------------------------------------------------------------------------
 
-def sh(*cmd: str, timeout: float = 120.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def in_ns(ns: str, *cmd: str, timeout: float = 120.0, pin: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    return sh("ip", "netns", "exec", ns, *pin, *cmd, timeout=timeout)
 
 
-def must(r: subprocess.CompletedProcess[str]) -> str:
-    if r.returncode != 0:
-        raise SystemExit(f"{' '.join(r.args)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
-    return r.stdout
 
 
-@contextlib.contextmanager
-def namespaces(*names: str) -> Iterator[None]:
-    made: list[str] = []
-    try:
-        for name in names:
-            must(sh("ip", "netns", "add", name))
-            made.append(name)
-            must(in_ns(name, "ip", "link", "set", "lo", "up"))
-        yield
-    finally:
-        for name in made:
-            for pid in sh("ip", "netns", "pids", name).stdout.split():
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(pid), signal.SIGKILL)  # only processes this script started in its own namespaces
-            sh("ip", "netns", "del", name)
 
 
 class Process:
