@@ -1,9 +1,12 @@
 """The ``simstack`` command: ``replay``, ``live``, ``import`` and ``graph``."""
 
 import argparse
+import contextlib
 import os
 import shlex
+import signal
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from simstack import __version__
@@ -249,12 +252,33 @@ def router_options(args: argparse.Namespace) -> dict[str, Any]:
             "impair_out": args.impair_out, "drops": tuple(args.drop), "lab_segments": args.lab_segments}
 
 
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[list[int]]:
+    """Hold SIGINT while the live modules load; the list says whether it came.
+
+    A library's import may catch every exception, KeyboardInterrupt included:
+    a Ctrl-C there was swallowed, and the session went on to run as if none
+    had come. Held here, it is acted on once the imports are done.
+    """
+    caught: list[int] = []
+    held = (signal.SIGINT,)
+    previous = {s: signal.signal(s, lambda signum, _frame: caught.append(signum)) for s in held}
+    try:
+        yield caught
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
 def live(args: argparse.Namespace) -> int:
     import logging
 
-    from simstack.engine.api.services import DEFAULT_SERVICES
-    from simstack.engine.live.session import EXIT_SETUP, LiveOptions, run
-    from simstack.engine.wire.errors import SetupError
+    with _interrupts_held() as caught:
+        from simstack.engine.api.services import DEFAULT_SERVICES
+        from simstack.engine.live.session import EXIT_SETUP, LiveOptions, run
+        from simstack.engine.wire.errors import SetupError
+    if caught:
+        return EXIT_INTERRUPTED
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("simstack: %(levelname)s: %(message)s"))

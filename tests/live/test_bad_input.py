@@ -102,7 +102,9 @@ def test_ctrl_c_in_the_first_moments_prints_no_traceback(netns: Netns, delay: fl
     rc = s.wait(timeout=20)
     assert "Traceback" not in s.stderr and "KeyboardInterrupt" not in s.stderr, s.stderr
     assert s.stderr == "", s.stderr
-    assert rc in (0, 130), (rc, s.stdout)
+    # 130: simstack saw it (while its modules loaded, or during setup); -SIGINT: it came before Python ran at all
+    # (`ip netns exec` still starting on a busy machine), whose default action ends a process without a word.
+    assert rc in (0, 130, -signal.SIGINT), (rc, s.stdout)
     assert not netns.link_exists("tap0")
 
 
