@@ -270,9 +270,18 @@ def _interrupts_held() -> Iterator[list[int]]:
             signal.signal(s, handler)
 
 
+def _unraisable_to_log(info: "sys.UnraisableHookArgs") -> None:
+    """A destructor's error after a signal cut a library's object short (pyroute2's event loop, say): a debug
+    line, not a traceback on the user's terminal; the session has already been undone by then."""
+    import logging
+
+    logging.getLogger("simstack").debug("ignored in %r: %s", info.object, info.exc_value)
+
+
 def live(args: argparse.Namespace) -> int:
     import logging
 
+    sys.unraisablehook = _unraisable_to_log
     with _interrupts_held() as caught:
         from simstack.engine.api.services import DEFAULT_SERVICES
         from simstack.engine.live.session import EXIT_SETUP, LiveOptions, run

@@ -315,7 +315,7 @@ def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
     caught = Caught()
     try:
         with interrupt_once() as caught:  # which also puts back, on the way out, the handlers found on the way in
-            return _run(opts, out, err)
+            return _run(opts, out, err, caught)
     except KeyboardInterrupt:
         if caught.signum is None:
             raise  # a KeyboardInterrupt of someone else's making
@@ -323,10 +323,14 @@ def run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
         return EXIT_OK
 
 
-def _run(opts: LiveOptions, out: TextIO, err: TextIO) -> int:
+def _run(opts: LiveOptions, out: TextIO, err: TextIO, caught: Caught | None = None) -> int:
     name = opts.ifname
     with open_session(opts, out) as session:
         driver, p, created = session.driver, session.plan, session.created
+        if caught is not None and caught.signum is not None:
+            # The signal came during setup, but a library swallowed the KeyboardInterrupt it raised
+            # (an import that catches everything, inside pyroute2, say): act on it now, before the stack runs.
+            raise KeyboardInterrupt
 
         def ready() -> None:
             _print_ready(out, opts, p, created, session.link, session.lab)
