@@ -7,10 +7,15 @@ them) whatever happens.
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def sh(*cmd: str, timeout: float = 120.0, cwd: Path | None = None,
@@ -43,3 +48,67 @@ def namespaces(*names: str) -> Iterator[None]:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)  # only processes this script started in its own namespaces
             sh("ip", "netns", "del", name)
+
+
+class Process:
+    """A long-running command in a namespace; its stdout and stderr lines collected as they come."""
+
+    def __init__(self, ns: str, *cmd: str, pin: tuple[str, ...] = ()) -> None:
+        self.argv = ["ip", "netns", "exec", ns, *pin, *cmd]
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self.cond = threading.Condition()
+        threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True).start()
+        threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True).start()
+
+    def _read(self, stream: IO[str] | None, sink: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            with self.cond:
+                sink.append(line)
+                self.cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 20.0) -> str:
+        """The first stdout line holding ``text``; the benchmark ends if none comes in time."""
+        with self.cond:
+            self.cond.wait_for(lambda: any(text in line for line in self.out) or self.proc.poll() is not None, timeout)
+            for line in self.out:
+                if text in line:
+                    return line
+        self.stop()
+        raise SystemExit(f"{' '.join(self.argv)} did not say {text!r}:\n{''.join(self.out + self.err)}")
+
+    def cpu(self) -> float:
+        """Seconds of CPU (user and system) the process used: ip netns exec execs it, so the pid is its own."""
+        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        raise SystemExit("no VmRSS")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def pins(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``--cpus STACK,LOAD``: taskset prefixes that put the stack and its load on CPUs of their own."""
+    if text == "none" or len(os.sched_getaffinity(0)) < 2:
+        return (), ()
+    cpus = text.split(",")
+    allowed = os.sched_getaffinity(0)
+    if len(cpus) != 2 or not all(c.isdigit() and int(c) in allowed for c in cpus) or cpus[0] == cpus[1]:
+        raise SystemExit(f"--cpus {text}: want two different CPUs out of {sorted(allowed)}, or none")
+    if not shutil.which("taskset"):
+        raise SystemExit("--cpus needs taskset (util-linux); or pass --cpus none")
+    return ("taskset", "-c", cpus[0]), ("taskset", "-c", cpus[1])

@@ -30,22 +30,19 @@ import contextlib
 import hashlib
 import json
 import os
-import queue
 import selectors
 import shutil
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-from netns_tools import in_ns, must, namespaces, sh
+from netns_tools import Process, in_ns, must, namespaces, pins, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "simstack: live on tap0"
@@ -137,64 +134,8 @@ def servers(ip: str) -> None:
 
 
 
-class Process:
-    """A long-running command in a namespace; stdout lines in a queue, stderr kept."""
-
-    def __init__(self, ns: str, *cmd: str, pin: tuple[str, ...] = ()) -> None:
-        self.argv = ["ip", "netns", "exec", ns, *pin, *cmd]
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, cwd=ROOT)
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.errors: list[str] = []
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.lines.put), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.errors.append), daemon=True).start()
-
-    @staticmethod
-    def _read(stream: IO[str] | None, sink: Any) -> None:
-        assert stream is not None
-        for line in stream:
-            sink(line)
-        sink(None)
-
-    def wait_for(self, text: str, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while (left := deadline - time.monotonic()) > 0:
-            try:
-                line = self.lines.get(timeout=left)
-            except queue.Empty:
-                break
-            if line is None:
-                break
-            if text in line:
-                return
-        self.stop()
-        raise SystemExit(f"{' '.join(self.argv)} did not say {text!r}:\n{''.join(e for e in self.errors if e)}")
-
-    def cpu(self) -> float:
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
 
 
-def pins(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if text == "none" or len(os.sched_getaffinity(0)) < 2:
-        return (), ()
-    cpus = text.split(",")
-    allowed = os.sched_getaffinity(0)
-    if len(cpus) != 2 or not all(c.isdigit() and int(c) in allowed for c in cpus) or cpus[0] == cpus[1]:
-        raise SystemExit(f"--cpus {text}: want two different CPUs out of {sorted(allowed)}, or none")
-    if not shutil.which("taskset"):
-        raise SystemExit("--cpus needs taskset (util-linux); or pass --cpus none")
-    return ("taskset", "-c", cpus[0]), ("taskset", "-c", cpus[1])
 
 
 # --- measurements --------------------------------------------------------------------------------------------
