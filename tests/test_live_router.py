@@ -6,11 +6,11 @@ comes, even when nothing else wakes the loop. Both are checked here on the
 real loop and the real clock, with a stack forwarding between two "TAPs".
 """
 
-import socket
 import time
 from collections.abc import Iterator
 
 import pytest
+from pair_device import PairDevice
 from scapy.layers.inet import ICMP, IP
 from scapy.layers.l2 import ARP, Ether
 
@@ -27,33 +27,6 @@ LAN_MAC, WAN_MAC = "02:00:00:00:01:01", "02:00:00:00:02:01"
 CLIENT_MAC, SERVER_MAC = "02:00:00:00:01:02", "02:00:00:00:02:02"
 
 
-class PairDevice:
-    """The driver's end of a SOCK_SEQPACKET pair; the test is the wire on ``wire``."""
-
-    def __init__(self) -> None:
-        self.inner, self.wire = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.inner.setblocking(False)
-        self.wire.settimeout(3.0)
-
-    def fileno(self) -> int:
-        return self.inner.fileno()
-
-    def read_batch(self, limit: int) -> list[bytes]:
-        frames: list[bytes] = []
-        try:
-            for _ in range(limit):
-                frames.append(self.inner.recv(65536))
-        except BlockingIOError:
-            pass
-        return frames
-
-    def write(self, frame: bytes) -> OSError | None:
-        self.inner.send(frame)
-        return None
-
-    def close(self) -> None:
-        self.inner.close()
-        self.wire.close()
 
 
 def b(text: str) -> bytes:

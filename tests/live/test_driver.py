@@ -9,13 +9,13 @@ import errno
 import os
 import random
 import signal
-import socket
 import struct
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
+from pair_device import PairDevice
 
 from simstack.engine.live.driver import LiveDriver
 from simstack.protocols.arp_cache import ArpConfig
@@ -27,36 +27,6 @@ PEER_MAC = bytes.fromhex("02aabbccdd02")
 PEER_IP = bytes([10, 0, 0, 2])
 
 
-class PairDevice:
-    """The driver's end of a socket pair; the test plays the wire on ``wire``."""
-
-    def __init__(self) -> None:
-        self.inner, self.wire = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        self.inner.setblocking(False)
-        self.wire.settimeout(2.0)
-
-    def fileno(self) -> int:
-        return self.inner.fileno()
-
-    def read_batch(self, limit: int) -> list[bytes]:
-        frames: list[bytes] = []
-        try:
-            for _ in range(limit):
-                frame = self.inner.recv(65536)
-                if not frame:
-                    raise OSError(errno.EBADFD, "the wire was cut")
-                frames.append(frame)
-        except BlockingIOError:
-            pass
-        return frames
-
-    def write(self, frame: bytes) -> OSError | None:
-        self.inner.send(frame)
-        return None
-
-    def close(self) -> None:
-        self.inner.close()
-        self.wire.close()
 
 
 def checksum(data: bytes) -> int:
