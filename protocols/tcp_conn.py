@@ -804,18 +804,13 @@ class TcpConn:
                 self._sack_update(seq)
             return False
         n = len(data)
-        was_empty = not self.rcvbuf
         if n:
             self.rcvbuf += data
             self.rcv_nxt = (self.rcv_nxt + n) & MASK
+            self._data_in(n, now)  # before the out-of-order queue adds to the buffer: its edge test needs that
         if self.ooo:
             fin = self._drain_ooo() or fin
             self.ack_now = True  # RFC 5681 4.2: filling a hole is acknowledged at once
-        if n:
-            self._data_in(n, now)
-        if was_empty and self.rcvbuf and len(self.rcvbuf) > n:
-            # the hole's filler was not all: what the out-of-order queue gave passed _data_in's edge test
-            self.layer.ready.mark(self, Ready.READABLE)
         if self.sack_blocks:
             self._sack_update(None)
         if self.dsack is not None:
