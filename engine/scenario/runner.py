@@ -108,8 +108,12 @@ class Runner(SimHost):
                     user_trace(t, direction, frame)
 
             trace = learning
-        keep = (lambda frame: not any(not compare(spec, decode_frame(frame), isns) for spec in ignore)) if ignore \
-            else None
+        keep: Callable[[bytes], bool] | None = None
+        if ignore:
+            def keep(frame: bytes) -> bool:
+                """``options.ignore``: set aside a frame any spec matches; the frame is decoded once for them all."""
+                decoded = decode_frame(frame, isns)
+                return all(compare(spec, decoded, isns) for spec in ignore)
         self.shaper, self.drop_rules = link_shaper(scenario)
         super().__init__(stack, trace=trace, keep=keep, default_wait=scenario.expect_within, shaper=self.shaper)
         self.scenario = scenario
