@@ -46,8 +46,13 @@ def is_multicast_mac(mac: bytes) -> bool:
     return bool(mac[0] & 1)
 
 
+def netmask(length: int) -> int:
+    """The mask of a /``length`` prefix as a 32-bit integer (/0 is 0)."""
+    return (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
+
+
 def _in(ip: bytes, prefix: bytes, length: int) -> bool:
-    mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF
+    mask = netmask(length)
     return int.from_bytes(ip, "big") & mask == int.from_bytes(prefix, "big") & mask
 
 
@@ -84,7 +89,7 @@ def check_stack_addresses(ip: bytes, prefix_len: int, mac: bytes | None = None, 
     why = why_not_host_address(ip)
     if why:
         raise AddressError("ip", f"{ip_to_str(ip)} {why}")
-    mask = (0xFFFFFFFF << (32 - prefix_len)) & 0xFFFFFFFF if prefix_len else 0
+    mask = netmask(prefix_len)
     network = int.from_bytes(ip, "big") & mask
     special = (network, network | (~mask & 0xFFFFFFFF)) if prefix_len <= 30 else ()
     if int.from_bytes(ip, "big") in special:

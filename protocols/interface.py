@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
-from .addresses import AddressError, check_stack_addresses, ip_to_str
+from .addresses import AddressError, check_stack_addresses, ip_to_str, netmask
 
 if TYPE_CHECKING:
     from .arp_cache import NeighborCache
@@ -28,7 +28,7 @@ class Interface:
 
     @cached_property
     def netmask(self) -> int:
-        return (0xFFFFFFFF << (32 - self.prefix_len)) & 0xFFFFFFFF if self.prefix_len else 0
+        return netmask(self.prefix_len)
 
     @cached_property
     def network(self) -> int:

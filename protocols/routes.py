@@ -12,7 +12,7 @@ import errno
 import ipaddress
 from dataclasses import dataclass
 
-from .addresses import BROADCAST_IP
+from .addresses import BROADCAST_IP, netmask
 
 
 class NoRoute(OSError):
@@ -32,10 +32,6 @@ class Route:
     src: bytes
     mtu: int
     iface: int = 0
-
-    @property
-    def mask(self) -> int:
-        return (0xFFFFFFFF << (32 - self.length)) & 0xFFFFFFFF if self.length else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +58,7 @@ class RoutingTable:
     def add(self, network: bytes, length: int, gateway: bytes | None, src: bytes, mtu: int, iface: int = 0) -> Route:
         if not 0 <= length <= 32:
             raise ValueError(f"prefix length {length} is not in 0..32")
-        mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
+        mask = netmask(length)
         net = int.from_bytes(network, "big") & mask
         route = Route(net, length, gateway, src, mtu, iface)
         rows = self._by_length.setdefault(length, {})
@@ -72,13 +68,10 @@ class RoutingTable:
         return route
 
     def remove(self, network: bytes, length: int) -> None:
-        mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
+        mask = netmask(length)
         rows = self._by_length.get(length, {})
         rows.pop(int.from_bytes(network, "big") & mask, None)
         self._cache.clear()
-
-    def routes(self) -> list[Route]:
-        return [r for rows in self._by_length.values() for r in rows.values()]
 
     def lookup(self, dst: bytes) -> NextHop:
         """The next hop for ``dst``, or ``NoRoute``. The limited broadcast is on every link (RFC 919)."""
@@ -94,7 +87,7 @@ class RoutingTable:
             return NextHop(dst, link.src, link.mtu, link.iface)
         addr = int.from_bytes(dst, "big")
         for length, rows in self._by_length.items():
-            mask = (0xFFFFFFFF << (32 - length)) & 0xFFFFFFFF if length else 0
+            mask = netmask(length)
             route = rows.get(addr & mask)
             if route is not None:
                 hop = NextHop(route.gateway or dst, route.src, route.mtu, route.iface)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, partial
 
 from . import arp, ethernet, icmp, ipv4
-from .addresses import BROADCAST_IP, BROADCAST_MAC, ZERO_IP, ZERO_MAC, is_multicast_mac
+from .addresses import BROADCAST_IP, BROADCAST_MAC, ZERO_IP, ZERO_MAC, is_multicast_mac, netmask
 from .arp_cache import ArpConfig, NeighborCache
 from .counters import Counters
 from .errors import Malformed
@@ -95,7 +95,7 @@ class StackConfig:
     # Cached: read on every packet, and the config never changes.
     @cached_property
     def netmask(self) -> int:
-        return (0xFFFFFFFF << (32 - self.prefix_len)) & 0xFFFFFFFF if self.prefix_len else 0
+        return netmask(self.prefix_len)
 
     @cached_property
     def subnet_broadcast(self) -> bytes:

@@ -36,7 +36,7 @@ from typing import Any
 
 from pyroute2 import IPRoute, NetlinkError, netns
 
-from simstack.protocols.addresses import ip_to_str
+from simstack.protocols.addresses import ip_to_str, netmask
 from simstack.protocols.interface import Interface
 from simstack.protocols.stack import StackConfig
 
@@ -417,7 +417,7 @@ class Lab:
 
 # -- helpers -----------------------------------------------------------------------------
 def _network(ip: bytes, prefix_len: int) -> bytes:
-    mask = (0xFFFFFFFF << (32 - prefix_len)) & 0xFFFFFFFF if prefix_len else 0
+    mask = netmask(prefix_len)
     return (int.from_bytes(ip, "big") & mask).to_bytes(4, "big")
 
 
