@@ -153,9 +153,14 @@ class LiveDriver:
                 return fn(self.stack, now)
             finally:
                 self._flush(now)
-                self.condition.notify_all()
+                self._notify()
                 if threading.get_ident() != self._loop_thread:
                     self.wake()
+
+    def _notify(self) -> None:
+        """Wake the waiters, held lock and all; with none waiting (a service's call per datagram), skip the work."""
+        if self.condition._waiters:  # type: ignore[attr-defined]
+            self.condition.notify_all()
 
     def take_ready(self) -> list[tuple[object, Ready]]:
         """The endpoints marked ready since the last time (for the host's ``dispatch_ready``)."""
@@ -249,7 +254,6 @@ class LiveDriver:
         device_fd = self.device.fileno()
         others = {dev.fileno(): i for i, dev in enumerate(self.devices) if i}  # interfaces 1, 2, ... by descriptor
         held = self._held
-        condition = self.condition
         ready_set = stack.ready
         with self.lock:
             deadline = stack.next_deadline()
@@ -288,8 +292,8 @@ class LiveDriver:
                 except OSError as e:
                     self.error = e
                     self._stopping = True
-                if busy and condition._waiters:  # type: ignore[attr-defined]
-                    condition.notify_all()
+                if busy:
+                    self._notify()
                 more = bool(ready_set)
             if more and self.on_ready is not None:
                 try:
