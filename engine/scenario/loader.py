@@ -497,6 +497,8 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "challenge_ack_limit": (1, 1_000_000), "keepalive_probes": (1, 255), "initial_window": (1, 1000),
     "max_syn_backlog": (1, 1_000_000), "somaxconn": (1, 1_000_000), "ephemeral": (1, 65535),
     "wscale": (-1, 14), "ts_hz": (1, 1000), "rto_slop": (0, 600), "quickack": (0, 1000), "abc_limit": (1, 1000),
+    "syncookies": (0, 2), "max_connections": (1, 1_000_000), "max_tw_buckets": (0, 1_000_000),
+    "ooo_max_bytes": (1, 1 << 30), "rst_limit": (1, 1_000_000),
 }
 STEP_KEYS = {
     "inject": {"at", "note", "fragment", "on", "name", "quote"},
