@@ -21,7 +21,11 @@ turns into ``ConnectionResetError``, ``BrokenPipeError``, ``TimeoutError``...):
   non-listening user share it), OverflowError (port out of range).
 - ``listen(backlog=128)``: passive OPEN; binds a free port if unbound. Up to
   backlog+1 established connections wait for accept() (Linux), and up to
-  backlog half-open ones; SYNs beyond either are dropped, so peers retry. EINVAL (connected), EADDRINUSE (another listener).
+  backlog half-open ones (and max_syn_backlog). A SYN beyond the first is
+  dropped, so the peer retries; beyond the second it gets a SYN cookie
+  (tcp_cookies.py, ``syncookies``) or, without cookies, is dropped. Beyond
+  ``max_connections`` in all a SYN is dropped and connect() raises ENOBUFS.
+  EINVAL (connected), EADDRINUSE (another listener).
 - ``accept() -> TcpConn | None``: None would block. EINVAL (not listening).
 - ``connect(ip, port, now)``: sends the SYN and returns; then Ready.CONNECTED,
   or Ready.ERROR with ``error`` = ECONNREFUSED / ETIMEDOUT / EHOSTUNREACH...
