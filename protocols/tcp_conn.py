@@ -147,6 +147,8 @@ class TcpConfig:
             raise ValueError("need 0 < rto_min <= rto_initial <= rto_max")
         if not -1 <= self.wscale <= MAX_WSCALE:
             raise ValueError(f"wscale must be -1 (none) or a shift from 0 to {MAX_WSCALE} (RFC 7323 2.3)")
+        if self.syncookies not in (0, 1, 2):
+            raise ValueError("syncookies must be 0 (never), 1 (when a SYN queue is full) or 2 (always)")
         for key, words in CHOICES.items():
             if getattr(self, key) not in words:
                 raise ValueError(f"{key} must be one of {', '.join(words)}")
