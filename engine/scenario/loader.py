@@ -34,7 +34,7 @@ from simstack.protocols.interface import Interface, check_interfaces, check_next
 from simstack.protocols.routes import parse_route
 from simstack.protocols.stack import StackConfig
 from simstack.protocols.tcp_conn import CHOICES as TCP_CHOICES
-from simstack.protocols.tcp_conn import TcpConfig
+from simstack.protocols.tcp_conn import MIN_SND_MSS, TcpConfig
 from simstack.protocols.tcp_table import STATES as TCP_STATES
 
 from ..api.services import SERVICES, service_error
@@ -496,7 +496,7 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "rcvbuf": (256, 1 << 30), "sndbuf": (256, 1 << 30), "ooo_max_segments": (1, 1_000_000),
     "challenge_ack_limit": (1, 1_000_000), "keepalive_probes": (1, 255), "initial_window": (1, 1000),
     "max_syn_backlog": (1, 1_000_000), "somaxconn": (1, 1_000_000), "ephemeral": (1, 65535),
-    "wscale": (-1, 14), "ts_hz": (1, 1000), "rto_slop": (0, 600), "quickack": (0, 1000), "abc_limit": (1, 1000),
+    "wscale": (-1, 14), "min_snd_mss": MIN_SND_MSS, "ts_hz": (1, 1000), "rto_slop": (0, 600), "quickack": (0, 1000), "abc_limit": (1, 1000),
 }
 STEP_KEYS = {
     "inject": {"at", "note", "fragment", "on", "name", "quote"},
