@@ -496,7 +496,8 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "rcvbuf": (256, 1 << 30), "sndbuf": (256, 1 << 30), "ooo_max_segments": (1, 1_000_000),
     "challenge_ack_limit": (1, 1_000_000), "keepalive_probes": (1, 255), "initial_window": (1, 1000),
     "max_syn_backlog": (1, 1_000_000), "somaxconn": (1, 1_000_000), "ephemeral": (1, 65535),
-    "wscale": (-1, 14), "min_snd_mss": MIN_SND_MSS, "ts_hz": (1, 1000), "rto_slop": (0, 600), "quickack": (0, 1000), "abc_limit": (1, 1000),
+    "wscale": (-1, 14), "ts_hz": (1, 1000), "rto_slop": (0, 600), "quickack": (0, 1000), "abc_limit": (1, 1000),
+    "min_snd_mss": MIN_SND_MSS,
 }
 STEP_KEYS = {
     "inject": {"at", "note", "fragment", "on", "name", "quote"},
