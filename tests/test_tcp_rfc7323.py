@@ -69,8 +69,9 @@ def test_timestamps_measure_every_ack_and_the_rto_follows_the_path() -> None:
     _listener, server, client = established_pair(net)
     pump = Pump(net, client, server, bytes(300_000))
     net.run_until(lambda: pump.done, limit=net.now + 60)
-    assert client.srtt == pytest.approx(0.1, abs=0.002)
-    assert client.rto == pytest.approx(client.srtt + 4 * client.rttvar)
+    srtt = client.srtt
+    assert srtt == pytest.approx(0.1, abs=0.002)
+    assert srtt is not None and client.rto == pytest.approx(srtt + 4 * client.rttvar)
     assert client.rto < 0.2  # RFC 6298's 1 s floor is rto_min's business, not the estimator's
 
 
@@ -93,8 +94,9 @@ def test_a_retransmission_is_timed_by_its_echo_not_skipped() -> None:
     assert dropped and client.layer.counters["tcp.timeout"] == 1
     # the handshake's sample (0.1 s: SRTT 0.1, RTTVAR 0.05, RTO 0.3, backed off to 0.6 by the timeout), then
     # the retransmission's: 0.1 s and the server's delayed ACK, 0.04 s
-    assert client.srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.14, abs=0.001)
-    assert client.rto == pytest.approx(client.srtt + 4 * client.rttvar) and client.rto < 0.3
+    srtt = client.srtt
+    assert srtt == pytest.approx(0.875 * 0.1 + 0.125 * 0.14, abs=0.001)
+    assert srtt is not None and client.rto == pytest.approx(srtt + 4 * client.rttvar) and client.rto < 0.3
 
 
 # -- the TSecr we echo (RFC 7323 4.3), read back by scapy ------------------------------------------
