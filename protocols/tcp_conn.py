@@ -93,7 +93,7 @@ class TcpConfig:
     synack_retries: int = 5  # Linux tcp_synack_retries
     retries: int = 15  # Linux tcp_retries2: then RST and ETIMEDOUT
     delack_time: float = 0.04  # Linux TCP_DELACK_MIN; RFC 1122 4.2.3.2 wants < 0.5 s, we cap at 0.2
-    rcvbuf: int = 131072  # SO_RCVBUF default (Linux tcp_rmem[1]); the window is at most 65535
+    rcvbuf: int = 131072  # SO_RCVBUF default (Linux tcp_rmem[1]); the window is at most 65535 << our shift
     sndbuf: int = 131072  # SO_SNDBUF default
     ooo_max_segments: int = 256  # out-of-order queue bound; its bytes are bounded by the window
     rfc5961: bool = True  # challenge ACKs for in-window RST and SYN; False: RFC 793 behaviour
