@@ -1016,6 +1016,11 @@ class TcpConn:
         cur = seq_diff(self.rcv_adv, self.rcv_nxt)
         if cur < 0:
             cur = 0
+        if cur & ((1 << shift) - 1):
+            # RFC 7323 2.4 and appendix F: the field counts units of 2^shift, and the edge offered last,
+            # rounded down, would move left (a shrunk window): round it up, as Linux's tcp_select_window
+            cur = ((cur >> shift) + 1) << shift
+            self.rcv_adv = (self.rcv_nxt + cur) & MASK
         if self.layer.config.window_steps:
             if free - cur >= min(self.rcvbuf_size // 2, self.our_mss) or (free > cur and free == self.rcvbuf_size):
                 self.rcv_adv = (self.rcv_nxt + free) & MASK

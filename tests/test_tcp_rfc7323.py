@@ -6,6 +6,7 @@ cannot reach: the 24-day exception, bounds over any sequence of samples, the slo
 and the echo rules read back by scapy.
 """
 
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -199,3 +200,17 @@ def test_a_shift_over_14_is_used_as_14(shift: int, used: int, clamped: int) -> N
 def test_min_snd_mss_has_a_range(value: int) -> None:
     with pytest.raises(ValueError, match="min_snd_mss"):
         TcpConfig(min_snd_mss=value)
+
+
+@pytest.mark.parametrize("rcvbuf", [100_000, 131072, 1 << 20])
+def test_a_scaled_window_never_moves_its_right_edge_left(rcvbuf: int) -> None:
+    """RFC 7323 appendix F, RFC 9293 3.8.6.2.2: the field counts units of 128 here; the edge it says only grows."""
+    net = Net(TcpConfig(wscale=7, rcvbuf=rcvbuf, rto_min=0.2))
+    net.check = lambda: check_all(net)
+    _listener, server, client = established_pair(net)
+    since = len(net.log)
+    pump = Pump(net, client, server, bytes(i % 253 for i in range(2_000_000)), chunk=3000)
+    net.run_until(lambda: pump.done, limit=net.now + 120)
+    edges = [(s.seg.ack + (s.seg.window << 7)) & 0xFFFFFFFF for s in net.log[since:] if s.src == A_IP]
+    assert len(edges) > 100
+    assert all(((b - a) & 0xFFFFFFFF) < 1 << 31 for a, b in pairwise(edges))
