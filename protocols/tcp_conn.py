@@ -872,14 +872,16 @@ class TcpConn:
                 return ooo[lo][0], (ooo[hi][0] + len(ooo[hi][1])) & MASK
         return None
 
-    def _paws(self, seg: Tcp, now: float) -> bool:
+    def _paws(self, seg: Tcp, now: float, ts: tuple[int, int] | None = None) -> bool:
         """RFC 7323 5.3 R1: a segment whose TSval is older than TS.Recent is an old duplicate (from an earlier
         trip round the sequence space, or a replay): it draws an ACK (the UNACCEPTABLE row) and is dropped.
 
         A RST is exempt (R1: "and if the RST bit is not set"), so is a segment without timestamps, and
         TS.Recent recorded more than 24 days ago may be from a clock that has wrapped since (5.5).
+        ``ts``: the segment's timestamps when the caller parsed them already.
         """
-        ts = seg.option(OPT_TIMESTAMP)
+        if ts is None:
+            ts = seg.option(OPT_TIMESTAMP)
         if not isinstance(ts, tuple) or not seq_lt(ts[0], self.ts_recent) or seg.flags & RST or \
                 now - self.ts_recent_age > PAWS_IDLE:
             return False
@@ -895,7 +897,7 @@ class TcpConn:
         ts = seg.option(OPT_TIMESTAMP)
         if not isinstance(ts, tuple):
             return True
-        if self._paws(seg, now):
+        if self._paws(seg, now, ts):
             return False
         val, ecr = ts
         # RFC 7323 4.3 (2): TS.Recent follows the peer's clock only on segments that start at or before
