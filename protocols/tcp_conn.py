@@ -897,15 +897,16 @@ class TcpConn:
         ts = seg.option(OPT_TIMESTAMP)
         if not isinstance(ts, tuple):
             return True
-        if self._paws(seg, now, ts):
-            return False
         val, ecr = ts
+        newer = ((val - self.ts_recent) & MASK) < HALF  # SEG.TSval >= TS.Recent, in 32-bit sequence arithmetic
+        if not newer and self._paws(seg, now, ts):
+            return False
         # RFC 7323 4.3 (2): TS.Recent follows the peer's clock only on segments that start at or before
         # Last.ACK.sent, the ACK we sent last. Delayed ACKs then echo the earliest segment they cover
         # (4.2 (A)), an ACK for a segment past a hole the last one in order (B), and the ACK for the
         # segment that fills a hole that segment's TSval (C): losses overestimate the RTT, never under.
         # After 24 days idle, TS.Recent is no reference and the newest TSval replaces it (5.5).
-        if seq_le(seg.seq, self.last_ack_sent) and (seq_ge(val, self.ts_recent) or now - self.ts_recent_age > PAWS_IDLE):
+        if (newer or now - self.ts_recent_age > PAWS_IDLE) and ((self.last_ack_sent - seg.seq) & MASK) < HALF:
             self.ts_recent = val
             self.ts_recent_age = now
         # RFC 7323 4.1 RTTM: an ACK of new data is an RTT sample, now minus the TSval it echoes. Unlike
@@ -914,10 +915,11 @@ class TcpConn:
         # that copy's round trip (an ACK held back by loss echoes an older TSval: a longer RTT, 4.2).
         # A TSecr of 0 is taken as none, as Linux does (a peer may send it before it saw our clock).
         una = self.snd_una
-        flight = (self.snd_max - una) & MASK
-        if ecr and 0 < ((seg.ack - una) & MASK) <= flight:
+        acked = (seg.ack - una) & MASK
+        if acked and ecr:
+            flight = (self.snd_max - una) & MASK
             ticks = (self._ts_val(now) - ecr) & MASK
-            if ticks < HALF:
+            if acked <= flight and ticks < HALF:
                 # RFC 7323 appendix G: with a sample every ACK, weight each by the samples a flight gives
                 self._rtt_sample(ticks / self.layer.config.ts_hz, -(-flight // (2 * self.snd_mss)))
                 self.rtt_seq = None  # taken: Karn's timing (RFC 6298 3) is for connections without timestamps
