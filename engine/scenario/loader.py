@@ -34,7 +34,7 @@ from simstack.protocols.interface import Interface, check_interfaces, check_next
 from simstack.protocols.routes import parse_route
 from simstack.protocols.stack import StackConfig
 from simstack.protocols.tcp_conn import CHOICES as TCP_CHOICES
-from simstack.protocols.tcp_conn import TcpConfig
+from simstack.protocols.tcp_conn import MIN_SND_MSS, TcpConfig
 from simstack.protocols.tcp_table import STATES as TCP_STATES
 
 from ..api.services import SERVICES, service_error
@@ -500,6 +500,7 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "wscale": (-1, 14), "ts_hz": (1, 1000), "rto_slop": (0, 600), "quickack": (0, 1000), "abc_limit": (1, 1000),
     "syncookies": (0, 2), "max_connections": (1, 1_000_000), "max_tw_buckets": (0, 1_000_000),
     "ooo_max_bytes": (1, 1 << 30), "rst_limit": (1, 1_000_000),
+    "min_snd_mss": MIN_SND_MSS,
 }
 STEP_KEYS = {
     "inject": {"at", "note", "fragment", "on", "name", "quote", "repeat"},
