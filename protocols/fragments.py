@@ -35,7 +35,7 @@ class _Pending:
     first: Ipv4 | None = None  # the offset-0 fragment: header fields and ICMP quote
     first_raw: bytes = b""
     size: int = 0
-    poisoned: bool = False  # an overlap was seen: drop everything until timeout
+    poisoned: str = ""  # why (frag_overlap, frag_tiny, ...): drop every later fragment for it until timeout
     broadcast: bool = False  # fragment zero came as a broadcast: no ICMP error for it
 
 
@@ -87,7 +87,7 @@ class Reassembler:
                 self._poison(entry, reason)
             return None
         if entry.poisoned:
-            c.drop("ipv4", "frag_overlap")
+            c.drop("ipv4", entry.poisoned)
             return None
         if not ip.mf:
             if (entry.total is not None and entry.total != end) or any(o + len(d) > end for o, d in entry.pieces.items()):
@@ -136,7 +136,7 @@ class Reassembler:
         entry.pieces.clear()
         entry.size = 0
         entry.first = None
-        entry.poisoned = True  # later fragments of this datagram are dropped too, until the timer
+        entry.poisoned = reason  # later fragments of this datagram are dropped too, until the timer
 
     def _discard(self, key: Key) -> None:
         entry = self.pending.pop(key, None)
