@@ -456,6 +456,17 @@ def soak(args: argparse.Namespace, tag: str, tmp: Path) -> int:
                 stack.wait(5)
 
 
+def slope(samples: list[tuple[float, int]]) -> float:
+    """Least-squares growth of the samples, in KiB a minute."""
+    if len(samples) < 2:
+        return 0.0
+    n = len(samples)
+    mt = sum(t for t, _ in samples) / n
+    mv = sum(v for _, v in samples) / n
+    var = sum((t - mt) ** 2 for t, _ in samples)
+    return 60 * sum((t - mt) * (v - mv) for t, v in samples) / var if var else 0.0
+
+
 def report(args: argparse.Namespace, workers: list[Process], ping: Process, rss: list[tuple[float, int]],
            stack_out: list[str], failures: list[str]) -> int:
     results = [r for r in (result_of(w) for w in workers if w is not ping) if r is not None]
@@ -495,7 +506,8 @@ def report(args: argparse.Namespace, workers: list[Process], ping: Process, rss:
     kib = [v for _, v in rss]
     warm = next((v for t, v in rss if t >= min(60.0, args.minutes * 6)), kib[-1])
     print(f"RSS MiB: start {kib[0] / 1024:.1f}, after warm-up {warm / 1024:.1f}, peak {max(kib) / 1024:.1f}, "
-          f"end {kib[-1] / 1024:.1f} ({len(kib)} samples every {args.rss_every:g} s)")
+          f"end {kib[-1] / 1024:.1f} ({len(kib)} samples every {args.rss_every:g} s); "
+          f"slope over the second half {slope(rss[len(rss) // 2:]) / 1024:+.2f} MiB/min")
     if kib[-1] > warm + max(args.rss_slack * 1024, warm * 0.1):
         failures.append("RSS grew")
     counters = [line.rstrip() for line in stack_out[1:] if line.strip() and not line.startswith("  ip netns")]
