@@ -360,6 +360,7 @@ def main() -> int:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # even when started in the background, where SIGINT comes ignored
     tag = f"soak{os.getpid() % 10000}"
     tmp = Path(tempfile.mkdtemp(prefix="simstack-soak-"))
     try:
