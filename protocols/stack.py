@@ -57,6 +57,8 @@ class StackConfig:
     gateway: bytes | None = None
     mtu: int = 1500
     ttl: int = 64
+    # RFC 1191 3 and Linux's route/min_pmtu: a "fragmentation needed" never lowers a path MTU below this
+    min_pmtu: int = 552
     vlan: int | None = None  # tag every frame with this VID and accept only it
     arp: ArpConfig = field(default_factory=ArpConfig)
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)

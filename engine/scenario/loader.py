@@ -482,7 +482,7 @@ MAX_OPTIONS = 40  # IPv4 options: IHL is 4 bits, so a header holds at most 60 by
 MAX_DATAGRAM = 65_535  # IPv4 Total Length is 16 bits
 
 TOP_KEYS = {"description", "stack", "hosts", "options", "steps"}
-STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp", "reassembly", "services", "tcp"}
+STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "min_pmtu", "vlan", "seed", "arp", "reassembly", "services", "tcp"}
 STACK_KEYS |= {"interfaces", "forward", "routes"}  # several interfaces, and a router (docs/scenarios.md, "Routers")
 OPTION_KEYS = {"allow_unexpected", "ignore", "expect_within", "tolerance"}
 OPTION_KEYS |= {"impair", "impair_in", "impair_out", "drop"}  # what the wire does to frames ("Impairment and drop rules")
@@ -767,7 +767,8 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
             check_stack_addresses(ip, prefix, mac, None if ifaces else kwargs.get("gateway"))
         except AddressError as e:
             raise chk.fail(s.key_lines.get(e.what, s.line), f"stack.{e.what}: {e}") from None
-        for key, lo, hi in (("mtu", 68, 65535), ("ttl", 1, 255), ("vlan", 1, 4094), ("seed", 0, 2**64 - 1)):
+        for key, lo, hi in (("mtu", 68, 65535), ("ttl", 1, 255), ("min_pmtu", 68, 65535), ("vlan", 1, 4094),
+                            ("seed", 0, 2**64 - 1)):
             if key in s:
                 v = s[key]
                 if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
