@@ -181,7 +181,7 @@ class TcpLayer:
         if self.offload:  # the interface towards dst completes the checksum: leave it partial
             with contextlib.suppress(OSError):  # no route: send_ipv4 says so below
                 partial = self.stack.tso_max(self.stack.route(dst).iface) > 0
-        data: bytes = tcp.emit(seg, src, dst, partial)  # type: ignore[attr-defined]
+        data: bytes = tcp.emit(seg, src, dst, True) if partial else tcp.emit(seg, src, dst)  # type: ignore[attr-defined]
         try:
             self.stack.send_ipv4(dst, PROTO_TCP, data, now, src=src, df=True)  # RFC 1191 path MTU discovery
         except OSError:
