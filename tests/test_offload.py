@@ -120,6 +120,7 @@ def _connected(stack: Stack, mss: int = 1460) -> tuple[TcpConn, int, int]:
     listener.listen()
     stack.receive(_frame(TCP(sport=40000, dport=9, flags="S", seq=1000, window=65535, options=[("MSS", mss)])), 0.0)
     (synack,) = stack.transmit()
+    assert dict(Ether(synack)[TCP].options)["MSS"] == stack.ports[0].mtu - 40  # RFC 9293 3.7.1: 8960 at MTU 9000
     ours = Ether(synack)[TCP].seq + 1
     stack.receive(_frame(TCP(sport=40000, dport=9, flags="A", seq=1001, ack=ours, window=65535)), 0.0)
     conn = listener.accept()
