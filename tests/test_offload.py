@@ -8,14 +8,19 @@ little-endian as the TAP is told (TUNSETVNETLE). The live tests in tests/live/te
 kernel itself.
 """
 
+import contextlib
 import struct
 
 import pytest
 from construct import Int8ul, Int16ul, Struct
+from pair_device import PairDevice
 from scapy.layers.inet import ICMP, IP, TCP, UDP
 from scapy.layers.l2 import ARP, Dot1Q, Ether
 
+from simstack.engine.live.driver import LiveDriver
+from simstack.engine.live.session import LiveOptions, plan
 from simstack.engine.wire import vnet
+from simstack.engine.wire.errors import SetupError
 from simstack.protocols.checksum import ones_sum
 from simstack.protocols.errors import Malformed
 from simstack.protocols.interface import TSO_MAX, Interface
@@ -224,3 +229,71 @@ def test_without_offload_segments_stay_within_the_mss_with_full_checksums() -> N
         assert len(seg[TCP].payload) <= 1460
         del seg[TCP].chksum
         assert bytes(Ether(bytes(seg))) == frame
+
+
+# -- the driver: headers off on the way in, on on the way out ----------------------------------------------
+class VnetPair(PairDevice):
+    """A pair device whose messages are a virtio-net header and a frame, as a TAP with IFF_VNET_HDR reads."""
+
+    def read_batch(self, limit: int) -> list[bytes]:
+        frames: list[bytes] = []
+        with contextlib.suppress(BlockingIOError):
+            for _ in range(limit):
+                frames.append(self.inner.recv(70000))
+        return frames
+
+    def write_vnet(self, header: bytes, frame: bytes) -> OSError | None:
+        self.inner.send(header + frame)
+        return None
+
+
+def test_the_driver_strips_and_adds_the_header() -> None:
+    stack = _stack(offload=True)
+    dev = VnetPair()
+    driver = LiveDriver(stack, dev, offload=True)
+
+    def listen(s: Stack, now: float) -> TcpConn:
+        ep = s.tcp.open()
+        ep.bind(IP_, 9)
+        ep.listen()
+        return ep
+
+    driver.call(listen)
+    driver.start()
+    try:
+        arp = bytes(Ether(dst="ff:ff:ff:ff:ff:ff", src=PEER_MAC) / ARP(op=1, hwsrc=PEER_MAC, psrc=YOU, pdst=ME))
+        dev.wire.send(vnet.ZERO + arp)
+        reply = dev.wire.recv(70000)
+        assert reply[:10] == vnet.ZERO and Ether(reply[10:])[ARP].op == 2
+        dev.wire.send(b"\x01\x00\x00")  # cut short: counted, not passed on
+        syn = _frame(TCP(sport=40000, dport=9, flags="S", seq=1000, window=65535, options=[("MSS", 1460)]),
+                     partial=True)
+        dev.wire.send(vnet.emit(vnet.VnetHeader(vnet.F_NEEDS_CSUM, vnet.GSO_NONE, 54, 0, 34, 16)) + syn)
+        out = dev.wire.recv(70000)
+        assert vnet.parse(out) == (vnet.F_NEEDS_CSUM, vnet.GSO_NONE, 14 + 20 + 24, 0, 34, 16)
+        synack = Ether(out[10:])
+        assert synack[TCP].flags == "SA"
+        field = synack[TCP].chksum
+        assert field == ones_sum(IP_ + PEER + bytes((0, 6, 0, 24)))  # left partial for the kernel
+        assert driver.wait_for(lambda: stack.counters["vnet.drop.truncated"] == 1, 2.0)
+    finally:
+        driver.close()
+        dev.close()
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    ({"more_ifnames": ("tap1",)}, "one IFNAME"),
+    ({"impair": "loss=1%"}, "--impair"),
+    ({"drops": ("tcp",)}, "--drop"),
+    ({"record": "out.yaml"}, "--record"),
+])
+def test_offload_is_refused_where_frames_must_stay_within_the_mtu(extra: dict[str, object], words: str) -> None:
+    with pytest.raises(SetupError) as e:
+        plan(LiveOptions("tap0", offload=True, **extra))  # type: ignore[arg-type]
+    assert words in str(e.value)
+
+
+@pytest.mark.parametrize("mtu", [67, 65522])
+def test_mtu_out_of_range_is_refused(mtu: int) -> None:
+    with pytest.raises(SetupError, match=f"--mtu {mtu}: want 68"):
+        plan(LiveOptions("tap0", mtu=mtu))
