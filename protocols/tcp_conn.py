@@ -366,7 +366,7 @@ class TcpConn:
             raise ValueError("negative buffersize in recv")
         buf = self.rcvbuf
         if buf and n:
-            data = bytes(buf[:n])
+            data = bytes(buf) if n >= len(buf) else bytes(buf[:n])  # one copy when all of it goes: a 64 KB segment
             if not peek:
                 del buf[:n]
                 if (self.state, T.RECEIVE) in T.DISPATCH:
