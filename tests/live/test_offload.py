@@ -16,6 +16,8 @@ import pytest
 from conftest import require_tool
 
 from .conftest import Netns
+from .test_lab import Lab
+from .test_lab import lab as lab  # the fixture, for the lab test below
 from .test_tcp import MB, curl_download, peer, sha256_file
 
 pytestmark = pytest.mark.live
@@ -85,3 +87,16 @@ def test_offload_refuses_what_it_cannot_do(netns: Netns) -> None:
         assert not netns.link_exists("tap0")
     r = netns.simstack_once("tap0", "--mtu", "67")
     assert r.returncode == 2 and "--mtu 67" in r.stderr, r.stderr
+
+
+def test_offload_through_a_lab_bridge(lab: Lab, www: Path, tmp_path: Path) -> None:
+    """The bridge forwards the kernel's GSO frames to the TAP and ours to a client's veth, cut where needed."""
+    require_tool("curl")
+    stack = lab.simstack("--offload", "--serve", f"http:{www}")
+    got = tmp_path / "got.bin"
+    r = lab.client(1, "curl", "-sS", "--fail", "-o", str(got), "--max-time", "60", "http://10.0.0.1/big.bin")
+    assert r.returncode == 0, r.stderr
+    assert sha256_file(got) == sha256_file(www / "big.bin")
+    assert stack.stop() == 0
+    counters = _counters(stack.stdout)
+    assert counters["eth.tx"] < 20 * MB / 1460 / 2, counters  # segments of many MSS went out
