@@ -297,3 +297,15 @@ def test_offload_is_refused_where_frames_must_stay_within_the_mtu(extra: dict[st
 def test_mtu_out_of_range_is_refused(mtu: int) -> None:
     with pytest.raises(SetupError, match=f"--mtu {mtu}: want 68"):
         plan(LiveOptions("tap0", mtu=mtu))
+
+
+def test_the_simulated_wire_completes_a_partial_checksum_as_the_kernel_does() -> None:
+    pkt = Ether(dst=PEER_MAC, src=MAC) / IP(src=ME, dst=YOU) / TCP(sport=9, dport=40000, flags="PA") / (b"d" * 3001)
+    full = bytes(pkt)
+    partial = bytearray(full)
+    length = len(full) - 34
+    partial[50:52] = ones_sum(IP_ + PEER + bytes((0, 6, length >> 8, length & 0xFF))).to_bytes(2, "big")
+    assert bytes(partial) != full
+    assert vnet.complete(bytes(partial)) == full
+    udp = bytes(Ether(dst=PEER_MAC, src=MAC) / IP(src=ME, dst=YOU) / UDP(sport=7, dport=7, chksum=0x1234) / b"u")
+    assert vnet.complete(udp) == udp  # not ours to complete: sent whole

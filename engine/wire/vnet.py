@@ -34,6 +34,7 @@ from typing import NamedTuple
 from construct import Int8ul, Int16ul, Struct
 
 from simstack.protocols import layout
+from simstack.protocols.checksum import internet_checksum
 from simstack.protocols.errors import Malformed
 
 F_NEEDS_CSUM = 1
@@ -124,3 +125,22 @@ def header_for(frame: bytes, mtu: int, gso_size: GsoSize) -> bytes:
     mss = gso_size(frame[l3 + 12:l3 + 16], frame[l4] << 8 | frame[l4 + 1], frame[l3 + 16:l3 + 20],
                    frame[l4 + 2] << 8 | frame[l4 + 3])
     return _pack(F_NEEDS_CSUM, GSO_TCPV4, hdr_len, mss if 0 < mss < most else most, l4, 16)
+
+
+def _unknown(*_: object) -> int:
+    return 0
+
+
+def complete(frame: bytes) -> bytes:
+    """``frame`` with the TCP checksum the core left partial filled in, as the kernel fills it in.
+
+    What a device with checksum offload does (Linux's skb_checksum_help): sum
+    from ``csum_start`` to the end, the partial sum in the field included, and
+    store the complement ``csum_offset`` further on. The simulated wire does
+    it for an offload interface, so a scenario sees what a wire would carry.
+    """
+    hdr = _unpack(header_for(frame, 0xFFFF, _unknown))
+    if not hdr[0] & F_NEEDS_CSUM:
+        return frame
+    start, at = hdr[4], hdr[4] + hdr[5]
+    return frame[:at] + internet_checksum(frame[start:]).to_bytes(2, "big") + frame[at + 2:]
