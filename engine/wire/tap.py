@@ -12,6 +12,7 @@ a NIC that segments and checksums in hardware. Reads then return the header
 and the frame together; ``write_vnet`` writes a header and a frame as one.
 """
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -96,6 +97,11 @@ class Tap:
                 os.close(fd)
                 raise SetupError(f"{name}: the kernel refused the virtio-net header or offload settings: "
                                  f"{e.strerror}") from None
+        else:
+            # The offloads belong to the device: a persistent TAP an --offload session left would go on
+            # handing over 64 KB segments with partial checksums, with no header left to say so.
+            with contextlib.suppress(OSError):
+                fcntl.ioctl(fd, TUNSETOFFLOAD, 0)
         return cls(name, fd, offload)
 
     def fileno(self) -> int:

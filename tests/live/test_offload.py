@@ -100,3 +100,20 @@ def test_offload_through_a_lab_bridge(lab: Lab, www: Path, tmp_path: Path) -> No
     assert stack.stop() == 0
     counters = _counters(stack.stdout)
     assert counters["eth.tx"] < 20 * MB / 1460 / 2, counters  # segments of many MSS went out
+
+
+def test_a_persistent_tap_forgets_the_offload_of_the_session_before(netns: Netns, www: Path, tmp_path: Path) -> None:
+    """The offloads belong to the device: a plain session after an --offload one must not get 64 KB frames."""
+    require_tool("curl")
+    netns.run("ip", "tuntap", "add", "tap0", "mode", "tap", check=True)
+    netns.run("ip", "addr", "add", "10.0.0.2/24", "dev", "tap0", check=True)
+    for flags in (["--offload"], []):
+        stack = netns.live("--serve", f"http:{www}", "--serve", "echo", *flags)
+        out = peer(netns, "echo", "10.0.0.1", "7", "--size", str(2 * MB), "--seed", "7", timeout=60)
+        assert out["ok"] and out["sha256"] == out["sent_sha256"], (flags, out)
+        assert stack.stop() == 0
+        counters = _counters(stack.stdout)
+        assert not any(k.endswith("bad_checksum") for k in counters), (flags, counters)
+        many = counters["eth.rx"] >= 2 * MB / 1460
+        assert many != bool(flags), (flags, counters)  # MTU-sized frames in, only without offload
+    assert netns.link_exists("tap0")  # persistent: still there
