@@ -283,6 +283,7 @@ def test_the_driver_strips_and_adds_the_header() -> None:
 
 @pytest.mark.parametrize(("extra", "words"), [
     ({"more_ifnames": ("tap1",)}, "one IFNAME"),
+    ({"forward": True}, "no --forward"),
     ({"impair": "loss=1%"}, "--impair"),
     ({"drops": ("tcp",)}, "--drop"),
     ({"record": "out.yaml"}, "--record"),

@@ -165,8 +165,8 @@ def _check_offload(opts: LiveOptions) -> None:
     """--offload is for the one TAP the driver reads itself, and its frames are not all replayable."""
     if not opts.offload:
         return
-    if opts.more_ifnames:
-        raise SetupError("--offload takes one IFNAME: the interfaces of a router are not offloaded")
+    if opts.more_ifnames or opts.forward:
+        raise SetupError("--offload takes one IFNAME and no --forward: a router's frames are not offloaded")
     if opts.impair or opts.impair_in or opts.impair_out or opts.drops:
         raise SetupError("--offload does not go with --impair or --drop: they act on frames of at most the MTU")
     if opts.record is not None:
