@@ -104,6 +104,12 @@ class TcpConfig:
     max_syn_backlog: int = 1024  # half-open connections per listener at most (Linux tcp_max_syn_backlog)
     somaxconn: int = 4096  # listen() backlog cap (Linux net.core.somaxconn)
     ephemeral: tuple[int, int] = (32768, 60999)  # Linux ip_local_port_range
+    # Bounds on what a peer can make the stack hold (docs/scenarios.md, scenarios/attacks/)
+    syncookies: int = 1  # RFC 4987 3.6: 0 never, 1 when a listener's SYN queue is full, 2 always (Linux tcp_syncookies)
+    max_connections: int = 65536  # connections with a peer at most, TIME-WAIT aside; a SYN beyond is dropped
+    max_tw_buckets: int = 65536  # TIME-WAIT connections at most; beyond, closed at once (Linux tcp_max_tw_buckets)
+    ooo_max_bytes: int = 1 << 20  # bytes held out of order per connection, besides ooo_max_segments
+    rst_limit: int = 200  # RSTs a second to segments for closed ports (FreeBSD's badport_bandlim, icmplim 200)
     # The settings below let the stack behave as the stack a packetdrill script was written for
     # (engine/scenario/packetdrill_profiles.py); their defaults are simstack's own behaviour.
     rfc5961_rst: bool = True  # with rfc5961: the RST half (FreeBSD insecure_rst=0)
@@ -141,6 +147,8 @@ class TcpConfig:
             raise ValueError("need 0 < rto_min <= rto_initial <= rto_max")
         if not -1 <= self.wscale <= MAX_WSCALE:
             raise ValueError(f"wscale must be -1 (none) or a shift from 0 to {MAX_WSCALE} (RFC 7323 2.3)")
+        if self.syncookies not in (0, 1, 2):
+            raise ValueError("syncookies must be 0 (never), 1 (when a SYN queue is full) or 2 (always)")
         for key, words in CHOICES.items():
             if getattr(self, key) not in words:
                 raise ValueError(f"{key} must be one of {', '.join(words)}")
@@ -514,6 +522,14 @@ class TcpConn:
         """A forked child (in LISTEN) takes the listener's SYN: LISTEN -> SYN-RECEIVED."""
         self._fire(T.SYN, seg, now)
 
+    def cookie_syn_received(self, syn: Tcp, iss: int, now: float) -> None:
+        """RFC 4987 3.6: the SYN-RECEIVED a valid SYN cookie stands for, rebuilt as its ACK arrives (nothing was kept)."""
+        self.state = SYN_RECEIVED
+        self._learn_syn(syn)
+        self.iss = self.snd_una = self.snd_wl2 = self.recover = iss
+        self.snd_nxt = self.snd_max = self.buf_seq = (iss + 1) & MASK
+        self.ts_offset = self.layer.ts_offset(self.local_ip, self.local_port, self.remote_ip, self.remote_port)
+
     def icmp_unreachable(self, now: float) -> None:
         self._fire(T.ICMP_UNREACHABLE, None, now)
 
@@ -596,13 +612,7 @@ class TcpConn:
         elif flags & ACK:
             self._fire(T.BAD_ACK, seg, now)
         elif flags & SYN:
-            c = self.layer.counters
-            if len(self.accept_queue) > self.backlog:
-                c.drop("tcp", "accept_queue_full")
-            elif len(self.children) >= max(1, min(self.backlog, self.layer.config.max_syn_backlog)):
-                c.drop("tcp", "syn_backlog_full")
-            else:
-                self.layer.fork(self, seg, now)
+            self.layer.syn_to_listener(self, seg, now)  # the queues' bounds and SYN cookies
         else:
             self.layer.counters.drop("tcp", "no_syn")
 
@@ -892,6 +902,9 @@ class TcpConn:
         ooo = self.ooo
         if len(ooo) >= self.layer.config.ooo_max_segments:
             c.drop("tcp", "ooo_full")
+            return
+        if self.ooo_bytes + len(data) > self.layer.config.ooo_max_bytes:
+            c.drop("tcp", "ooo_bytes_full")
             return
         base = self.rcv_nxt
         rel = (seq - base) & MASK
@@ -1563,6 +1576,13 @@ class TcpConn:
         self.rto_at = self.persist_at = self.ka_at = None
         self.close_at = now + 2 * self.layer.config.msl
         self.sndbuf.clear()
+        if not self.layer.time_wait_admit(self):
+            # Linux tcp_time_wait(): no bucket left, so the connection closes now, its last ACK sent first
+            if self.ack_now:
+                self._send_ack(now)
+            self.state = CLOSED
+            self._destroy(now, None)
+            return
         self.layer.counters.inc("tcp.time_wait")
         self._arm()
 
