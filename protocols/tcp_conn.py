@@ -187,8 +187,8 @@ class TcpConn:
         "rttvar",
         "sack_blocks", "sack_ok", "sched", "snd_max", "snd_mss", "snd_nxt", "snd_shut", "snd_una", "snd_wl1", "snd_wl2",
         "snd_wnd", "snd_wscale", "sndbuf", "sndbuf_size", "soft_error", "srtt", "ssthresh", "state", "syn_acked",
-        "syn_retransmitted", "ts_offset", "ts_ok", "ts_recent", "ts_recent_age", "user_buffers", "was_connected",
-        "ws_ok",
+        "syn_retransmitted", "ts_offset", "ts_ok", "ts_recent", "ts_recent_age", "tso_max", "user_buffers",
+        "was_connected", "ws_ok",
     )
 
     def __init__(self, layer: "TcpLayer") -> None:
@@ -232,6 +232,7 @@ class TcpConn:
         self.fin_seq: int | None = None
         self.our_mss = DEFAULT_MSS
         self.snd_mss = DEFAULT_MSS
+        self.tso_max = 0  # offload: data segments of up to this many bytes, whole MSS multiples (0: one MSS)
         # congestion control (RFC 5681, NewReno RFC 6582)
         self.cwnd = 0
         self.ssthresh = 1 << 30
@@ -380,7 +381,7 @@ class TcpConn:
             raise ValueError("negative buffersize in recv")
         buf = self.rcvbuf
         if buf and n:
-            data = bytes(buf[:n])
+            data = bytes(buf) if n >= len(buf) else bytes(buf[:n])  # one copy when all of it goes: a 64 KB segment
             if not peek:
                 del buf[:n]
                 if (self.state, T.RECEIVE) in T.DISPATCH:
@@ -1310,6 +1311,8 @@ class TcpConn:
                     if wnd_room < room:
                         room = wnd_room
                     n = mss if avail > mss else avail
+                    if self.tso_max and avail > mss and room > mss:  # offload: whole MSS multiples, the device cuts
+                        n = min(avail, max(mss, self.tso_max // mss * mss), room - room % mss)
                     if room < n:
                         if room <= 0:
                             if not force:

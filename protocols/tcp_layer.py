@@ -57,6 +57,7 @@ READABLE|WRITABLE) when the connection resets or times out, HUP on the FIN.
 After a mark, read (or accept) until None; check ``poll()`` before waiting.
 """
 
+import contextlib
 import errno
 import hashlib
 import random
@@ -90,6 +91,9 @@ class _Route(Protocol):
     @property
     def mtu(self) -> int: ...
 
+    @property
+    def iface(self) -> int: ...
+
 
 class StackSurface(Protocol):
     @property
@@ -107,7 +111,12 @@ class StackSurface(Protocol):
     @property
     def ready(self) -> Readiness: ...
 
+    @property
+    def rx_csum_ok(self) -> bool: ...
+
     def route(self, dst: bytes) -> _Route: ...
+
+    def tso_max(self, iface: int) -> int: ...
 
     def is_local(self, ip: bytes) -> bool: ...
 
@@ -142,6 +151,7 @@ class TcpLayer:
         self._secret = b""
         self._next_ephemeral = 0
         self._challenge = TokenBucket(self.config.challenge_ack_limit, self.config.challenge_ack_limit)
+        self.offload = False  # some interface completes TCP checksums (set by the stack): see _output
         self._rst_bucket = TokenBucket(self.config.rst_limit, self.config.rst_limit)
         self.time_wait: set[TcpConn] = set()  # bounded by max_tw_buckets
         self._cookie_key = b""
@@ -169,14 +179,18 @@ class TcpLayer:
             self.counters.drop("tcp", "broadcast")  # RFC 1122 4.2.3.10
             return
         try:
-            seg = tcp.parse(ip.payload, ip.src, ip.dst)  # type: ignore[attr-defined]
+            seg = tcp.parse(ip.payload, ip.src, ip.dst, not self.stack.rx_csum_ok)  # type: ignore[attr-defined]
         except Malformed as e:
             self.counters.drop("tcp", e.reason)
             return
         self.segment_arrives(seg, ip.src, ip.dst, now)
 
     def _output(self, seg: Tcp, src: bytes, dst: bytes, now: float) -> None:
-        data: bytes = tcp.emit(seg, src, dst)  # type: ignore[attr-defined]
+        partial = False
+        if self.offload:  # the interface towards dst completes the checksum: leave it partial
+            with contextlib.suppress(OSError):  # no route: send_ipv4 says so below
+                partial = self.stack.tso_max(self.stack.route(dst).iface) > 0
+        data: bytes = tcp.emit(seg, src, dst, True) if partial else tcp.emit(seg, src, dst)  # type: ignore[attr-defined]
         try:
             self.stack.send_ipv4(dst, PROTO_TCP, data, now, src=src, df=True)  # RFC 1191 path MTU discovery
         except OSError:
@@ -387,6 +401,7 @@ class TcpLayer:
         child.remote_ip, child.remote_port = src, seg.src_port
         child.key = (dst, seg.dst_port, src, seg.src_port)
         child.our_mss = route.mtu - 40  # RFC 9293 3.7.1: MTU less the IP and TCP headers
+        child.tso_max = self.stack.tso_max(route.iface)  # segments longer than the MTU, for the device to cut
         child.parent = listener
         child.released = True  # nobody holds it until accept()
         child.reuseaddr = listener.reuseaddr
@@ -496,6 +511,7 @@ class TcpLayer:
         ep.remote_ip, ep.remote_port = ip, port
         ep.key = (lip, ep.local_port, ip, port)
         ep.our_mss = route.mtu - 40  # RFC 9293 3.7.1
+        ep.tso_max = self.stack.tso_max(route.iface)
         ep.sched = None
         self.conns[ep.key] = ep
 

@@ -46,6 +46,8 @@ EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool that SIGPIPE ended: ``yes | head`` gives 141
 MAX_SECONDS = 3600.0  # --interval and --linger
 MAX_SEED = (1 << 64) - 1
+MIN_MTU = 68  # RFC 791: every internet module must be able to forward a datagram of 68 octets
+MAX_TAP_MTU = 65521  # Linux: a TAP's max_mtu, 65535 less the Ethernet header
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class LiveOptions:
     drops: tuple[str, ...] = ()  # --drop EXPR
     lab_segments: int | None = None
     record_limit: int | None = None  # --record-limit FRAMES; None: DEFAULT_RECORD_LIMIT
+    offload: bool = False  # --offload: a virtio-net header on the TAP, 64 KB TCP segments and partial checksums
+    mtu: int | None = None  # --mtu N: set the TAP's MTU (None: keep the link's)
 
 
 # --tcp-options: the words, and the shift "ws" offers. A live stack talks to real peers, so it offers what
@@ -164,10 +168,27 @@ def plan(opts: LiveOptions) -> Plan:
             raise SetupError(f"--record-limit {opts.record_limit}: goes with --record, which this session does not ask for")
         if not 1 <= opts.record_limit <= MAX_RECORD_LIMIT:
             raise SetupError(f"--record-limit {opts.record_limit}: want 1 to {MAX_RECORD_LIMIT} frames")
+    _check_offload(opts)
+    if opts.mtu is not None and not MIN_MTU <= opts.mtu <= MAX_TAP_MTU:
+        raise SetupError(f"--mtu {opts.mtu}: want {MIN_MTU} (RFC 791) to {MAX_TAP_MTU} (a TAP's largest)")
     lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname, opts.lab_segments,
                    opts.more_ifnames)
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
     return Plan(config, host, ping, seed, lab, router.plan_link(opts, config))
+
+
+def _check_offload(opts: LiveOptions) -> None:
+    """--offload is for the one TAP the driver reads itself, and its frames are not all replayable."""
+    if not opts.offload:
+        return
+    if opts.more_ifnames or opts.forward:
+        raise SetupError("--offload takes one IFNAME and no --forward: a router's frames are not offloaded")
+    if opts.impair or opts.impair_in or opts.impair_out or opts.drops:
+        raise SetupError("--offload does not go with --impair or --drop: they act on frames of at most the MTU")
+    if opts.record is not None:
+        # A recording is replayed with checksums checked; offloaded frames carry partial ones, and are longer
+        # than the MTU.
+        raise SetupError("--offload does not go with --record: offloaded frames are not what a wire carries")
 
 
 def _seconds(option: str, value: float) -> None:
@@ -268,12 +289,17 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
                 raise SetupError(why)
         created = before is None
         with defer_interrupts():  # attached and its undo registered, or neither
-            tap = Tap.attach(name)
+            tap = Tap.attach(name, offload=opts.offload)
             undo.callback(_release, nl, tap, created)
         log.info("%s %s", "created" if created else "attached to", name)
         link = nl.link(name)
         if link is None:
             raise SetupError(f"{name} vanished right after it was attached")
+        if opts.mtu is not None and opts.mtu != link.mtu:
+            nl.set_mtu(link, opts.mtu)
+            if not created:
+                undo.callback(nl.set_mtu, link, link.mtu)
+            link = nl.link(name) or link
         ports = router.attach_more(opts, nl, undo, _release)  # the TAPs of interfaces 2, 3, ...: as this one
         if lab is not None:
             undo.callback(lab.destroy)
@@ -287,6 +313,8 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
             log.info("gave the kernel side of %s %s", name, opts.host_ip)
         log.info("stack seed %d (repeat with --seed %d)", p.seed, p.seed)
         config = router.with_mtus(p.config, link.mtu, ports) if ports.taps else replace(p.config, mtu=link.mtu)
+        if opts.offload:
+            config = replace(config, interfaces=(replace(config.ifaces[0], offload=True),))
         stack_start = time.monotonic()
         stack = Stack(config, random.Random(p.seed), now=stack_start)
         recorder = None
@@ -298,7 +326,7 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         guard = FrameLogGuard(frames) if frames.active else None
         hook: FrameHook | None = guard
         devices = ports.devices(tap, p.link, p.seed, len(config.ifaces), time.monotonic)
-        driver = LiveDriver(stack, devices[0], hook=hook, devices=devices[1:])
+        driver = LiveDriver(stack, devices[0], hook=hook, devices=devices[1:], offload=opts.offload)
         if guard is not None:
             guard.driver = driver
         undo.callback(driver.close)

@@ -1222,7 +1222,7 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
 
 # -- several interfaces, routing, and what the wire does ------------------------------
 MAX_INTERFACES = 16
-IFACE_KEYS = {"name", "mac", "ip", "mtu", "vlan"}
+IFACE_KEYS = {"name", "mac", "ip", "mtu", "vlan", "offload"}
 
 
 def _interfaces(chk: _Checker, s: LineDict) -> tuple[Interface, ...]:
@@ -1260,7 +1260,10 @@ def _interfaces(chk: _Checker, s: LineDict) -> tuple[Interface, ...]:
             raise chk.fail(m.key_lines.get(e.what, m.line), f"interface {name}: {e}") from None
         mtu = chk.integer(m, "mtu", 68, 65535) if "mtu" in m else 1500
         vlan = chk.integer(m, "vlan", 1, 4094) if "vlan" in m else None
-        out.append(Interface(mac, ip, prefix, mtu, vlan, name))
+        offload = m.get("offload", False)
+        if not isinstance(offload, bool):
+            raise chk.fail(m.key_lines["offload"], f"offload is true or false, got {offload!r}")
+        out.append(Interface(mac, ip, prefix, mtu, vlan, name, offload))
     try:
         check_interfaces(out)
     except AddressError as e:
