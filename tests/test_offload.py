@@ -284,7 +284,8 @@ def test_the_driver_strips_and_adds_the_header() -> None:
 @pytest.mark.parametrize(("extra", "words"), [
     ({"more_ifnames": ("tap1",)}, "one IFNAME"),
     ({"forward": True}, "no --forward"),
-    ({"impair": "loss=1%"}, "--impair"),
+    ({"impair": "loss=1%,corrupt=1%"}, "corrupt="),
+    ({"impair_in": "corrupt=0.1%"}, "corrupt="),
     ({"drops": ("tcp",)}, "--drop"),
     ({"record": "out.yaml"}, "--record"),
 ])

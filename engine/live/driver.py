@@ -125,8 +125,8 @@ class LiveDriver:
         if len(self.devices) != len(stack.ports):
             raise ValueError(f"{len(self.devices)} devices for a stack with {len(stack.ports)} interfaces")
         self._held = [(i, d) for i, d in enumerate(self.devices) if isinstance(d, HeldFrames)]
-        if offload and (len(self.devices) > 1 or self._held or not hasattr(device, "write_vnet")):
-            raise ValueError("offload takes one TAP opened with it, neither shaped nor beside other devices")
+        if offload and (len(self.devices) > 1 or not hasattr(device, "write_vnet")):
+            raise ValueError("offload takes one TAP opened with it, not beside other devices")
         self._vnet: VnetDevice | None = device if offload else None  # type: ignore[assignment]
         # With several interfaces, the hook's direction names the interface too ("tap1 <").
         self._arrows = [(f"{p.name} <", f"{p.name} >") for p in stack.ports] if len(stack.ports) > 1 else [("<", ">")]
@@ -382,7 +382,10 @@ class LiveDriver:
         for iface, dev in self._held:
             due = dev.next_release()
             if due is not None and due <= now:
-                self._deliver(dev.release(now), now, iface)
+                if self._vnet is not None:
+                    self._deliver_vnet(dev.release(now), now)
+                else:
+                    self._deliver(dev.release(now), now, iface)
                 busy = True
         return busy
 

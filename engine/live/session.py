@@ -28,6 +28,7 @@ from simstack.protocols.tcp_conn import TcpConfig
 from ..api.services import DEFAULT_SERVICES, service_error, start_services
 from ..scenario.recorder import DEFAULT_RECORD_LIMIT, MAX_RECORD_LIMIT, Recorder
 from ..wire.errors import SetupError
+from ..wire.impair import ImpairError, Impairment
 from ..wire.pcap import PcapWriter
 from ..wire.tap import Tap, check_name
 from . import router
@@ -183,8 +184,15 @@ def _check_offload(opts: LiveOptions) -> None:
         return
     if opts.more_ifnames or opts.forward:
         raise SetupError("--offload takes one IFNAME and no --forward: a router's frames are not offloaded")
-    if opts.impair or opts.impair_in or opts.impair_out or opts.drops:
-        raise SetupError("--offload does not go with --impair or --drop: they act on frames of at most the MTU")
+    if opts.drops:
+        raise SetupError("--offload does not go with --drop: its rules read frames, and these start with a "
+                         "virtio-net header")
+    for spec in (opts.impair, opts.impair_in, opts.impair_out):
+        with contextlib.suppress(ImpairError):  # a bad SPEC is reported with the other --impair checks
+            if spec and Impairment.parse(spec).corrupt:
+                # A flipped bit in a frame whose checksum the header vouches for would be taken as good data.
+                raise SetupError("--offload does not go with an --impair corrupt=: the kernel vouches for the "
+                                 "checksums of what it hands over")
     if opts.record is not None:
         # A recording is replayed with checksums checked; offloaded frames carry partial ones, and are longer
         # than the MTU.

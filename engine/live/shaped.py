@@ -61,6 +61,18 @@ class ShapedDevice:
                 heapq.heappush(self._outbound, (due, next(self._order), shaped))
         return error
 
+    def write_vnet(self, header: bytes, frame: bytes) -> OSError | None:
+        """With ``--offload``: the header travels with its frame, so a lost 64 KB segment is lost whole.
+
+        The impairment moves whole TAP writes (header and frame), as netem on
+        a virtio-net guest's link would move the segments before the host cuts
+        them; a delayed one is written later by ``release`` as the raw bytes a
+        TAP opened with IFF_VNET_HDR takes.
+        """
+        if not self.shaper.shapes_outbound:
+            return self.device.write_vnet(header, frame)  # type: ignore[attr-defined,no-any-return]
+        return self.write(header + frame)
+
     def next_release(self) -> float | None:
         first = self._inbound[0][0] if self._inbound else None
         if self._outbound and (first is None or self._outbound[0][0] < first):
