@@ -460,6 +460,14 @@ class TcpConn:
         self.ka_at = now + self.layer.config.keepalive_time if on and self.state in _KEEPALIVE else None
         self._arm()
 
+    def set_congestion(self, name: str) -> None:
+        """TCP_CONGESTION: another algorithm from here on, starting afresh from cwnd and ssthresh. ENOENT if unknown."""
+        cc = ALGORITHMS.get(name)
+        if cc is None:
+            raise _err(errno.ENOENT)  # as Linux's tcp_set_congestion_control
+        self.cc = cc
+        self.cc_state = None
+
     def set_rcvbuf(self, size: int, now: float) -> None:
         """SO_RCVBUF: the window offered never shrinks below what was already advertised."""
         self.rcvbuf_size = max(256, size * 2 if self.layer.config.double_buffers else size)
@@ -1015,15 +1023,16 @@ class TcpConn:
         sacked = 0
         sb = self.sb
         before = sb.sacked if sb is not None else 0
-        if self.sack_ok and seg.options:
-            blocks = seg.option(OPT_SACK)
-            if isinstance(blocks, tuple) and blocks:
-                sacked = self._sack_in(blocks, ack if acked > 0 else una)
-                sb = self.sb
+        blocks = seg.option(OPT_SACK) if self.sack_ok and seg.options else None
+        if isinstance(blocks, tuple) and blocks:
+            sacked = self._sack_in(blocks, ack if acked > 0 else una)
+            sb = self.sb
+        else:
+            blocks = None
         if acked > 0:
             self._acked(ack, acked, now)
         elif acked == 0 and self.snd_max != una and (sacked > 0 or (
-                sb is None and not seg.payload and not seg.flags & (SYN | FIN) and seg.window
+                sb is None and blocks is None and not seg.payload and not seg.flags & (SYN | FIN) and seg.window
                 and seg.window << self.snd_wscale == self.snd_wnd)):
             # RFC 5681 2 DUPLICATE ACKNOWLEDGMENT (answers to zero-window probes are not), or with SACK in
             # use one that SACKs new data (RFC 6675 2)
@@ -1062,7 +1071,9 @@ class TcpConn:
     def _acked(self, ack: int, acked: int, now: float) -> None:
         """New data acknowledged: free it, time it, grow cwnd, restart the timer (RFC 6298 5.2-5.3)."""
         self.snd_una = ack
-        self.syn_acked = True
+        if not self.syn_acked:
+            self.syn_acked = True
+            acked -= 1  # the SYN's sequence number: no data, cwnd does not grow for it (RFC 5681 3.1)
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         sndbuf = self.sndbuf
