@@ -1165,6 +1165,7 @@ class TcpConn:
             # RFC 6675 5 (4): the first unSACKed segment goes at once (in _sack_send); RFC 6937 counts from here
             self.layer.counters.inc("tcp.sack_recovery")
             sb.high_rxt = una
+            sb.rxt_mark = None
             sb.prr_delivered = sb.prr_out = 0
             sb.recover_fs = flight
             if not self.layer.config.prr:
@@ -1178,6 +1179,10 @@ class TcpConn:
         mss = self.snd_mss
         una = self.snd_una
         ssthresh = self.ssthresh
+        if sb.retransmission_lost(una, mss):
+            sb.high_rxt = una  # what we resent may go again, as NextSeg finds it lost
+            sb.rxt_mark = None
+            self.layer.counters.inc("tcp.lost_retransmit")
         pipe = sb.pipe(una, self.snd_max, mss)
         if self.layer.config.prr:
             sb.prr_delivered += delivered
@@ -1193,7 +1198,9 @@ class TcpConn:
         else:
             sndcnt = self.cwnd - pipe
             step = mss
-        first = sb.prr_out == 0
+        # the first hole goes at once on entry (RFC 6675 5 (4.3)), and after a partial ACK that left it
+        # unretransmitted: the ACK of a retransmission stopped short of it (RFC 6582 3.2 step 4's inference)
+        first = sb.prr_out == 0 or (una_moved and not seq_lt(una, sb.high_rxt) and sb.blocks != [])
         if first and sndcnt < mss:
             sndcnt = mss
         sent = 0
@@ -1221,6 +1228,7 @@ class TcpConn:
             end = (seq + n) & MASK
             if seq_lt(sb.high_rxt, end):
                 sb.high_rxt = end
+            sb.rxt_mark = self.snd_max
             sent += n
             sb.prr_out += n
         if sent:

@@ -14,7 +14,7 @@ DUP_THRESH = 3  # RFC 6675 2: DupThresh
 class Scoreboard:
     """SACKed ranges, HighRxt, and the Proportional Rate Reduction counts of the recovery under way (RFC 6937)."""
 
-    __slots__ = ("blocks", "high_rxt", "prr_delivered", "prr_out", "recover_fs", "sacked")
+    __slots__ = ("blocks", "high_rxt", "prr_delivered", "prr_out", "recover_fs", "rxt_mark", "sacked")
 
     def __init__(self, una: int) -> None:
         self.blocks: list[tuple[int, int]] = []
@@ -23,6 +23,16 @@ class Scoreboard:
         self.prr_delivered = 0  # RFC 6937 prr_delivered, prr_out and RecoverFS
         self.prr_out = 0
         self.recover_fs = 0
+        self.rxt_mark: int | None = None  # SND.MAX when we last retransmitted
+
+    def retransmission_lost(self, una: int, mss: int) -> bool:
+        """Data first sent after our last retransmission has been SACKed as IsLost would count it lost: the
+        retransmissions before it are lost too (Linux's tcp_mark_lost_retrans, the idea RFC 8985 generalises).
+        RFC 6675 alone leaves a lost retransmission to the RTO."""
+        mark = self.rxt_mark
+        if mark is None:
+            return False
+        return self.is_lost(mark, una, mss) and seq_lt(una, mark)
 
     def update(self, reported: tuple[tuple[int, int], ...], una: int, snd_max: int) -> tuple[int, int]:
         """Take an ACK's blocks; (octets newly SACKed, D-SACK blocks seen).
@@ -90,8 +100,10 @@ class Scoreboard:
         rel = (seq - una) & MASK
         above = count = 0
         for bs, be in self.blocks:
-            if (bs - una) & MASK >= rel:
-                above += (be - bs) & MASK
+            rbe = (be - una) & MASK
+            if rbe > rel:
+                rbs = (bs - una) & MASK
+                above += rbe - (rbs if rbs > rel else rel)
                 count += 1
         return count >= DUP_THRESH or above > (DUP_THRESH - 1) * mss
 
