@@ -47,7 +47,7 @@ from .tcp import (
     Option,
     Tcp,
 )
-from .tcp_cc import ALGORITHMS, DISORDER, LOSS, OPEN, PHASES, RECOVERY, CubicState
+from .tcp_cc import ALGORITHMS, DISORDER, LOSS, NEWRENO, OPEN, PHASES, RECOVERY, CubicState
 from .tcp_sack import DUP_THRESH, Scoreboard
 from .transport import Ready
 
@@ -1092,6 +1092,9 @@ class TcpConn:
         self.probes = 0
         if self.in_recovery:
             self._acked_phase(ack, acked, now)
+        elif self.cc is NEWRENO and self.cwnd >= self.ssthresh:
+            mss = self.snd_mss  # NEWRENO.on_ack's congestion avoidance, inline on the per-ACK path
+            self.cwnd += max(1, mss * mss // self.cwnd)
         else:
             self.cc.on_ack(self, acked, self.layer.config.abc_limit * self.snd_mss, now)
         self.dupacks = 0  # RFC 6675 5: a cumulative ACK resets DupAcks
