@@ -1536,7 +1536,6 @@ class TcpConn:
         end = (nxt + n) & MASK
         if n == avail and self.fin_seq == end:
             flags |= FIN
-        self.layer.counters.inc("tcp.tx")
         self.snd_nxt = self.snd_max = (end + (flags & FIN)) & MASK
         self.last_send = now
         self._send(nxt, flags, bytes(self.sndbuf[off:off + n]), now)
