@@ -1061,12 +1061,28 @@ class TcpConn:
         new, dsack = sb.update(blocks, base, self.snd_max)
         if dsack:
             self.layer.counters.inc("tcp.rx.dsack", dsack)
+            if sb.undo_cwnd:
+                sb.undo_retrans -= dsack
+                if self.ca_state != RECOVERY:
+                    self._undo(sb)
         if sb.blocks and self.ca_state == OPEN:
             self.ca_state = PHASES[(OPEN, "dupack")]
             self.in_recovery = True
-        elif not sb.blocks and self.ca_state == OPEN:
+        elif not sb.blocks and self.ca_state == OPEN and not sb.undo_cwnd:
             self.sb = None
         return new
+
+    def _undo(self, sb: Scoreboard) -> None:
+        """RFC 3708 3.2, RFC 4015's response: a recovery whose every retransmission was D-SACKed was spurious
+        (reordering, not loss), so cwnd and ssthresh go back to what they were before it (Linux tcp_try_undo_dsack)."""
+        if sb.undo_retrans > 0:
+            return
+        if self.cwnd < sb.undo_cwnd:
+            self.cwnd = sb.undo_cwnd
+        if self.ssthresh < sb.undo_ssthresh:
+            self.ssthresh = sb.undo_ssthresh
+        sb.undo_cwnd = 0
+        self.layer.counters.inc("tcp.undo")
 
     def _acked(self, ack: int, acked: int, now: float) -> None:
         """New data acknowledged: free it, time it, grow cwnd, restart the timer (RFC 6298 5.2-5.3)."""
@@ -1132,8 +1148,12 @@ class TcpConn:
         self.ca_state = state
         if state == OPEN:
             self.in_recovery = False
-            if sb is not None and not sb.blocks:
+            if sb is not None and sb.undo_cwnd and sb.undo_retrans <= 0:
+                self._undo(sb)
+            if sb is not None and not sb.blocks and not sb.undo_cwnd:
                 self.sb = None
+            elif sb is not None and not sb.blocks:
+                pass  # kept for the D-SACKs that may undo the recovery; the fast path leaves it alone
             elif sb is not None:
                 self.ca_state = DISORDER  # SACKed data remains above the recovery point
                 self.in_recovery = True
@@ -1158,6 +1178,8 @@ class TcpConn:
         self.ca_state = PHASES[(state, "lost")]
         self.in_recovery = True
         flight = seq_diff(self.snd_max, una)
+        if sb is not None:
+            sb.undo_cwnd, sb.undo_ssthresh, sb.undo_retrans = self.cwnd, self.ssthresh, 0
         self.cc.on_congestion(self, flight, now)
         self.recover = self.snd_max
         self.layer.counters.inc("tcp.fast_retransmit")
@@ -1518,6 +1540,9 @@ class TcpConn:
         self.rtt_seq = None  # Karn
         self.layer.counters.inc("tcp.retransmit")
         self.last_send = now
+        sb = self.sb
+        if sb is not None and sb.undo_cwnd:
+            sb.undo_retrans += 1
         self._send(seq, flags, bytes(buf[off:off + n]), now)
         return True
 

@@ -14,7 +14,8 @@ DUP_THRESH = 3  # RFC 6675 2: DupThresh
 class Scoreboard:
     """SACKed ranges, HighRxt, and the Proportional Rate Reduction counts of the recovery under way (RFC 6937)."""
 
-    __slots__ = ("blocks", "high_rxt", "prr_delivered", "prr_out", "recover_fs", "rxt_mark", "sacked")
+    __slots__ = ("blocks", "high_rxt", "prr_delivered", "prr_out", "recover_fs", "rxt_mark", "sacked", "undo_cwnd",
+                 "undo_retrans", "undo_ssthresh")
 
     def __init__(self, una: int) -> None:
         self.blocks: list[tuple[int, int]] = []
@@ -24,6 +25,11 @@ class Scoreboard:
         self.prr_out = 0
         self.recover_fs = 0
         self.rxt_mark: int | None = None  # SND.MAX when we last retransmitted
+        # RFC 3708 3.2: cwnd and ssthresh before the last recovery, and its retransmissions not yet D-SACKed;
+        # when every one comes back D-SACKed the recovery was spurious and is undone (0: nothing to undo)
+        self.undo_cwnd = 0
+        self.undo_ssthresh = 0
+        self.undo_retrans = 0
 
     def retransmission_lost(self, una: int, mss: int) -> bool:
         """Data first sent after our last retransmission has been SACKed as IsLost would count it lost: the
