@@ -27,6 +27,7 @@ CA_STATE_NUMBER = {OPEN: 0, DISORDER: 1, RECOVERY: 3, LOSS: 4}
 #   rto        the retransmission timer expired (RFC 5681 (4), RFC 6298 5.5)
 PHASES: dict[tuple[str, str], str] = {
     (OPEN, "dupack"): DISORDER, (OPEN, "lost"): RECOVERY, (OPEN, "rto"): LOSS,
+    (OPEN, "partial"): OPEN, (OPEN, "recovered"): OPEN,  # ACKs read on the slow path after a recovery (D-SACK undo)
     (DISORDER, "dupack"): DISORDER, (DISORDER, "lost"): RECOVERY, (DISORDER, "partial"): DISORDER,
     (DISORDER, "recovered"): OPEN, (DISORDER, "rto"): LOSS,
     (RECOVERY, "dupack"): RECOVERY, (RECOVERY, "partial"): RECOVERY, (RECOVERY, "recovered"): OPEN,

@@ -1145,18 +1145,22 @@ class TcpConn:
                 state = PHASES[(state, "recovered")]
             else:
                 state = PHASES[(state, "partial")]
+        if state == OPEN and self.ca_state == RECOVERY and sb is not None and sb.undo_cwnd:
+            sb.undo_until = self.snd_max
         self.ca_state = state
         if state == OPEN:
             self.in_recovery = False
-            if sb is not None and sb.undo_cwnd and sb.undo_retrans <= 0:
+            if sb is None:
+                return
+            if sb.undo_cwnd and sb.undo_retrans <= 0:
                 self._undo(sb)
-            if sb is not None and not sb.blocks and not sb.undo_cwnd:
-                self.sb = None
-            elif sb is not None and not sb.blocks:
-                pass  # kept for the D-SACKs that may undo the recovery; the fast path leaves it alone
-            elif sb is not None:
+            if sb.blocks:
                 self.ca_state = DISORDER  # SACKed data remains above the recovery point
                 self.in_recovery = True
+            elif sb.undo_cwnd and seq_lt(ack, sb.undo_until):
+                self.in_recovery = True  # the slow path, which reads D-SACKs, until the recovery's are in (RFC 3708)
+            elif not sb.undo_cwnd:
+                self.sb = None
 
     def _dupack(self, now: float) -> None:
         """RFC 5681 3.2 fast retransmit on the third duplicate, or RFC 6675 5 on IsLost(SND.UNA);

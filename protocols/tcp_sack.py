@@ -15,7 +15,7 @@ class Scoreboard:
     """SACKed ranges, HighRxt, and the Proportional Rate Reduction counts of the recovery under way (RFC 6937)."""
 
     __slots__ = ("blocks", "high_rxt", "prr_delivered", "prr_out", "recover_fs", "rxt_mark", "sacked", "undo_cwnd",
-                 "undo_retrans", "undo_ssthresh")
+                 "undo_retrans", "undo_ssthresh", "undo_until")
 
     def __init__(self, una: int) -> None:
         self.blocks: list[tuple[int, int]] = []
@@ -30,6 +30,7 @@ class Scoreboard:
         self.undo_cwnd = 0
         self.undo_ssthresh = 0
         self.undo_retrans = 0
+        self.undo_until = una  # the slow path reads ACKs for D-SACKs until SND.UNA reaches this
 
     def retransmission_lost(self, una: int, mss: int) -> bool:
         """Data first sent after our last retransmission has been SACKed as IsLost would count it lost: the

@@ -98,7 +98,8 @@ def test_newreno_slow_start_then_congestion_avoidance_and_the_loss_window() -> N
 def test_every_phase_has_an_rto_and_open_returns_only_by_recovering() -> None:
     phases = {p for p, _ in PHASES}
     assert all((p, "rto") in PHASES for p in phases)
-    assert {p for (p, _), nxt in PHASES.items() if nxt == "open"} == {"disorder", "recovery", "loss"}
+    assert {p for (p, _), nxt in PHASES.items() if nxt == "open" and p != "open"} == {"disorder", "recovery", "loss"}
+    assert {e for (p, e), nxt in PHASES.items() if p == "open" and nxt == "open"} == {"partial", "recovered"}
 
 
 # -- the scoreboard against RFC 6675 4, octet by octet ------------------------------------
