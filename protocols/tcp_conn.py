@@ -47,6 +47,8 @@ from .tcp import (
     Option,
     Tcp,
 )
+from .tcp_cc import ALGORITHMS, DISORDER, LOSS, NEWRENO, OPEN, PHASES, RECOVERY, CubicState
+from .tcp_sack import DUP_THRESH, Scoreboard
 from .transport import Ready
 
 if TYPE_CHECKING:
@@ -68,7 +70,8 @@ MAX_WINDOW = 0xFFFF  # the window field, unscaled
 MAX_WSCALE = 14  # RFC 7323 2.3
 OPTION_LAYOUTS = ("linux", "freebsd")
 # The settings that take a word, and the words each takes.
-CHOICES: dict[str, tuple[str, ...]] = {"options_layout": OPTION_LAYOUTS, "icmp_syn_sent": ("rfc1122", "freebsd")}
+CHOICES: dict[str, tuple[str, ...]] = {"options_layout": OPTION_LAYOUTS, "icmp_syn_sent": ("rfc1122", "freebsd"),
+                                       "congestion": tuple(ALGORITHMS)}
 CLOCK_GRANULARITY = 0.001  # G of RFC 6298 2.3
 SHUT_RD, SHUT_WR, SHUT_RDWR = 0, 1, 2
 _NOP = Option(OPT_NOP)
@@ -138,6 +141,8 @@ class TcpConfig:
     ack_old_segments: bool = False  # take the ACK of a segment wholly before RCV.NXT (BSD); RFC 9293: drop it
     listen_synack_rst: bool = True  # a SYN-ACK to a listener draws a RST (RFC 9293 3.10.7.2); False drops it
     drop_future_ack: bool = False  # a segment acknowledging what was never sent is discarded unanswered (Linux)
+    congestion: str = "newreno"  # the congestion control algorithm: "newreno" (RFC 5681, 6582) or "cubic" (RFC 9438)
+    prr: bool = False  # SACK recovery sends by RFC 6937 Proportional Rate Reduction (Linux); False: RFC 6675 cwnd - pipe
     abc_limit: int = 1  # slow start grows cwnd by at most this many MSS an ACK (RFC 3465 L; RFC 5681: 1; Linux: all)
     icmp_syn_sent: str = "rfc1122"  # which ICMP errors end a connection attempt: "rfc1122" (port and protocol
     # unreachable, RFC 1122 4.2.3.9) or "freebsd" (those, administratively prohibited and TTL exceeded: icmp_may_rst)
@@ -178,14 +183,16 @@ class TcpConn:
     """A TCB. Applications call the methods under "application API"; the layer calls the rest."""
 
     __slots__ = (
-        "__weakref__", "accept_queue", "ack_now", "ack_pending", "autobound", "backlog", "buf_seq", "children", "close_at",
+        "__weakref__", "accept_queue", "ack_now", "ack_pending", "autobound", "backlog", "buf_seq",
+        "ca_state", "cc", "cc_state",  # congestion control (tcp_cc)
+        "children", "close_at",
         "cwnd", "delack_at", "dsack", "dupacks", "error", "fin_next", "fin_rcvd", "fin_seq", "in_recovery", "irs", "iss",
-        "ka_at", "ka_probes", "keepalive", "key", "last_ack_sent", "last_rx", "layer", "local_ip", "local_port",
+        "ka_at", "ka_probes", "keepalive", "key", "last_ack_sent", "last_rx", "last_send", "layer", "local_ip", "local_port",
         "max_snd_wnd", "nodelay", "ooo", "ooo_bytes", "our_mss", "parent", "persist_at", "persist_backoff", "prev_state",
         "probes", "quick", "rcv_adv", "rcv_mss", "rcv_nxt", "rcv_shut", "rcv_wscale", "rcvbuf", "rcvbuf_size", "recover",
         "released", "remote_ip", "remote_port", "retries", "reuseaddr", "rto", "rto_at", "rto_base", "rtt_seq", "rtt_time",
         "rttvar",
-        "sack_blocks", "sack_ok", "sched", "snd_max", "snd_mss", "snd_nxt", "snd_shut", "snd_una", "snd_wl1", "snd_wl2",
+        "sack_blocks", "sack_ok", "sb", "sched", "snd_max", "snd_mss", "snd_nxt", "snd_shut", "snd_una", "snd_wl1", "snd_wl2",
         "snd_wnd", "snd_wscale", "sndbuf", "sndbuf_size", "soft_error", "srtt", "ssthresh", "state", "syn_acked",
         "syn_retransmitted", "ts_offset", "ts_ok", "ts_recent", "ts_recent_age", "tso_max", "user_buffers",
         "was_connected", "ws_ok",
@@ -233,7 +240,12 @@ class TcpConn:
         self.our_mss = DEFAULT_MSS
         self.snd_mss = DEFAULT_MSS
         self.tso_max = 0  # offload: data segments of up to this many bytes, whole MSS multiples (0: one MSS)
-        # congestion control (RFC 5681, NewReno RFC 6582)
+        # congestion control (RFC 5681, NewReno RFC 6582): the algorithm is a singleton (tcp_cc)
+        self.cc = ALGORITHMS[cfg.congestion]
+        self.cc_state: CubicState | None = None
+        self.ca_state = OPEN  # the recovery phase (tcp_cc.PHASES)
+        self.sb: Scoreboard | None = None  # what the peer SACKed (RFC 6675), made at its first SACK block
+        self.last_send = 0.0  # when data last went out, for the restart window (RFC 5681 4.1)
         self.cwnd = 0
         self.ssthresh = 1 << 30
         self.dupacks = 0
@@ -463,6 +475,14 @@ class TcpConn:
         self.ka_probes = 0
         self.ka_at = now + self.layer.config.keepalive_time if on and self.state in _KEEPALIVE else None
         self._arm()
+
+    def set_congestion(self, name: str) -> None:
+        """TCP_CONGESTION: another algorithm from here on, starting afresh from cwnd and ssthresh. ENOENT if unknown."""
+        cc = ALGORITHMS.get(name)
+        if cc is None:
+            raise _err(errno.ENOENT)  # as Linux's tcp_set_congestion_control
+        self.cc = cc
+        self.cc_state = None
 
     def set_rcvbuf(self, size: int, now: float) -> None:
         """SO_RCVBUF: the window offered never shrinks below what was already advertised."""
@@ -1076,10 +1096,22 @@ class TcpConn:
         una = self.snd_una
         acked = seq_diff(ack, una)
         self.probes = 0
+        sacked = 0
+        sb = self.sb
+        before = sb.sacked if sb is not None else 0
+        blocks = seg.option(OPT_SACK) if self.sack_ok and seg.options else None
+        if isinstance(blocks, tuple) and blocks:
+            sacked = self._sack_in(blocks, ack if acked > 0 else una)
+            sb = self.sb
+        else:
+            blocks = None
         if acked > 0:
             self._acked(ack, acked, now)
-        elif acked == 0 and not seg.payload and not seg.flags & (SYN | FIN) and seg.window << self.snd_wscale == \
-                self.snd_wnd and self.snd_max != una and seg.window:  # RFC 5681 2; answers to zero-window probes are not
+        elif acked == 0 and self.snd_max != una and (sacked > 0 or (
+                sb is None and blocks is None and not seg.payload and not seg.flags & (SYN | FIN) and seg.window
+                and seg.window << self.snd_wscale == self.snd_wnd)):
+            # RFC 5681 2 DUPLICATE ACKNOWLEDGMENT (answers to zero-window probes are not), or with SACK in
+            # use one that SACKs new data (RFC 6675 2)
             self._dupack(now)
         # window update (3.10.7.4): only from a segment newer than the last that set it
         if acked >= 0 and (seq_lt(self.snd_wl1, seg.seq) or (self.snd_wl1 == seg.seq and seq_ge(ack, self.snd_wl2))):
@@ -1091,12 +1123,49 @@ class TcpConn:
             self.snd_wl2 = ack
             if wnd > self.max_snd_wnd:
                 self.max_snd_wnd = wnd
+        sb = self.sb
+        if sb is not None and self.ca_state == RECOVERY:
+            # RFC 6937: what this ACK delivered, newly acknowledged or newly SACKed
+            self._sack_send((acked if acked > 0 else 0) + sb.sacked - before, acked > 0, now)
         self._push(now)
+
+    def _sack_in(self, blocks: tuple[tuple[int, int], ...], base: int) -> int:
+        """An ACK's SACK blocks onto the scoreboard; the octets they newly SACK. D-SACKs are counted (RFC 2883)."""
+        sb = self.sb
+        if sb is None:
+            sb = self.sb = Scoreboard(self.snd_una)
+        new, dsack = sb.update(blocks, base, self.snd_max)
+        if dsack:
+            self.layer.counters.inc("tcp.rx.dsack", dsack)
+            if sb.undo_cwnd:
+                sb.undo_retrans -= dsack
+                if self.ca_state != RECOVERY:
+                    self._undo(sb)
+        if sb.blocks and self.ca_state == OPEN:
+            self.ca_state = PHASES[(OPEN, "dupack")]
+            self.in_recovery = True
+        elif not sb.blocks and self.ca_state == OPEN and not sb.undo_cwnd:
+            self.sb = None
+        return new
+
+    def _undo(self, sb: Scoreboard) -> None:
+        """RFC 3708 3.2, RFC 4015's response: a recovery whose every retransmission was D-SACKed was spurious
+        (reordering, not loss), so cwnd and ssthresh go back to what they were before it (Linux tcp_try_undo_dsack)."""
+        if sb.undo_retrans > 0:
+            return
+        if self.cwnd < sb.undo_cwnd:
+            self.cwnd = sb.undo_cwnd
+        if self.ssthresh < sb.undo_ssthresh:
+            self.ssthresh = sb.undo_ssthresh
+        sb.undo_cwnd = 0
+        self.layer.counters.inc("tcp.undo")
 
     def _acked(self, ack: int, acked: int, now: float) -> None:
         """New data acknowledged: free it, time it, grow cwnd, restart the timer (RFC 6298 5.2-5.3)."""
         self.snd_una = ack
-        self.syn_acked = True
+        if not self.syn_acked:
+            self.syn_acked = True
+            acked -= 1  # the SYN's sequence number: no data, cwnd does not grow for it (RFC 5681 3.1)
         if seq_lt(self.snd_nxt, ack):
             self.snd_nxt = ack
         sndbuf = self.sndbuf
@@ -1113,41 +1182,162 @@ class TcpConn:
             self.rtt_seq = None
         self.retries = 0
         self.probes = 0
-        mss = self.snd_mss
         if self.in_recovery:
-            if seq_ge(ack, self.recover):
-                # RFC 6582 3.2 step 3: full acknowledgment ends recovery
-                self.in_recovery = False
-                self.cwnd = self.ssthresh
-            else:
-                # partial acknowledgment: the next hole is lost too; retransmit it, deflate
-                self._send_head(now)
-                self.cwnd = max(self.cwnd - acked, 0) + mss
-        elif self.cwnd < self.ssthresh:
-            limit = self.layer.config.abc_limit * mss  # slow start: RFC 5681 3.1 one SMSS an ACK, RFC 3465 L
-            self.cwnd += acked if acked < limit else limit
+            self._acked_phase(ack, acked, now)
+        elif self.cc is NEWRENO and self.cwnd >= self.ssthresh:
+            mss = self.snd_mss  # NEWRENO.on_ack's congestion avoidance, inline on the per-ACK path
+            self.cwnd += max(1, mss * mss // self.cwnd)
         else:
-            self.cwnd += max(1, mss * mss // self.cwnd)  # congestion avoidance
-        self.dupacks = 0
+            self.cc.on_ack(self, acked, self.layer.config.abc_limit * self.snd_mss, now)
+        self.dupacks = 0  # RFC 6675 5: a cumulative ACK resets DupAcks
         self.rto_at = None if ack == self.snd_max else now + self.rto
         low = self.sndbuf_size // 3
         if self.sndbuf_size - before < low <= self.sndbuf_size - len(sndbuf):
             self.layer.ready.mark(self, Ready.WRITABLE)
 
+    def _acked_phase(self, ack: int, acked: int, now: float) -> None:
+        """New data acknowledged outside the open phase: end or continue the recovery (tcp_cc.PHASES)."""
+        state = self.ca_state
+        sb = self.sb
+        if sb is not None:
+            sb.prune(ack)
+        if state == RECOVERY:
+            if seq_ge(ack, self.recover):
+                # RFC 6582 3.2 step 3, RFC 6675 5 (A), RFC 6937: full acknowledgment ends recovery at ssthresh
+                state = PHASES[(state, "recovered")]
+                self.cwnd = self.ssthresh
+            else:
+                state = PHASES[(state, "partial")]
+                if sb is None:
+                    # RFC 6582 3.2 step 4, partial acknowledgment: the next hole is lost too; retransmit it, deflate
+                    self._send_head(now)
+                    self.cwnd = max(self.cwnd - acked, 0) + self.snd_mss
+                # with SACK the ACK's delivery drives _sack_send (RFC 6675 5 (C), RFC 6937)
+        else:
+            self.cc.on_ack(self, acked, self.layer.config.abc_limit * self.snd_mss, now)
+            if state == LOSS and not seq_ge(ack, self.recover):
+                state = PHASES[(state, "partial")]
+            elif state == LOSS or sb is None or not sb.blocks:
+                state = PHASES[(state, "recovered")]
+            else:
+                state = PHASES[(state, "partial")]
+        if state == OPEN and self.ca_state == RECOVERY and sb is not None and sb.undo_cwnd:
+            sb.undo_until = self.snd_max
+        self.ca_state = state
+        if state == OPEN:
+            self.in_recovery = False
+            if sb is None:
+                return
+            if sb.undo_cwnd and sb.undo_retrans <= 0:
+                self._undo(sb)
+            if sb.blocks:
+                self.ca_state = DISORDER  # SACKed data remains above the recovery point
+                self.in_recovery = True
+            elif sb.undo_cwnd and seq_lt(ack, sb.undo_until):
+                self.in_recovery = True  # the slow path, which reads D-SACKs, until the recovery's are in (RFC 3708)
+            elif not sb.undo_cwnd:
+                self.sb = None
+
     def _dupack(self, now: float) -> None:
-        """RFC 5681 3.2 fast retransmit on the third duplicate; RFC 6582 guards against re-entering."""
+        """RFC 5681 3.2 fast retransmit on the third duplicate, or RFC 6675 5 on IsLost(SND.UNA);
+        RFC 6582 4.1 (the recovery point) guards against entering twice for one window."""
         self.dupacks += 1
         mss = self.snd_mss
-        if self.in_recovery:
-            self.cwnd += mss  # each duplicate means a segment left the network
-        elif self.dupacks == 3 and seq_ge(self.snd_una, self.recover):
-            flight = seq_diff(self.snd_max, self.snd_una)
-            self.ssthresh = max(flight // 2, 2 * mss)
-            self.recover = self.snd_max
+        state = self.ca_state
+        sb = self.sb
+        if state == RECOVERY:
+            if sb is None:
+                self.cwnd += mss  # RFC 6582 3.2 step 3: each duplicate means a segment left the network
+            return
+        una = self.snd_una
+        lost = self.dupacks >= DUP_THRESH or (sb is not None and sb.is_lost(una, una, mss))
+        if not lost or not seq_ge(una, self.recover):
+            self.ca_state = PHASES[(state, "dupack")]  # RFC 3042 limited transmit in _push
             self.in_recovery = True
-            self.layer.counters.inc("tcp.fast_retransmit")
+            return
+        self.ca_state = PHASES[(state, "lost")]
+        self.in_recovery = True
+        flight = seq_diff(self.snd_max, una)
+        if sb is not None:
+            sb.undo_cwnd, sb.undo_ssthresh, sb.undo_retrans = self.cwnd, self.ssthresh, 0
+        self.cc.on_congestion(self, flight, now)
+        self.recover = self.snd_max
+        self.layer.counters.inc("tcp.fast_retransmit")
+        if sb is None:
             self._send_head(now)
             self.cwnd = self.ssthresh + 3 * mss
+        else:
+            # RFC 6675 5 (4): the first unSACKed segment goes at once (in _sack_send); RFC 6937 counts from here
+            self.layer.counters.inc("tcp.sack_recovery")
+            sb.high_rxt = una
+            sb.rxt_mark = None
+            sb.prr_delivered = sb.prr_out = 0
+            sb.recover_fs = flight
+            if not self.layer.config.prr:
+                self.cwnd = self.ssthresh  # RFC 6675 5 (4.2)
+
+    def _sack_send(self, delivered: int, una_moved: bool, now: float) -> None:
+        """Loss recovery from the scoreboard: how much may go (RFC 6937 PRR, or RFC 6675's cwnd - pipe), and
+        what (NextSeg, RFC 6675 4): a lost hole, new data, another hole. The first hole goes regardless."""
+        sb = self.sb
+        assert sb is not None
+        mss = self.snd_mss
+        una = self.snd_una
+        ssthresh = self.ssthresh
+        if sb.retransmission_lost(una, mss):
+            sb.high_rxt = una  # what we resent may go again, as NextSeg finds it lost
+            sb.rxt_mark = None
+            self.layer.counters.inc("tcp.lost_retransmit")
+        pipe = sb.pipe(una, self.snd_max, mss)
+        if self.layer.config.prr:
+            sb.prr_delivered += delivered
+            if pipe > ssthresh:
+                # RFC 6937 3: proportional to what was delivered, ssthresh / RecoverFS of it
+                sndcnt = -(-sb.prr_delivered * ssthresh // max(sb.recover_fs, 1)) - sb.prr_out
+            else:
+                # slow start back up to ssthresh, by what was delivered; a segment more on an ACK that moved
+                # SND.UNA (RFC 6937's SSRB, as its revision and Linux's tcp_cwnd_reduction limit it)
+                limit = max(sb.prr_delivered - sb.prr_out, delivered) + (mss if una_moved else 0)
+                sndcnt = min(ssthresh - pipe, limit)
+            step = 1
+        else:
+            sndcnt = self.cwnd - pipe
+            step = mss
+        # the first hole goes at once on entry (RFC 6675 5 (4.3)), and after a partial ACK that left it
+        # unretransmitted: the ACK of a retransmission stopped short of it (RFC 6582 3.2 step 4's inference)
+        first = sb.prr_out == 0 or (una_moved and not seq_lt(una, sb.high_rxt) and sb.blocks != [])
+        if first and sndcnt < mss:
+            sndcnt = mss
+        sent = 0
+        while sndcnt - sent >= step:
+            if first:
+                nb = sb.next_sacked(una, una)
+                seq = una
+                n = min(mss, ((nb if nb is not None else self.snd_max) - una) & MASK)
+                first = False
+            else:
+                hole = sb.next_hole(una, mss)
+                if hole is not None and hole[2]:
+                    seq, n = hole[0], hole[1]  # rule (1): a lost hole
+                else:
+                    n = self._send_new(now)  # rule (2): new data
+                    if n:
+                        sent += n
+                        sb.prr_out += n
+                        continue
+                    if hole is None:
+                        break
+                    seq, n = hole[0], hole[1]  # rule (3): a hole not yet taken for lost
+            if n <= 0 or not self._send_range(seq, n, now):
+                break
+            end = (seq + n) & MASK
+            if seq_lt(sb.high_rxt, end):
+                sb.high_rxt = end
+            sb.rxt_mark = self.snd_max
+            sent += n
+            sb.prr_out += n
+        if sent:
+            self.rto_at = now + self.rto if self.rto_at is None else self.rto_at
 
     def _rtt_sample(self, r: float, samples: int = 1) -> None:
         """RFC 6298 2.2-2.3; ``samples`` the RTT samples expected in a flight (RFC 7323 appendix G's
@@ -1293,11 +1483,23 @@ class TcpConn:
             off = (nxt - self.buf_seq) & MASK
             wnd_end = (una + self.snd_wnd) & MASK
             cwnd = self.cwnd
+            sb = self.sb
+            if self.in_recovery:
+                cwnd = self._push_window(cwnd)
+            elif una == snd_max and buflen > off and now - self.last_send > self.rto:
+                self._idle_restart(now)
+                cwnd = self.cwnd
             rtt_seq = self.rtt_seq
             retransmits = 0
             ack = wnd = 0
             options: tuple[Option, ...] = ()
             while True:
+                if sb is not None and 0 < ((snd_max - nxt) & MASK) < HALF:
+                    sacked_end = sb.sacked_end(nxt, una)
+                    if sacked_end is not None:  # resend only what the peer does not hold (RFC 6675 5.1)
+                        off += (sacked_end - nxt) & MASK
+                        nxt = sacked_end
+                        continue
                 avail = buflen - off
                 if avail <= 0:
                     if fin_seq is None or nxt != fin_seq:
@@ -1313,6 +1515,10 @@ class TcpConn:
                     n = mss if avail > mss else avail
                     if self.tso_max and avail > mss and room > mss:  # offload: whole MSS multiples, the device cuts
                         n = min(avail, max(mss, self.tso_max // mss * mss), room - room % mss)
+                    if rexmit and sb is not None:
+                        hole_end = sb.next_sacked(nxt, una)
+                        if hole_end is not None and ((hole_end - nxt) & MASK) < n:
+                            n = (hole_end - nxt) & MASK
                     if room < n:
                         if room <= 0:
                             if not force:
@@ -1355,6 +1561,7 @@ class TcpConn:
             if sent:
                 self.snd_nxt = nxt
                 self.snd_max = snd_max
+                self.last_send = now
                 if self.rto_at is None:
                     self.rto_at = now + self.rto
                 self.persist_at = None
@@ -1367,6 +1574,26 @@ class TcpConn:
                 self.persist_at = now + self._persist_interval()
         if not sent and self.ack_now:
             self._send_ack(now)
+
+    def _push_window(self, cwnd: int) -> int:
+        """The window _push may fill outside the open phase."""
+        state = self.ca_state
+        if state == DISORDER and not seq_lt(self.snd_una, self.recover):
+            # RFC 3042 limited transmit: new data on the first two duplicate ACKs, cwnd unchanged
+            return cwnd + min(self.dupacks, 2) * self.snd_mss
+        if state == RECOVERY and self.sb is not None:
+            return 0  # _sack_send decides what goes (RFC 6675 5, RFC 6937)
+        return cwnd
+
+    def _initial_window(self) -> int:
+        mss = self.snd_mss
+        return min(self.layer.config.initial_window * mss, max(2 * mss, 14600))  # RFC 6928
+
+    def _idle_restart(self, now: float) -> None:
+        """RFC 5681 4.1: after more than an RTO without sending, cwnd is at most RW = min(IW, cwnd)."""
+        if self.cwnd > self._initial_window():
+            self.cc.on_idle_restart(self, self._initial_window(), now)
+            self.layer.counters.inc("tcp.idle_restart")
 
     def _send_head(self, now: float) -> None:
         """Retransmit the first unacknowledged segment, leaving SND.NXT alone (fast retransmit)."""
@@ -1383,6 +1610,47 @@ class TcpConn:
         self.layer.counters.inc("tcp.retransmit")
         self._send(una, flags | (PSH if n and n == len(self.sndbuf) else 0), bytes(self.sndbuf[:n]), now)  # PSH as sent
         self.rto_at = now + self.rto
+
+    def _send_range(self, seq: int, n: int, now: float) -> bool:
+        """Retransmit ``n`` octets of the send buffer from ``seq`` (with our FIN if they end at it); False if none."""
+        off = (seq - self.buf_seq) & MASK
+        buf = self.sndbuf
+        if off >= HALF or off >= len(buf):
+            return False
+        if off + n > len(buf):
+            n = len(buf) - off
+        flags = ACK | (PSH if off + n == len(buf) else 0)
+        fin_seq = self.fin_seq
+        if fin_seq is not None and (seq + n) & MASK == fin_seq and self.snd_max != fin_seq:
+            flags |= FIN
+        self.rtt_seq = None  # Karn
+        self.layer.counters.inc("tcp.retransmit")
+        self.last_send = now
+        sb = self.sb
+        if sb is not None and sb.undo_cwnd:
+            sb.undo_retrans += 1
+        self._send(seq, flags, bytes(buf[off:off + n]), now)
+        return True
+
+    def _send_new(self, now: float) -> int:
+        """One segment of new data in SACK recovery (RFC 6675 4 NextSeg rule 2), as the peer's window allows."""
+        nxt = self.snd_nxt
+        if nxt != self.snd_max:
+            return 0
+        off = (nxt - self.buf_seq) & MASK
+        avail = len(self.sndbuf) - off
+        room = seq_diff((self.snd_una + self.snd_wnd) & MASK, nxt)
+        n = min(self.snd_mss, avail, room)
+        if n <= 0:
+            return 0
+        flags = ACK | (PSH if n == avail else 0)
+        end = (nxt + n) & MASK
+        if n == avail and self.fin_seq == end:
+            flags |= FIN
+        self.snd_nxt = self.snd_max = (end + (flags & FIN)) & MASK
+        self.last_send = now
+        self._send(nxt, flags, bytes(self.sndbuf[off:off + n]), now)
+        return n
 
     def _persist_interval(self) -> float:
         cfg = self.layer.config
@@ -1536,8 +1804,7 @@ class TcpConn:
         self.ts_offset = self.layer.ts_offset(self.local_ip, self.local_port, self.remote_ip, self.remote_port)
 
     def _established(self, now: float) -> None:
-        mss = self.snd_mss
-        self.cwnd = min(self.layer.config.initial_window * mss, max(2 * mss, 14600))  # RFC 6928
+        self.cwnd = self._initial_window()
         self.was_connected = True
         if self.syn_retransmitted and self.srtt is None:
             self.rto = self.rto_base = min(max(self.rto, 3.0), self.layer.config.rto_max)  # RFC 6298 5.7
@@ -1753,13 +2020,14 @@ class TcpConn:
             self.layer.counters.inc("tcp.retransmit")
             self._send_syn(now, with_ack=state != SYN_SENT)
         else:
-            mss = self.snd_mss
-            flight = seq_diff(self.snd_max, self.snd_una)
-            self.ssthresh = max(flight // 2, 2 * mss)  # RFC 5681 (4)
-            self.cwnd = mss  # the loss window
-            self.in_recovery = False
+            self.cc.on_rto(self, seq_diff(self.snd_max, self.snd_una), now)  # RFC 5681 (4): the loss window
+            self.ca_state = PHASES[(self.ca_state, "rto")]
+            self.in_recovery = True  # until the recovery point is acknowledged
             self.recover = self.snd_max  # RFC 6582 4.1
             self.dupacks = 0
+            # RFC 2018 8 (which RFC 6675 5.1 leaves in force): the receiver may have reneged, so what it
+            # SACKed is forgotten; SACK blocks arriving from here on steer the resending again
+            self.sb = None
             self.snd_nxt = self.snd_una  # go back N: what followed the lost segment is resent as cwnd opens
             self.rto_at = None
             self._push(now, force=True)

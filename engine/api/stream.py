@@ -18,8 +18,9 @@ polling.
 
 import errno
 import socket as _socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
+from simstack.protocols import tcp_info
 from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.stack import Stack
 from simstack.protocols.tcp_conn import TcpConn
@@ -39,6 +40,8 @@ SO_RCVBUF = _socket.SO_RCVBUF
 SO_SNDBUF = _socket.SO_SNDBUF
 SO_ERROR = _socket.SO_ERROR
 TCP_NODELAY = _socket.TCP_NODELAY
+TCP_CONGESTION = tcp_info.TCP_CONGESTION  # Linux's numbers, whatever the host's socket module says
+TCP_INFO = tcp_info.TCP_INFO
 MSG_PEEK = _socket.MSG_PEEK
 SHUT_RD, SHUT_WR, SHUT_RDWR = _socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR
 
@@ -100,6 +103,10 @@ class StreamSocket(SocketBase):
     # -- configuration -----------------------------------------------------------
     def setsockopt(self, level: int, option: int, value: int | bytes) -> None:
         ep = self._check()
+        if level == IPPROTO_TCP and option == TCP_CONGESTION:
+            name = (value if isinstance(value, bytes) else str(value).encode()).split(b"\0", 1)[0]
+            self.host.call(lambda st, now: ep.set_congestion(name.decode("ascii", "replace")))
+            return
         on = bool(int.from_bytes(value, "little") if isinstance(value, bytes) else value)
         size = int.from_bytes(value, "little") if isinstance(value, bytes) else int(value)
         if level == IPPROTO_TCP and option == TCP_NODELAY:
@@ -116,8 +123,20 @@ class StreamSocket(SocketBase):
         else:
             raise oserror(errno.ENOPROTOOPT)
 
-    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int:
+    @overload
+    def getsockopt(self, level: int, option: int) -> int: ...
+    @overload
+    def getsockopt(self, level: int, option: int, buflen: int) -> int | bytes: ...
+
+    def getsockopt(self, level: int, option: int, buflen: int = 0) -> int | bytes:
+        """As Python's: an int, or with ``buflen`` the option's bytes (TCP_CONGESTION, TCP_INFO need one)."""
         ep = self._check()
+        if level == IPPROTO_TCP and option in (TCP_CONGESTION, TCP_INFO):
+            if not buflen:
+                raise oserror(errno.EINVAL)
+            if option == TCP_CONGESTION:
+                return ep.cc.name.encode().ljust(tcp_info.CA_NAME_MAX, b"\0")[:buflen]
+            return bytes(self.host.call(lambda st, now: tcp_info.tcp_info(ep, now))[:buflen])
         if level == SOL_SOCKET and option == SO_ERROR:
             err = self.host.call(lambda st, now: ep.take_error())
             return err or 0

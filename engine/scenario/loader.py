@@ -33,6 +33,7 @@ from simstack.protocols.fragments import ReassemblyConfig, fragment
 from simstack.protocols.interface import Interface, check_interfaces, check_next_hop
 from simstack.protocols.routes import parse_route
 from simstack.protocols.stack import StackConfig
+from simstack.protocols.tcp_cc import CA_STATE_NUMBER
 from simstack.protocols.tcp_conn import CHOICES as TCP_CHOICES
 from simstack.protocols.tcp_conn import MIN_SND_MSS, TcpConfig
 from simstack.protocols.tcp_table import STATES as TCP_STATES
@@ -531,22 +532,26 @@ APP_OPS: dict[str, dict[str, str]] = {
     "wait": {"socket": "name"},
     "getblocking": {"socket": "name", "blocking": "bool"},  # fcntl(F_GETFL): blocking is the expected answer
     "sockstat": {"state": "tcpstate", "port": "int", "count": "count"},  # how many connections are in a state
+    # getsockopt(TCP_INFO): the expected congestion state (windows in segments)
+    "tcp_info": {**_SOCK, "ca_state": "castate", "cwnd": "count", "ssthresh": "count", "sacked": "count"},
 }
 # Calls that may block, and so may take until:/within: (packetdrill's "0...0.1 read()").
 BLOCKING_OPS = {"recv", "recvfrom", "accept", "connect", "send"}
-STREAM_OPS = {"listen", "accept", "shutdown", "setsockopt", "getsockopt"}  # on a socket of type: stream only
+STREAM_OPS = {"listen", "accept", "shutdown", "setsockopt", "getsockopt", "tcp_info"}  # on a socket of type: stream only
 DGRAM_OPS = {"sendto", "recvfrom"}
 REQUIRED_ARGS = {"ping": ("dst",), "bind": ("addr",), "connect": ("addr",), "sendto": ("addr",), "accept": ("as",),
                  "setblocking": ("blocking",), "shutdown": ("how",), "setsockopt": ("option", "value"),
                  "getsockopt": ("option",), "getblocking": ("blocking",), "sockstat": ("state", "count")}
 SOCKET_TYPES = ("dgram", "stream")
+CA_STATES = tuple(CA_STATE_NUMBER)  # the recovery phases, as Linux's tcp_ca_state
 SHUTDOWN_HOW = {"rd": 0, "wr": 1, "rdwr": 2}  # SHUT_RD, SHUT_WR, SHUT_RDWR
-SOCKET_OPTIONS = ("nodelay", "reuseaddr", "rcvbuf", "sndbuf", "keepalive", "error")  # "error" (SO_ERROR): get only
+# "error" (SO_ERROR): get only; "congestion" (TCP_CONGESTION) takes a name
+SOCKET_OPTIONS = ("nodelay", "reuseaddr", "rcvbuf", "sndbuf", "keepalive", "congestion", "error")
 ERROR_NAMES = {
     "OSError", "ConnectionRefusedError", "ConnectionError", "TimeoutError", "BlockingIOError", "EADDRINUSE",
     "EADDRNOTAVAIL", "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EMSGSIZE", "EAGAIN", "EINVAL",
     "EDESTADDRREQ", "ENOTCONN", "EBADF", "ConnectionResetError", "BrokenPipeError", "ECONNRESET", "ETIMEDOUT",
-    "EPIPE", "EINPROGRESS", "EALREADY", "EISCONN", "ENOPROTOOPT",
+    "EPIPE", "EINPROGRESS", "EALREADY", "EISCONN", "ENOPROTOOPT", "ENOENT",
 }
 
 
@@ -1125,7 +1130,7 @@ def _app(chk: _Checker, m: LineDict, step: Step, ctx: Context) -> None:
     if not isinstance(op, str) or op not in APP_OPS:
         raise chk.fail(m.key_lines["app"], f"unknown app operation {op!r}; known: {', '.join(APP_OPS)}")
     step.app = op
-    if op == "setsockopt" and "value" in m and m.get("option") != "error" and isinstance(m["value"], str):
+    if op == "setsockopt" and "value" in m and m.get("option") not in ("error", "congestion") and isinstance(m["value"], str):
         raise chk.fail(m.key_lines["value"], f"value must be a count or true/false, got {m['value']!r}")
     for key in ("until", "within"):
         if key in m:
@@ -1170,6 +1175,10 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
             if not isinstance(value, bool):
                 raise chk.fail(line, f"{name} must be true or false, got {value!r}")
             return value
+        if kind == "castate":
+            if value not in CA_STATES:
+                raise chk.fail(line, f"ca_state must be one of {', '.join(CA_STATES)}, got {value!r}")
+            return value
         if kind == "tcpstate":
             if value not in TCP_STATES:
                 raise chk.fail(line, f"state must be one of {', '.join(TCP_STATES)}, got {value!r}")
@@ -1193,6 +1202,10 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
                 return getattr(errno, value)
             if isinstance(value, bool):
                 return int(value)
+            if "option" in m and m["option"] == "congestion":
+                if not isinstance(value, str) or not value.isidentifier() or not value.islower():
+                    raise chk.fail(line, f"value must be an algorithm's name such as cubic, got {value!r}")
+                return value
             if not isinstance(value, int) or not 0 <= value < 1 << 31:
                 raise chk.fail(line, f"value must be a count, true or false, or an errno name, got {value!r}")
             return value

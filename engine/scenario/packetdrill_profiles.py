@@ -71,6 +71,8 @@ PROFILES: dict[str, dict[str, Any]] = {
         "synack_retries": 5,  # tcp_synack_retries=5
         "initial_window": 10,
         "rfc5961": True,
+        "congestion": "cubic",  # tcp_congestion_control's default
+        "prr": True,  # tcp_cwnd_reduction(): Proportional Rate Reduction in recovery
     },
 }
 

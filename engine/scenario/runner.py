@@ -20,10 +20,12 @@ from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from simstack.protocols import tcp_info
 from simstack.protocols.addresses import ip_to_str
 from simstack.protocols.icmp_layer import EchoEndpoint
 from simstack.protocols.stack import Stack
 from simstack.protocols.tcp import ACK, OPT_TIMESTAMP, SYN, Option
+from simstack.protocols.tcp_cc import CA_STATE_NUMBER
 
 from ..api.services import start_services
 from ..api.sockets import AF_INET, SOCK_DGRAM, SOCK_STREAM, Socket
@@ -36,6 +38,8 @@ from ..api.stream import (
     SO_REUSEADDR,
     SO_SNDBUF,
     SOL_SOCKET,
+    TCP_CONGESTION,
+    TCP_INFO,
     TCP_NODELAY,
     StreamSocket,
 )
@@ -60,6 +64,7 @@ _TsMatch = tuple[tuple[int, int], int, int | None]  # (stack port, peer port), T
 SOCKET_OPTIONS = {
     "nodelay": (IPPROTO_TCP, TCP_NODELAY), "reuseaddr": (SOL_SOCKET, SO_REUSEADDR), "rcvbuf": (SOL_SOCKET, SO_RCVBUF),
     "sndbuf": (SOL_SOCKET, SO_SNDBUF), "keepalive": (SOL_SOCKET, SO_KEEPALIVE), "error": (SOL_SOCKET, SO_ERROR),
+    "congestion": (IPPROTO_TCP, TCP_CONGESTION),
 }
 
 
@@ -657,7 +662,10 @@ class Runner(SimHost):
     def _app_getsockopt(self, step: Step) -> None:
         sock = self._stream(step)
         level, option = SOCKET_OPTIONS[step.args["option"]]
-        got = self._attempt(step, lambda: sock.getsockopt(level, option))
+        if option == TCP_CONGESTION and level == IPPROTO_TCP:
+            got = self._attempt(step, lambda: _text(sock.getsockopt(level, option, tcp_info.CA_NAME_MAX)))
+        else:
+            got = self._attempt(step, lambda: sock.getsockopt(level, option))
         want = step.args.get("value")
         if want is not None and got is not None and got != want:
             name = errno.errorcode.get(got, str(got)) if step.args["option"] == "error" else str(got)
@@ -716,6 +724,18 @@ class Runner(SimHost):
         if have != step.args["blocking"]:
             raise StepFailed(f"  getblocking returned {have}, expected {step.args['blocking']}")
 
+    def _app_tcp_info(self, step: Step) -> None:
+        """getsockopt(IPPROTO_TCP, TCP_INFO), unpacked as Linux's struct tcp_info, against the expected fields."""
+        sock = self._stream(step)
+        raw = self._attempt(step, lambda: sock.getsockopt(IPPROTO_TCP, TCP_INFO, tcp_info.SIZE))
+        if not isinstance(raw, bytes):
+            return
+        fields = tcp_info.LAYOUT.unpack(raw)
+        have = {"ca_state": CA_STATE_NAME[fields[1]], "cwnd": fields[8 + 18], "ssthresh": fields[8 + 17],
+                "sacked": fields[8 + 5]}
+        rows = [(key, str(want), str(have[key])) for key, want in step.args.items() if key in have and have[key] != want]
+        self._fail_result(step, rows)
+
     def _app_sockstat(self, step: Step) -> None:
         """How many of the stack's connections are in ``state`` (on ``port``, local or remote), as sockstat counts."""
         port = step.args.get("port")
@@ -728,6 +748,14 @@ class Runner(SimHost):
         if have != step.args["count"]:
             where = f" on port {port}" if port is not None else ""
             raise StepFailed(f"  sockstat: {have} connection(s) in {step.args['state']}{where}, expected {step.args['count']}")
+
+
+CA_STATE_NAME = {number: name for name, number in CA_STATE_NUMBER.items()}
+
+
+def _text(value: int | bytes) -> str | int:
+    """TCP_CONGESTION's bytes as the name they hold."""
+    return value.split(b"\0", 1)[0].decode("ascii", "replace") if isinstance(value, bytes) else value
 
 
 _NOTHING: Any = object()  # a call's outcome had no result to check (it raised the error the step expected)
