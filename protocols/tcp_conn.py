@@ -156,6 +156,15 @@ def make_tcp(sport: int, dport: int, seq: int, ack: int, flags: int, window: int
     return seg
 
 
+# The empty containers every endpoint starts with, shared: a listener gets its own queue and set, a
+# connection its own out-of-order list when a segment first waits there. Nothing is ever added to these
+# (the queue's maxlen of 0 would drop it anyway).
+_NO_QUEUE: "deque[TcpConn]" = deque(maxlen=0)
+_NO_CHILDREN: "set[TcpConn]" = set()
+_NO_OOO: list[tuple[int, bytes, bool]] = []
+_NO_BLOCKS: list[tuple[int, int]] = []
+
+
 def _err(code: int) -> OSError:
     # OSError(EPIPE, ...) is a BrokenPipeError, ECONNRESET a ConnectionResetError, and so on.
     return OSError(code, os.strerror(code))
@@ -204,10 +213,11 @@ class TcpConn:
         self.syn_acked = False
         self.error: int | None = None  # SO_ERROR
         self.soft_error: int | None = None  # from ICMP, reported if the connection times out (RFC 1122 4.2.3.9)
-        # listener
+        # listener: its own queue and set come with listen() (_a_listen); every other endpoint shares
+        # empty ones, which nothing adds to (a deque and a set cost 0.9 KB, idle, per connection)
         self.backlog = 0
-        self.accept_queue: deque[TcpConn] = deque()
-        self.children: set[TcpConn] = set()  # half-open children, SYN-RECEIVED
+        self.accept_queue: deque[TcpConn] = _NO_QUEUE
+        self.children: set[TcpConn] = _NO_CHILDREN  # half-open children, SYN-RECEIVED
         self.parent: TcpConn | None = None
         # send sequence space
         self.iss = 0
@@ -228,7 +238,7 @@ class TcpConn:
         self.irs = 0
         self.rcv_nxt = self.rcv_adv = 0
         self.rcvbuf = bytearray()
-        self.ooo: list[tuple[int, bytes, bool]] = []  # (seq, data, fin), ascending, disjoint
+        self.ooo: list[tuple[int, bytes, bool]] = _NO_OOO  # (seq, data, fin), ascending, disjoint; own list once used
         self.ooo_bytes = 0
         self.rcv_mss = DEFAULT_MSS
         self.ack_pending = 0  # bytes received since our last ACK
@@ -242,7 +252,8 @@ class TcpConn:
         self.ts_recent = 0  # RFC 7323 TS.Recent
         self.ts_offset = 0  # our timestamp clock's offset for this connection (RFC 7323 5.4)
         self.sack_ok = False
-        self.sack_blocks: list[tuple[int, int]] = []  # what we hold above RCV.NXT, the most recently changed first
+        self.sack_blocks: list[tuple[int, int]] = _NO_BLOCKS  # what we hold above RCV.NXT, the most recently changed
+        # first; replaced, never changed in place
         self.dsack: tuple[int, int] | None = None  # a duplicate to report once, first (RFC 2883)
         self.user_buffers = False  # SO_RCVBUF or SO_SNDBUF set: their sizes stay as the application asked
         # RTT and retransmission (RFC 6298)
@@ -922,6 +933,8 @@ class TcpConn:
         if not data and not fin:
             c.drop("tcp", "duplicate")
             return
+        if ooo is _NO_OOO:
+            ooo = self.ooo = []
         ooo.insert(i, (seq, bytes(data), fin))
         self.ooo_bytes += len(data)
         c.inc("tcp.rx.ooo")
@@ -1464,7 +1477,7 @@ class TcpConn:
             self.error = err
         self.rto_at = self.persist_at = self.delack_at = self.ka_at = self.close_at = None
         self.sndbuf.clear()
-        self.ooo.clear()
+        self.ooo = _NO_OOO
         self.ooo_bytes = 0
         self.layer.remove(self)
         if not self.released:
@@ -1475,6 +1488,8 @@ class TcpConn:
     # actions (named by the table's action column)
     # ======================================================================
     def _a_listen(self, seg: Tcp | None, now: float) -> None:
+        self.accept_queue = deque()
+        self.children = set()
         self.layer.add_listener(self)
 
     def _a_send_syn(self, seg: Tcp | None, now: float) -> None:
