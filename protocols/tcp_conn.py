@@ -76,6 +76,7 @@ _SACK_OK = Option(OPT_SACK_PERMITTED)
 # States whose data and FIN may still go out (once our SYN is acknowledged).
 _SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 _RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+_SYNCHRONIZED_SEND = frozenset({ESTABLISHED, CLOSE_WAIT})  # the SEND rows past the handshake
 _ACK_OF_FIN = frozenset({FIN_WAIT_1, CLOSING, LAST_ACK})
 _KEEPALIVE = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2})
 _SLOW_FLAGS = SYN | FIN | RST | URG | ACK  # the fast path takes a segment whose only one of these is ACK
@@ -362,7 +363,11 @@ class TcpConn:
         if n > free:
             data, n = data[:free], free
         self.sndbuf += data
-        self._fire(T.SEND, None, now)
+        if self.state in _SYNCHRONIZED_SEND:
+            # the SEND rows (RFC 9293 3.10.2) keep the state; their action, done here without the table
+            # (_a_queue_data), sends what the windows allow once the connection is synchronized
+            self._push(now)
+            self._arm()
         return n
 
     def recv(self, n: int, now: float, peek: bool = False) -> bytes | None:
@@ -376,11 +381,19 @@ class TcpConn:
             raise ValueError("negative buffersize in recv")
         buf = self.rcvbuf
         if buf and n:
-            data = bytes(buf[:n])
-            if not peek:
-                del buf[:n]
-                if (self.state, T.RECEIVE) in T.DISPATCH:
-                    self._fire(T.RECEIVE, None, now)
+            if n >= len(buf):
+                data = bytes(buf)  # the usual read takes all: one copy, and no slice to shift
+                if not peek:
+                    buf.clear()
+            else:
+                with memoryview(buf) as view:
+                    data = bytes(view[:n])  # one copy, not a bytearray slice and then bytes of it
+                if not peek:
+                    del buf[:n]
+            if not peek and self.state in _RECEIVING:
+                # the RECEIVE rows (RFC 9293 3.10.3) keep the state; their action, done here without the
+                # table, is a window update where data can still come (_a_read)
+                self._maybe_window_update(now)
             return data
         if self.error is not None:
             raise _err(self.take_error() or errno.ENOTCONN)
