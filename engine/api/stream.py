@@ -17,6 +17,7 @@ polling.
 """
 
 import errno
+import os
 import socket as _socket
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +44,7 @@ MSG_PEEK = _socket.MSG_PEEK
 SHUT_RD, SHUT_WR, SHUT_RDWR = _socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDWR
 
 Address = tuple[str, int]
+_EAGAIN = os.strerror(errno.EAGAIN)
 
 
 class StreamSocket(SocketBase):
@@ -92,7 +94,9 @@ class StreamSocket(SocketBase):
     def _wait(self, ready: Any) -> None:
         """Block until ``ready()`` or the socket's timeout; TimeoutError, or BlockingIOError when non-blocking."""
         if self._timeout == 0.0:
-            raise oserror(errno.EAGAIN)
+            # what oserror(EAGAIN) builds, without os.strerror each time: a non-blocking reader ends every
+            # wakeup here, once per segment when it keeps up
+            raise BlockingIOError(errno.EAGAIN, _EAGAIN)
         if not self.host.wait_until(ready, self._timeout):
             raise TimeoutError("timed out")
         self._check()
