@@ -42,6 +42,8 @@ from .timers import Timers
 from .transport import Readiness, Transport
 from .udp_layer import UNREACH_ERRNO, UdpLayer
 
+_new = tuple.__new__
+
 __all__ = ["UNREACH_ERRNO", "EchoEndpoint", "EchoReply", "IcmpErrorEvent", "Interface", "NoRoute", "Stack", "StackConfig"]
 
 _CONFIG_IFACE_FIELDS = ("mac", "ip", "prefix_len", "mtu", "vlan")  # StackConfig's own fields: interface 0's
@@ -237,8 +239,8 @@ class Stack:
 
     # -- Ethernet / ARP ----------------------------------------------------
     def _send_frame(self, port: Port, dst: bytes, ethertype: int, payload: bytes) -> None:
-        port.out.append(ethernet.emit(ethernet.Ethernet(dst=dst, src=port.mac, ethertype=ethertype, payload=payload,
-                                                        vlan=port.vlan)))
+        # Ethernet(dst, src, ethertype, payload, vlan), the defaults after, built as the tuple (see send_ipv4)
+        port.out.append(ethernet.emit(_new(ethernet.Ethernet, (dst, port.mac, ethertype, payload, port.vlan, 0, False))))
         self.counters.inc("eth.tx")
 
     def _send_arp_request(self, port: Port, ip: bytes, unicast_mac: bytes | None) -> None:
@@ -334,9 +336,11 @@ class Stack:
         hop = self.routes.lookup(dst)
         if len(payload) + ipv4.MIN_HEADER > ipv4.MAX_PACKET:
             raise OSError(errno.EMSGSIZE, "Message too long")
-        header = ipv4.Ipv4(src=hop.src if src is None else src, dst=dst, protocol=protocol, payload=payload,
-                           ttl=self.config.ttl if ttl is None else ttl, identification=self.next_ip_id(), tos=tos,
-                           df=df)
+        # Ipv4(src, dst, protocol, payload, ttl, identification, tos, df, and the defaults) as the tuple it is:
+        # a NamedTuple's keyword binding costs a microsecond, and every segment sent comes through here.
+        header: ipv4.Ipv4 = _new(ipv4.Ipv4, (
+            hop.src if src is None else src, dst, protocol, payload, self.config.ttl if ttl is None else ttl,
+            self.next_ip_id(), tos, df, False, 0, b"", False, None, None, None))
         mtu = hop.mtu
         port = self.ports[hop.iface]
         if ipv4.MIN_HEADER + len(payload) <= mtu:
