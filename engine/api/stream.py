@@ -45,6 +45,7 @@ SHUT_RD, SHUT_WR, SHUT_RDWR = _socket.SHUT_RD, _socket.SHUT_WR, _socket.SHUT_RDW
 
 Address = tuple[str, int]
 _EAGAIN = os.strerror(errno.EAGAIN)
+_PEEK = int(MSG_PEEK)
 
 
 class StreamSocket(SocketBase):
@@ -232,7 +233,7 @@ class StreamSocket(SocketBase):
         if bufsize < 0:
             raise ValueError("negative buffersize in recv")
         ep = self._check()
-        peek = bool(flags & MSG_PEEK)
+        peek = bool(flags) and bool(int(flags) & _PEEK)  # MSG_PEEK is an IntFlag: its & is an enum lookup
         while True:
             data: bytes | None = self.host.call(lambda st, now: ep.recv(bufsize, now, peek))
             if data is not None:
