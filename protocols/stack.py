@@ -187,7 +187,7 @@ class Stack:
         """``frame`` arrived on interface ``iface`` (an index into ``config.ifaces``)."""
         port = self.ports[iface]
         c = self.counters
-        c.inc("eth.rx")
+        c.values["eth.rx"] += 1  # c.inc("eth.rx") without the call: once a frame
         try:
             eth = ethernet.parse(frame)
         except Malformed as e:
@@ -378,7 +378,7 @@ class Stack:
 
     def _rx_ipv4(self, eth: ethernet.Ethernet, port: Port, now: float) -> None:
         c = self.counters
-        c.inc("ipv4.rx")
+        c.values["ipv4.rx"] += 1
         try:
             ip = ipv4.parse(eth.payload)
         except Malformed as e:

@@ -218,7 +218,7 @@ class TcpLayer:
     # -- segments ------------------------------------------------------------------
     def segment_arrives(self, seg: Tcp, src: bytes, dst: bytes, now: float) -> None:
         """One parsed segment from ``src`` to ``dst`` (our address)."""
-        self.counters.inc("tcp.rx")
+        self.counters.values["tcp.rx"] += 1  # counters.inc without the call: once a segment
         self.rx_addrs = (src, dst)
         conn = self.conns.get((dst, seg.dst_port, src, seg.src_port))
         if seg.flags & (SYN | FIN) == SYN | FIN and self.config.drop_synfin and \
