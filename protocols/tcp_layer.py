@@ -137,6 +137,7 @@ class TcpLayer:
         self._stack: StackSurface | None = None
         self._secret = b""
         self._next_ephemeral = 0
+        self._addrs: dict[bytes, bytes] = {}  # addresses the connections share (fork)
         self._challenge = TokenBucket(self.config.challenge_ack_limit, self.config.challenge_ack_limit)
 
     # -- the Transport interface --------------------------------------------------
@@ -276,6 +277,13 @@ class TcpLayer:
         except OSError:
             self.counters.drop("tcp", "no_route")
             return
+        # Each parsed datagram brings its own copies of the addresses: a connection keeps one shared copy of
+        # each (37 bytes apiece, for every connection to the same peer); the table is bounded, like any cache.
+        addrs = self._addrs
+        if len(addrs) >= 4096:
+            addrs.clear()
+        src = addrs.setdefault(src, src)
+        dst = addrs.setdefault(dst, dst)
         child = TcpConn(self)
         child.state = LISTEN
         child.local_ip, child.local_port = dst, seg.dst_port
