@@ -23,6 +23,7 @@ from typing import Any, TextIO, TypeVar
 
 from simstack.protocols.addresses import AddressError, check_stack_addresses, ip_to_bytes, mac_to_bytes, parse_interface
 from simstack.protocols.stack import Stack, StackConfig
+from simstack.protocols.tcp_conn import TcpConfig
 
 from ..api.services import DEFAULT_SERVICES, service_error, start_services
 from ..scenario.recorder import DEFAULT_RECORD_LIMIT, MAX_RECORD_LIMIT, Recorder
@@ -70,6 +71,7 @@ class LiveOptions:
     lab_route: bool = False
     tcp_msl: float | None = None  # --tcp-msl SECONDS: TIME-WAIT lasts twice this (default TcpConfig's 30 s)
     tcp_rto_min: float | None = None  # --tcp-rto-min SECONDS: the retransmission timer's floor (default 1 s)
+    tcp_options: str = "ws,ts,sack"  # --tcp-options LIST: the RFC 7323 and RFC 2018 options offered, or "none"
     # Several interfaces, forwarding, link shaping (engine/live/router.py):
     more_ifnames: tuple[str, ...] = ()  # IFNAMEs after the first
     addrs: tuple[str, ...] = ()  # --addr IFNAME=ADDR/PREFIX
@@ -81,6 +83,19 @@ class LiveOptions:
     drops: tuple[str, ...] = ()  # --drop EXPR
     lab_segments: int | None = None
     record_limit: int | None = None  # --record-limit FRAMES; None: DEFAULT_RECORD_LIMIT
+
+
+# --tcp-options: the words, and the shift "ws" offers. A live stack talks to real peers, so it offers what
+# Linux does (window scale 7, timestamps, SACK); replay keeps TcpConfig's defaults, all off.
+LIVE_TCP_OPTIONS = ("ws", "ts", "sack")
+LIVE_WSCALE = 7
+
+
+def _tcp_options(tcp: TcpConfig, words: str) -> TcpConfig:
+    chosen = set() if words == "none" else set(words.split(","))
+    if not chosen <= set(LIVE_TCP_OPTIONS) or (not chosen and words != "none"):
+        raise SetupError(f"--tcp-options {words}: want none, or some of {','.join(LIVE_TCP_OPTIONS)} joined by commas")
+    return replace(tcp, wscale=LIVE_WSCALE if "ws" in chosen else -1, timestamps="ts" in chosen, sack="sack" in chosen)
 
 
 @dataclass(frozen=True)
@@ -141,6 +156,7 @@ def plan(opts: LiveOptions) -> Plan:
                              f"{config.tcp.rto_max:g}")
         config = replace(config, tcp=replace(config.tcp, rto_min=opts.tcp_rto_min,
                                              rto_initial=max(config.tcp.rto_initial, opts.tcp_rto_min)))
+    config = replace(config, tcp=_tcp_options(config.tcp, opts.tcp_options))
     if opts.record is not None:
         _check_record(opts.record)
     if opts.record_limit is not None:
