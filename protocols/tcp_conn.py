@@ -81,6 +81,7 @@ _SACK_OK = Option(OPT_SACK_PERMITTED)
 # States whose data and FIN may still go out (once our SYN is acknowledged).
 _SENDING = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, CLOSING, LAST_ACK})
 _RECEIVING = frozenset({ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2})
+_SYNCHRONIZED_SEND = frozenset({ESTABLISHED, CLOSE_WAIT})  # the SEND rows past the handshake
 _ACK_OF_FIN = frozenset({FIN_WAIT_1, CLOSING, LAST_ACK})
 _KEEPALIVE = frozenset({ESTABLISHED, CLOSE_WAIT, FIN_WAIT_1, FIN_WAIT_2})
 _SLOW_FLAGS = SYN | FIN | RST | URG | ACK  # the fast path takes a segment whose only one of these is ACK
@@ -174,6 +175,15 @@ def make_tcp(sport: int, dport: int, seq: int, ack: int, flags: int, window: int
     return seg
 
 
+# The empty containers every endpoint starts with, shared: a listener gets its own queue and set, a
+# connection its own out-of-order list when a segment first waits there. Nothing is ever added to these
+# (the queue's maxlen of 0 would drop it anyway).
+_NO_QUEUE: "deque[TcpConn]" = deque(maxlen=0)
+_NO_CHILDREN: "set[TcpConn]" = set()
+_NO_OOO: list[tuple[int, bytes, bool]] = []
+_NO_BLOCKS: list[tuple[int, int]] = []
+
+
 def _err(code: int) -> OSError:
     # OSError(EPIPE, ...) is a BrokenPipeError, ECONNRESET a ConnectionResetError, and so on.
     return OSError(code, os.strerror(code))
@@ -225,10 +235,11 @@ class TcpConn:
         self.syn_acked = False
         self.error: int | None = None  # SO_ERROR
         self.soft_error: int | None = None  # from ICMP, reported if the connection times out (RFC 1122 4.2.3.9)
-        # listener
+        # listener: its own queue and set come with listen() (_a_listen); every other endpoint shares
+        # empty ones, which nothing adds to (a deque and a set cost 0.9 KB, idle, per connection)
         self.backlog = 0
-        self.accept_queue: deque[TcpConn] = deque()
-        self.children: set[TcpConn] = set()  # half-open children, SYN-RECEIVED
+        self.accept_queue: deque[TcpConn] = _NO_QUEUE
+        self.children: set[TcpConn] = _NO_CHILDREN  # half-open children, SYN-RECEIVED
         self.parent: TcpConn | None = None
         # send sequence space
         self.iss = 0
@@ -255,7 +266,7 @@ class TcpConn:
         self.irs = 0
         self.rcv_nxt = self.rcv_adv = 0
         self.rcvbuf = bytearray()
-        self.ooo: list[tuple[int, bytes, bool]] = []  # (seq, data, fin), ascending, disjoint
+        self.ooo: list[tuple[int, bytes, bool]] = _NO_OOO  # (seq, data, fin), ascending, disjoint; own list once used
         self.ooo_bytes = 0
         self.rcv_mss = DEFAULT_MSS
         self.ack_pending = 0  # bytes received since our last ACK
@@ -270,7 +281,8 @@ class TcpConn:
         self.ts_recent_age = 0.0  # when TS.Recent was recorded (RFC 7323 5.5)
         self.ts_offset = 0  # our timestamp clock's offset for this connection (RFC 7323 5.4)
         self.sack_ok = False
-        self.sack_blocks: list[tuple[int, int]] = []  # what we hold above RCV.NXT, the most recently changed first
+        self.sack_blocks: list[tuple[int, int]] = _NO_BLOCKS  # what we hold above RCV.NXT, the most recently changed
+        # first; replaced, never changed in place
         self.dsack: tuple[int, int] | None = None  # a duplicate to report once, first (RFC 2883)
         self.user_buffers = False  # SO_RCVBUF or SO_SNDBUF set: their sizes stay as the application asked
         # RTT and retransmission (RFC 6298)
@@ -379,7 +391,11 @@ class TcpConn:
         if n > free:
             data, n = data[:free], free
         self.sndbuf += data
-        self._fire(T.SEND, None, now)
+        if self.state in _SYNCHRONIZED_SEND:
+            # the SEND rows (RFC 9293 3.10.2) keep the state; their action, done here without the table
+            # (_a_queue_data), sends what the windows allow once the connection is synchronized
+            self._push(now)
+            self._arm()
         return n
 
     def recv(self, n: int, now: float, peek: bool = False) -> bytes | None:
@@ -393,11 +409,19 @@ class TcpConn:
             raise ValueError("negative buffersize in recv")
         buf = self.rcvbuf
         if buf and n:
-            data = bytes(buf) if n >= len(buf) else bytes(buf[:n])  # one copy when all of it goes: a 64 KB segment
-            if not peek:
-                del buf[:n]
-                if (self.state, T.RECEIVE) in T.DISPATCH:
-                    self._fire(T.RECEIVE, None, now)
+            if n >= len(buf):
+                data = bytes(buf)  # the usual read takes all: one copy, and no slice to shift
+                if not peek:
+                    buf.clear()
+            else:
+                with memoryview(buf) as view:
+                    data = bytes(view[:n])  # one copy, not a bytearray slice and then bytes of it
+                if not peek:
+                    del buf[:n]
+            if not peek and self.state in _RECEIVING:
+                # the RECEIVE rows (RFC 9293 3.10.3) keep the state; their action, done here without the
+                # table, is a window update where data can still come (_a_read)
+                self._maybe_window_update(now)
             return data
         if self.error is not None:
             raise _err(self.take_error() or errno.ENOTCONN)
@@ -1013,6 +1037,8 @@ class TcpConn:
         if not data and not fin:
             c.drop("tcp", "duplicate")
             return
+        if ooo is _NO_OOO:
+            ooo = self.ooo = []
         ooo.insert(i, (seq, bytes(data), fin))
         self.ooo_bytes += len(data)
         c.inc("tcp.rx.ooo")
@@ -1822,7 +1848,7 @@ class TcpConn:
             self.error = err
         self.rto_at = self.persist_at = self.delack_at = self.ka_at = self.close_at = None
         self.sndbuf.clear()
-        self.ooo.clear()
+        self.ooo = _NO_OOO
         self.ooo_bytes = 0
         self.layer.remove(self)
         if not self.released:
@@ -1833,6 +1859,8 @@ class TcpConn:
     # actions (named by the table's action column)
     # ======================================================================
     def _a_listen(self, seg: Tcp | None, now: float) -> None:
+        self.accept_queue = deque()
+        self.children = set()
         self.layer.add_listener(self)
 
     def _a_send_syn(self, seg: Tcp | None, now: float) -> None:

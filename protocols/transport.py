@@ -43,8 +43,11 @@ class Readiness:
         self._pending: dict[Any, Ready] = {}  # insertion-ordered, so hosts see marks in the order they happened
 
     def mark(self, endpoint: Any, what: Ready) -> None:
+        # Every received segment of a connection being read marks it, and an IntFlag's | (and the Ready(0)
+        # it would start from) costs a lookup in the enum's tables: combine only what is already there.
         pending = self._pending
-        pending[endpoint] = pending.get(endpoint, Ready(0)) | what
+        old = pending.get(endpoint)
+        pending[endpoint] = what if old is None or old is what else old | what
 
     def drain(self) -> list[tuple[Any, Ready]]:
         out = list(self._pending.items())

@@ -504,6 +504,16 @@ def test_checksum_matches_rfc1071(data: bytes, initial: int) -> None:
         assert checksum.verify(filled, initial)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=129, max_size=9000) | st.sampled_from(
+    [b"\xff" * 1480, b"\0" * 1480, b"\xff" * 1481, b"\xff\xff" * 4096 + b"\0\x01", b"\x01" + b"\0" * 8191]),
+       st.sampled_from([0, 0xFFFF]) | u16)
+def test_long_buffers_fold_to_the_rfc1071_sum(data: bytes, initial: int) -> None:
+    """Past 128 bytes the sum is folded before the remainder (checksum.py): the same sums, zero and all-ones kept apart."""
+    assert checksum.ones_sum(data, initial) == rfc1071(data, initial)
+    assert checksum.verify(data, initial) == (rfc1071(data, initial) == 0xFFFF)
+
+
 @EXAMPLES
 @given(u16, u16, st.binary(max_size=1500), st.binary(max_size=8))
 def test_udp_agrees_with_construct(sport: int, dport: int, payload: bytes, trailer: bytes) -> None:

@@ -7,6 +7,7 @@ are the standard exception classes with the kernel's errno.
 import errno
 import random
 import socket as pysocket
+from typing import Any
 
 import pytest
 
@@ -190,3 +191,37 @@ def test_a_stream_socket_binds_to_any_of_the_stacks_interfaces() -> None:
     with pytest.raises(OSError) as e:
         stack.tcp.open().bind(bytes([10, 0, 3, 1]), 8080)
     assert e.value.errno == errno.EADDRNOTAVAIL
+
+
+def test_a_non_blocking_recv_with_nothing_there_answers_without_the_host_and_as_the_endpoint_would() -> None:
+    """Python's socket: EAGAIN while connected and empty, ENOTCONN never connected, b"" after the FIN; the first
+    is answered from the endpoint's readiness alone (stream.py), the others as the endpoint says."""
+    net, a, b = pair()
+    server = listening(a)
+    client = b.socket(AF_INET, SOCK_STREAM)
+    client.connect(("10.0.0.1", 80))
+    conn, _ = server.accept()
+    conn.setblocking(False)
+    calls: list[Any] = []
+    real = a.call
+
+    def counting(fn: Any) -> Any:
+        calls.append(fn)
+        return real(fn)
+
+    a.call = counting  # type: ignore[method-assign]
+    with pytest.raises(BlockingIOError) as e:
+        conn.recv(10)
+    assert e.value.errno == errno.EAGAIN and calls == []
+    assert conn.recv(0) == b""  # as Python's: an empty read of nothing
+    client.sendall(b"abc")
+    net.run_until(lambda: conn.readable, net.now + 5)
+    assert conn.recv(10) == b"abc"
+    client.close()
+    net.run_until(lambda: conn.readable, net.now + 5)
+    assert conn.recv(10) == b""
+    fresh = a.socket(AF_INET, SOCK_STREAM)
+    fresh.setblocking(False)
+    with pytest.raises(OSError) as never:
+        fresh.recv(10)
+    assert never.value.errno == errno.ENOTCONN

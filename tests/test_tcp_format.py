@@ -457,3 +457,21 @@ def test_option_lookup() -> None:
     assert seg.option(tcp.OPT_TIMESTAMP) == (1, 0)
     assert seg.option(tcp.OPT_WSCALE) == 7
     assert seg.option(tcp.OPT_SACK) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=4, max_size=4), st.binary(min_size=4, max_size=4), st.integers(20, 65535))
+def test_the_inline_pseudo_header_is_the_rfc_pseudo_header_sum(src: bytes, dst: bytes, length: int) -> None:
+    """parse and emit add the pseudo-header as one number (tcp._pseudo); it must be pseudo_header_sum mod 65535."""
+    from simstack.protocols.ipv4 import pseudo_header_sum
+
+    inline = tcp._pseudo(src, dst, length)
+    assert inline != 0
+    assert inline % 0xFFFF == pseudo_header_sum(src, dst, socket.IPPROTO_TCP, length) % 0xFFFF
+    # and a segment checksummed for one pair of addresses fails for another
+    seg = tcp.emit(tcp.Tcp(1, 2, 3, 4, tcp.ACK, 5, payload=bytes(length - 20)), src, dst)
+    assert tcp.parse(seg, src, dst).checksum == struct.unpack(">H", seg[16:18])[0]
+    other = bytes(((dst[0] + 1) & 0xFF,)) + dst[1:]
+    if pseudo_header_sum(src, other, 6, length) != pseudo_header_sum(src, dst, 6, length):
+        with pytest.raises(Malformed):
+            tcp.parse(seg, src, other)

@@ -146,13 +146,14 @@ class SocketHost(ABC):
                     sock = self._watched.get(ep)
                     if sock is None:
                         continue
-                    if what & _READ_EVENTS:
+                    bits = int(what)  # plain int: an IntFlag's & is an enum lookup, twice per mark
+                    if bits & _READ_BITS:
                         reader = self._readers.get(sock)
                         if reader is not None:
                             reader[0]()
                             if sock in self._readers and not sock.closed and sock.readable:
                                 self._remark(sock, Ready.READABLE)  # level-triggered: again next round
-                    if what & _WRITE_EVENTS:
+                    if bits & _WRITE_BITS:
                         writer = self._writers.get(sock)
                         if writer is not None:
                             writer()
@@ -165,6 +166,7 @@ class SocketHost(ABC):
 
 _READ_EVENTS = Ready.READABLE | Ready.ACCEPTABLE | Ready.HUP | Ready.ERROR
 _WRITE_EVENTS = Ready.WRITABLE | Ready.CONNECTED | Ready.HUP | Ready.ERROR
+_READ_BITS, _WRITE_BITS = int(_READ_EVENTS), int(_WRITE_EVENTS)
 
 
 AnySocket = Union["Socket", StreamSocket]
