@@ -62,6 +62,7 @@ T = TypeVar("T")
 FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" out of it, frame, monotonic time)
 
 _LOG_ERRORS = 10  # frames logged in full before the log only counts
+MAX_BUSY_POLL = 1.0  # seconds: --busy-poll's ceiling; past it, a busy loop is a spinning process, not a poll
 
 log = logging.getLogger("simstack.live")
 
@@ -98,13 +99,20 @@ class LiveDriver:
     ``on_ready`` runs in the loop thread, outside the lock, when endpoints
     were marked ready; it returns True when it left marks for another turn.
     ``error`` is set when the device failed (it was deleted, say) and the
-    loop ended because of it.
+    loop ended because of it. ``busy_poll`` (seconds, default 0: off) keeps
+    the loop polling without sleeping for that long after the last wake-up,
+    as Linux's SO_BUSY_POLL does for a socket: a frame that comes in that
+    window is read without the scheduler waking the process, at the price
+    of a CPU kept busy for the window.
     """
 
     def __init__(self, stack: Stack, device: FrameDevice, *, hook: FrameHook | None = None, batch: int = 64,
                  clock: Callable[[], float] = time.monotonic, on_ready: Callable[[], bool] | None = None,
-                 devices: Sequence[FrameDevice] = ()) -> None:
+                 devices: Sequence[FrameDevice] = (), busy_poll: float = 0.0) -> None:
+        if not 0.0 <= busy_poll <= MAX_BUSY_POLL:
+            raise ValueError(f"busy_poll {busy_poll!r}: want 0 to {MAX_BUSY_POLL:g} seconds")
         self.stack = stack
+        self.busy_poll = busy_poll
         self.device = device
         self.devices = [device, *devices]  # interface i's device; ``devices`` are interfaces 1, 2, ...
         if len(self.devices) != len(stack.ports):
@@ -259,13 +267,27 @@ class LiveDriver:
             deadline = stack.next_deadline()
             self._flush(clock())
         more = False
+        busy_poll = self.busy_poll
+        spin_until = 0.0  # with busy_poll: poll without sleeping until then
         while not self._stopping:
             # Marks left by a dispatch that ran out of rounds: look again at once.
             wake_at = self._wake_at(deadline) if held else deadline
-            timeout = 0.0 if more else -1.0 if wake_at is None else max(0.0, wake_at - clock())
+            if more:
+                timeout = 0.0
+            else:
+                now = clock()
+                timeout = 0.0 if now < spin_until else -1.0 if wake_at is None else max(0.0, wake_at - now)
             events = poll(timeout)
+            if not events and not more and not held:
+                # A busy-poll round that found nothing, or epoll woke a little before the deadline (it rounds
+                # the timeout up to a millisecond, so rarely): no lock, no bookkeeping.
+                now = clock()
+                if deadline is None or now < deadline:
+                    continue
             with self.lock:
                 now = clock()
+                if busy_poll and events:
+                    spin_until = now + busy_poll
                 busy = False
                 for fd, _mask in events:
                     if fd == device_fd or fd in others:
@@ -307,9 +329,21 @@ class LiveDriver:
                 more = False
 
     def _receive(self, now: float, iface: int = 0) -> bool:
-        frames = self.devices[iface].read_batch(self.batch)
+        """Read and deliver up to ``batch`` frames; the first one's answer leaves before the rest is read.
+
+        One frame at a time (a ping) is the common case when latency counts:
+        its reply is written before the read that finds the queue empty, so
+        that read costs the next frame's wait, not this one's round trip.
+        """
+        device = self.devices[iface]
+        frames = device.read_batch(1)
+        if not frames:
+            return False
         self._deliver(frames, now, iface)
-        return bool(frames)
+        self._flush(now)
+        if self.batch > 1:
+            self._deliver(device.read_batch(self.batch - 1), now, iface)
+        return True
 
     def _deliver(self, frames: list[bytes], now: float, iface: int) -> None:
         hook = self.hook

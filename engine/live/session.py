@@ -30,7 +30,7 @@ from ..wire.errors import SetupError
 from ..wire.pcap import PcapWriter
 from ..wire.tap import Tap, check_name
 from . import router
-from .driver import FrameHook, LiveDriver
+from .driver import MAX_BUSY_POLL, FrameHook, LiveDriver
 from .framelog import FrameLog
 from .lab import Lab, LabPlan, plan_lab
 from .livehost import LiveHost
@@ -45,6 +45,7 @@ EXIT_OK, EXIT_FAILED, EXIT_SETUP = 0, 1, 2
 EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool that SIGPIPE ended: ``yes | head`` gives 141
 MAX_SECONDS = 3600.0  # --interval and --linger
 MAX_SEED = (1 << 64) - 1
+MAX_BUSY_POLL_US = round(MAX_BUSY_POLL * 1e6)
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class LiveOptions:
     drops: tuple[str, ...] = ()  # --drop EXPR
     lab_segments: int | None = None
     record_limit: int | None = None  # --record-limit FRAMES; None: DEFAULT_RECORD_LIMIT
+    busy_poll: int = 0  # --busy-poll USEC: poll this long after the last wake-up before sleeping; 0 is off
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,8 @@ def plan(opts: LiveOptions) -> Plan:
             raise SetupError(f"--record-limit {opts.record_limit}: goes with --record, which this session does not ask for")
         if not 1 <= opts.record_limit <= MAX_RECORD_LIMIT:
             raise SetupError(f"--record-limit {opts.record_limit}: want 1 to {MAX_RECORD_LIMIT} frames")
+    if not 0 <= opts.busy_poll <= MAX_BUSY_POLL_US:
+        raise SetupError(f"--busy-poll {opts.busy_poll}: want 0 (off) to {MAX_BUSY_POLL_US:,} microseconds")
     lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname, opts.lab_segments,
                    opts.more_ifnames)
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
@@ -282,7 +286,7 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         guard = FrameLogGuard(frames) if frames.active else None
         hook: FrameHook | None = guard
         devices = ports.devices(tap, p.link, p.seed, len(config.ifaces), time.monotonic)
-        driver = LiveDriver(stack, devices[0], hook=hook, devices=devices[1:])
+        driver = LiveDriver(stack, devices[0], hook=hook, devices=devices[1:], busy_poll=opts.busy_poll / 1e6)
         if guard is not None:
             guard.driver = driver
         undo.callback(driver.close)
