@@ -62,6 +62,7 @@ T = TypeVar("T")
 FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" out of it, frame, monotonic time)
 
 _LOG_ERRORS = 10  # frames logged in full before the log only counts
+_PACED = 0.0002  # seconds between frames past which a device is read one frame at a time (see _receive)
 MAX_BUSY_POLL = 1.0  # seconds: --busy-poll's ceiling; past it, a busy loop is a spinning process, not a poll
 
 log = logging.getLogger("simstack.live")
@@ -117,6 +118,7 @@ class LiveDriver:
         self.devices = [device, *devices]  # interface i's device; ``devices`` are interfaces 1, 2, ...
         if len(self.devices) != len(stack.ports):
             raise ValueError(f"{len(self.devices)} devices for a stack with {len(stack.ports)} interfaces")
+        self._last_rx = [-1e9] * len(self.devices)  # when each device last gave a frame (clock time)
         self._held = [(i, d) for i, d in enumerate(self.devices) if isinstance(d, HeldFrames)]
         # With several interfaces, the hook's direction names the interface too ("tap1 <").
         self._arrows = [(f"{p.name} <", f"{p.name} >") for p in stack.ports] if len(stack.ports) > 1 else [("<", ">")]
@@ -329,21 +331,20 @@ class LiveDriver:
                 more = False
 
     def _receive(self, now: float, iface: int = 0) -> bool:
-        """Read and deliver up to ``batch`` frames; the first one's answer leaves before the rest is read.
+        """Read and deliver the frames queued on interface ``iface``'s device: one, or up to ``batch``.
 
-        One frame at a time (a ping) is the common case when latency counts:
-        its reply is written before the read that finds the queue empty, so
-        that read costs the next frame's wait, not this one's round trip.
+        Frames that come paced (a ping every millisecond) come one to a
+        wake-up. For them one read, and epoll (level-triggered: it reports a
+        device again while frames are queued) says whether another waits,
+        instead of a second read that finds the queue empty before the reply
+        leaves. Frames that come close together are read ``batch`` at a time.
         """
-        device = self.devices[iface]
-        frames = device.read_batch(1)
-        if not frames:
-            return False
-        self._deliver(frames, now, iface)
-        self._flush(now)
-        if self.batch > 1:
-            self._deliver(device.read_batch(self.batch - 1), now, iface)
-        return True
+        last = self._last_rx
+        frames = self.devices[iface].read_batch(1 if now - last[iface] > _PACED else self.batch)
+        if frames:
+            last[iface] = now
+            self._deliver(frames, now, iface)
+        return bool(frames)
 
     def _deliver(self, frames: list[bytes], now: float, iface: int) -> None:
         hook = self.hook
