@@ -9,6 +9,7 @@ signal, unwinds exactly what was done.
 
 import contextlib
 import errno
+import gc
 import logging
 import math
 import os
@@ -339,6 +340,8 @@ def _run(opts: LiveOptions, out: TextIO, err: TextIO, caught: Caught | None = No
         def ready() -> None:
             _print_ready(out, opts, p, created, session.link, session.lab)
 
+        _freeze_setup()
+
         if p.ping is not None:
             code = _ping(driver, p.ping, opts, out, ready)
             stopped = None
@@ -382,6 +385,18 @@ def _run(opts: LiveOptions, out: TextIO, err: TextIO, caught: Caught | None = No
         router.publish(session)
         print("\n".join([stack.counters.report(), *router.rule_lines(session)]), file=out, flush=True)
     return code
+
+
+def _freeze_setup() -> None:
+    """Keep the garbage collector off what setup left, for as long as the session runs.
+
+    Imports and setup leave some 45,000 objects that live as long as the
+    process; each full collection walked them all, 8 ms of CPU on a 2-core VM,
+    and a frame that came meanwhile waited those 8 ms. Frozen, they are out of
+    every generation, and a collection walks only what the session made.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _ping(driver: LiveDriver, dst: bytes, opts: LiveOptions, out: TextIO, ready: Callable[[], None]) -> int:
