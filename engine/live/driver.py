@@ -63,6 +63,7 @@ FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" ou
 
 _LOG_ERRORS = 10  # frames logged in full before the log only counts
 _PACED = 0.0002  # seconds between frames past which a device is read one frame at a time (see _receive)
+_PREEMPTED = 0.0005  # seconds one empty busy-poll round may take before the loop counts itself preempted
 MAX_BUSY_POLL = 1.0  # seconds: --busy-poll's ceiling; past it, a busy loop is a spinning process, not a poll
 
 log = logging.getLogger("simstack.live")
@@ -271,19 +272,25 @@ class LiveDriver:
         more = False
         busy_poll = self.busy_poll
         spin_until = 0.0  # with busy_poll: poll without sleeping until then
+        before = 0.0
         while not self._stopping:
             # Marks left by a dispatch that ran out of rounds: look again at once.
             wake_at = self._wake_at(deadline) if held else deadline
             if more:
                 timeout = 0.0
             else:
-                now = clock()
-                timeout = 0.0 if now < spin_until else -1.0 if wake_at is None else max(0.0, wake_at - now)
+                before = clock()
+                timeout = 0.0 if before < spin_until else -1.0 if wake_at is None else max(0.0, wake_at - before)
             events = poll(timeout)
             if not events and not more and not held:
                 # A busy-poll round that found nothing, or epoll woke a little before the deadline (it rounds
                 # the timeout up to a millisecond, so rarely): no lock, no bookkeeping.
                 now = clock()
+                if now - before > _PREEMPTED:
+                    # Another task had the CPU: a process that spins under contention waits for its turn when a
+                    # frame comes, where one asleep in epoll is woken ahead of the others. Sleep, as the kernel's
+                    # busy poll stops when the scheduler wants the CPU back (need_resched).
+                    spin_until = 0.0
                 if deadline is None or now < deadline:
                     continue
             with self.lock:
