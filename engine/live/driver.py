@@ -64,6 +64,7 @@ FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" ou
 _LOG_ERRORS = 10  # frames logged in full before the log only counts
 _PACED = 0.0002  # seconds between frames past which a device is read one frame at a time (see _receive)
 _PREEMPTED = 0.0005  # seconds one empty busy-poll round may take before the loop counts itself preempted
+_BACKOFF = 1.0  # seconds without busy polling after a round found the CPU contended
 MAX_BUSY_POLL = 1.0  # seconds: --busy-poll's ceiling; past it, a busy loop is a spinning process, not a poll
 
 log = logging.getLogger("simstack.live")
@@ -272,6 +273,7 @@ class LiveDriver:
         more = False
         busy_poll = self.busy_poll
         spin_until = 0.0  # with busy_poll: poll without sleeping until then
+        spin_after = 0.0  # after a preempted round: no busy polling before then
         before = 0.0
         while not self._stopping:
             # Marks left by a dispatch that ran out of rounds: look again at once.
@@ -287,15 +289,17 @@ class LiveDriver:
                 # the timeout up to a millisecond, so rarely): no lock, no bookkeeping.
                 now = clock()
                 if now - before > _PREEMPTED:
-                    # Another task had the CPU: a process that spins under contention waits for its turn when a
-                    # frame comes, where one asleep in epoll is woken ahead of the others. Sleep, as the kernel's
-                    # busy poll stops when the scheduler wants the CPU back (need_resched).
+                    # Another task had the CPU. A process that spins under contention spends more than its share,
+                    # and the scheduler makes it wait its turn when a frame comes, where one asleep in epoll is
+                    # woken ahead of the others. So sleep, as the kernel's busy poll stops when the scheduler wants
+                    # the CPU back (need_resched), and spin again only after _BACKOFF.
                     spin_until = 0.0
+                    spin_after = now + _BACKOFF
                 if deadline is None or now < deadline:
                     continue
             with self.lock:
                 now = clock()
-                if busy_poll and events:
+                if busy_poll and events and now >= spin_after:
                     spin_until = now + busy_poll
                 busy = False
                 for fd, _mask in events:
