@@ -64,7 +64,7 @@ FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" ou
 _LOG_ERRORS = 10  # frames logged in full before the log only counts
 _PACED = 0.0002  # seconds between frames past which a device is read one frame at a time (see _receive)
 _PREEMPTED = 0.0005  # seconds one empty busy-poll round may take before the loop counts itself preempted
-_BACKOFF = 1.0  # seconds without busy polling after a round found the CPU contended
+_BACKOFF_MIN, _BACKOFF_MAX = 0.01, 1.0  # seconds without busy polling after a round found the CPU contended
 MAX_BUSY_POLL = 1.0  # seconds: --busy-poll's ceiling; past it, a busy loop is a spinning process, not a poll
 
 log = logging.getLogger("simstack.live")
@@ -274,6 +274,7 @@ class LiveDriver:
         busy_poll = self.busy_poll
         spin_until = 0.0  # with busy_poll: poll without sleeping until then
         spin_after = 0.0  # after a preempted round: no busy polling before then
+        backoff = 0.0
         before = 0.0
         while not self._stopping:
             # Marks left by a dispatch that ran out of rounds: look again at once.
@@ -288,13 +289,15 @@ class LiveDriver:
                 # A busy-poll round that found nothing, or epoll woke a little before the deadline (it rounds
                 # the timeout up to a millisecond, so rarely): no lock, no bookkeeping.
                 now = clock()
-                if now - before > _PREEMPTED:
+                if timeout == 0.0 and now - before > _PREEMPTED:
                     # Another task had the CPU. A process that spins under contention spends more than its share,
                     # and the scheduler makes it wait its turn when a frame comes, where one asleep in epoll is
                     # woken ahead of the others. So sleep, as the kernel's busy poll stops when the scheduler wants
-                    # the CPU back (need_resched), and spin again only after _BACKOFF.
+                    # the CPU back (need_resched), and spin again only after a back-off: short after a lone
+                    # preemption, doubled (up to a second) while they keep coming.
+                    backoff = min(2 * backoff, _BACKOFF_MAX) if now - spin_after < backoff else _BACKOFF_MIN
                     spin_until = 0.0
-                    spin_after = now + _BACKOFF
+                    spin_after = now + backoff
                 if deadline is None or now < deadline:
                     continue
             with self.lock:
