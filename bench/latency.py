@@ -18,6 +18,8 @@ client against a Python UDP echo server (``udp-server``, a blocking
 recvfrom/sendto loop) on the far side. Placement as bench/live_echo.py: the
 stack (and the kernel's echo server) on one CPU, ping and the client on the
 other (``--cpus STACK,LOAD``, default 0,1; ``none`` leaves it to the scheduler).
+On a machine shared with other work, ``--rt`` runs all of them SCHED_FIFO,
+so the figures are the code's and not the other work's.
 
 For each row: median and p99 in ms, and the ratio of each to the kernel's
 same load. For each stack setting, the CPU the stack's process used while
@@ -168,6 +170,10 @@ def main() -> int:
                                                             "half as many at 10 ms)")
     ap.add_argument("--cpus", default="0,1", metavar="STACK,LOAD",
                     help="CPUs for the stack and for ping and the client, or none (default %(default)s)")
+    ap.add_argument("--rt", action="store_true",
+                    help="run the stack, the kernel's echo server, ping and the client as SCHED_FIFO (chrt -f 10): "
+                         "the CPUs as if nothing else ran, to see the code's latency on a machine shared with "
+                         "other work (the kernel's RT throttling still leaves others 5%%)")
     ap.add_argument("--quick", action="store_true", help="smoke check: 200 round trips per load")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -178,6 +184,8 @@ def main() -> int:
     settings = [0, *(int(v) for v in args.busy_poll.split(",") if v)]
     counts = {0.001: args.count, 0.01: max(1, args.count // 2)}
     stack_pin, load_pin = pins(args.cpus)
+    if args.rt:
+        stack_pin, load_pin = (*stack_pin, "chrt", "-f", "10"), (*load_pin, "chrt", "-f", "10")
     tag = f"slt-{os.getpid()}"
     stack_ns, base_ns, peer_ns = f"{tag}-stack", f"{tag}-base", f"{tag}-peer"
     start = time.monotonic()
@@ -202,7 +210,9 @@ def main() -> int:
             finally:
                 stack.stop()
             print(f"{label}: done", file=sys.stderr, flush=True)
-    placement = f"stack on CPU {stack_pin[-1]}, load on CPU {load_pin[-1]}" if stack_pin else "placement: scheduler"
+    placement = f"stack on CPU {stack_pin[2]}, load on CPU {load_pin[2]}" if "taskset" in stack_pin \
+        else "placement: scheduler"
+    placement += ", SCHED_FIFO" if args.rt else ""
     print(f"round trips one at a time from the kernel side ({placement}); ms, ratio to the kernel's same load")
     kernel = rows["kernel (veth)"]
     for kind, interval in LOADS:
