@@ -6,10 +6,14 @@ measure; here the point is that the loop spins only inside its window and
 then sleeps again, and that nothing it does changes what the stack answers.
 """
 
+import itertools
+import json
+import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 from pair_device import PairDevice
@@ -62,24 +66,18 @@ def test_the_microsecond_bound_is_the_drivers_second_bound() -> None:
         device.close()
 
 
-@pytest.fixture
-def device() -> Iterator[PairDevice]:
-    d = PairDevice()
-    yield d
-    d.close()
-
-
 class RecordingEpoll:
-    """The driver's epoll, with the timeout of every wait written down: 0 is a busy-poll round, else it sleeps."""
+    """The driver's epoll, with every wait written down: (timeout, events); timeout 0 is a busy-poll round."""
 
     def __init__(self, driver: LiveDriver) -> None:
         self.epoll = driver._epoll
-        self.timeouts: list[float] = []
+        self.waits: list[tuple[float, int]] = []
         driver._epoll = self  # type: ignore[assignment]
 
     def poll(self, timeout: float = -1.0) -> list[tuple[int, int]]:
-        self.timeouts.append(timeout)
-        return self.epoll.poll(timeout)
+        events = self.epoll.poll(timeout)
+        self.waits.append((timeout, len(events)))
+        return events
 
     def register(self, fd: int, mask: int) -> None:
         self.epoll.register(fd, mask)
@@ -88,59 +86,100 @@ class RecordingEpoll:
         self.epoll.close()
 
 
-def answer_two_arps(device: PairDevice, driver: LiveDriver, linger: float) -> tuple[list[float], list[float]]:
-    """Start the loop, have it answer an ARP request, wait ``linger`` s, and another; the epoll timeouts after each."""
-    epoll = RecordingEpoll(driver)
-    driver.start()
+@dataclass
+class Window:
+    """The loop's waits after one frame, up to the one the next came in: how many were busy-poll rounds, and the
+    last one's timeout (not 0: the loop was asleep when the next came)."""
+
+    spins: int
+    last: float
+
+
+def after_two_frames(busy_poll: float, clock: Callable[[], float] | None = None,
+                     threads: int = 0, linger: float = 0.2) -> list[Window]:
+    """Run the loop in a child process, send it two ARP requests ``linger`` s apart, and say what it did after each.
+
+    The loop runs in a forked child because busy polling applies only while
+    the loop's is the process's only thread (the test's own would be one
+    more); ``threads`` starts that many idle threads beside it, in the child.
+    """
+    device = PairDevice()
+    results, report = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the loop, in its only thread unless asked for more
+        code = 1
+        try:
+            os.close(results)
+            device.wire.close()  # the test's end: the loop must see it cut when the test closes its copy
+            stop = threading.Event()
+            for _ in range(threads):
+                threading.Thread(target=stop.wait, daemon=True).start()
+            driver = make_driver(device, busy_poll, clock or time.monotonic)
+            epoll = RecordingEpoll(driver)
+            driver.run()  # until the test cuts the wire
+            stop.set()
+            # The waits from after one wake-up with events up to the next one's (the frame, then the cut wire).
+            woke = [i for i, (_, n) in enumerate(epoll.waits) if n]
+            windows = [epoll.waits[a + 1:b + 1] for a, b in itertools.pairwise(woke)]
+            summary = [[sum(1 for t, _ in w if t == 0.0), w[-1][0]] for w in windows]
+            with os.fdopen(report, "w") as out:
+                json.dump(summary, out)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(report)
+    device.inner.close()  # the loop's end, which the child has
     try:
-        time.sleep(0.05)  # the loop is asleep in epoll before the frame comes
-        before = len(epoll.timeouts)
-        device.wire.send(arp_request())
-        reply = Ether(device.wire.recv(65536))
-        assert reply[ARP].op == 2 and reply[ARP].hwsrc == "aa:bb:cc:dd:ee:ff" and reply[ARP].pdst == "10.0.0.2"
-        time.sleep(linger)
-        middle = len(epoll.timeouts)
-        # Whatever the window did, the loop sleeps again and the next frame still gets its answer.
-        device.wire.send(arp_request())
-        assert Ether(device.wire.recv(65536))[ARP].op == 2
-        time.sleep(linger)
+        for _ in range(2):
+            time.sleep(linger / 4)  # the loop is asleep in epoll before the frame comes
+            device.wire.send(arp_request())
+            reply = Ether(device.wire.recv(65536))
+            assert reply[ARP].op == 2 and reply[ARP].hwsrc == "aa:bb:cc:dd:ee:ff" and reply[ARP].pdst == "10.0.0.2"
+            time.sleep(linger)
     finally:
-        driver.close()
-    assert not driver.running
-    return epoll.timeouts[before:middle], epoll.timeouts[middle:]
+        device.wire.close()  # the loop reads the cut wire as its device failing, and ends
+        with os.fdopen(results) as got:
+            text = got.read()
+        _, status = os.waitpid(pid, 0)
+    assert status == 0 and text, (status, text)
+    seen = [Window(spins, last) for spins, last in json.loads(text)]
+    assert len(seen) == 2, seen  # after each frame; the cut wire's wake-up ends the loop
+    return seen
 
 
-def make_driver(device: PairDevice, busy_poll: float, clock: Callable[[], float] = time.monotonic) -> LiveDriver:
+def make_driver(device: PairDevice, busy_poll: float, clock: Callable[[], float]) -> LiveDriver:
     stack = Stack(StackConfig(mac=STACK_MAC, ip=STACK_IP), random.Random(7), now=clock())
     return LiveDriver(stack, device, busy_poll=busy_poll, clock=clock)
 
 
-def test_without_busy_poll_the_loop_never_polls_without_sleeping(device: PairDevice) -> None:
-    first, second = answer_two_arps(device, make_driver(device, 0.0), linger=0.2)
-    assert first and second and 0.0 not in first + second, (first, second)
+def test_without_busy_poll_the_loop_never_polls_without_sleeping() -> None:
+    windows = after_two_frames(0.0)
+    assert all(w.spins == 0 for w in windows), windows
 
 
-def test_busy_poll_polls_after_a_frame_then_sleeps_again(device: PairDevice) -> None:
-    timeouts, again = answer_two_arps(device, make_driver(device, 0.05), linger=0.3)
-    spins = timeouts.count(0.0)
+def test_busy_poll_polls_after_a_frame_then_sleeps_again() -> None:
+    first, second = after_two_frames(0.05, linger=0.3)
     # At least one round without sleeping after the answer (many on an idle CPU; a loaded one may cut the window
     # short, see the next test), and the last wait, 0.25 s after the window closed, sleeps.
-    assert spins >= 1, timeouts[:20]
-    assert timeouts[-1] != 0.0, timeouts[-5:]
-    assert again and again[-1] != 0.0, again[-5:]
+    assert first.spins >= 1, first
+    assert first.last != 0.0 and second.last != 0.0, (first, second)
 
 
-def test_busy_poll_stops_when_another_task_had_the_cpu(device: PairDevice) -> None:
+def test_busy_poll_stops_when_another_task_had_the_cpu() -> None:
     """A round that took a millisecond means the loop was preempted: it sleeps at once, and the next frame
     (well within the back-off on this clock) opens no window."""
-    lock = threading.Lock()
     t = [time.monotonic()]
 
     def clock() -> float:  # every reading is a millisecond after the last: each poll round looks preempted
-        with lock:
-            t[0] += 0.001
-            return t[0]
+        t[0] += 0.001
+        return t[0]
 
-    first, second = answer_two_arps(device, make_driver(device, 0.5, clock), linger=0.2)
-    assert first.count(0.0) == 1, first[:20]
-    assert second and 0.0 not in second, second[:20]
+    first, second = after_two_frames(0.5, clock)
+    assert first.spins == 1, first
+    assert second.spins == 0, second
+
+
+def test_busy_poll_keeps_out_of_the_way_of_other_threads() -> None:
+    """With another thread in the process the loop does not spin: it would keep that thread from the GIL."""
+    windows = after_two_frames(0.05, threads=1)
+    assert all(w.spins == 0 for w in windows), windows

@@ -106,7 +106,9 @@ class LiveDriver:
     the loop polling without sleeping for that long after the last wake-up,
     as Linux's SO_BUSY_POLL does for a socket: a frame that comes in that
     window is read without the scheduler waking the process, at the price
-    of a CPU kept busy for the window.
+    of a CPU kept busy for the window. It applies while the loop's is the
+    process's only thread (``simstack live`` serving), since a spinning
+    thread keeps the others from the GIL.
     """
 
     def __init__(self, stack: Stack, device: FrameDevice, *, hook: FrameHook | None = None, batch: int = 64,
@@ -302,7 +304,9 @@ class LiveDriver:
                     continue
             with self.lock:
                 now = clock()
-                if busy_poll and events and now >= spin_after:
+                # Busy polling wants the GIL to itself: another thread (an application's, --ping's) would wait
+                # for it up to the interpreter's switch interval (5 ms) each time it woke while the loop spun.
+                if busy_poll and events and now >= spin_after and threading.active_count() == 1:
                     spin_until = now + busy_poll
                 busy = False
                 for fd, _mask in events:
