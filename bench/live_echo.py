@@ -48,15 +48,14 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from netns_tools import in_ns, must, namespaces, sh
+from netns_tools import baseline_tree, in_ns, must, namespaces, rev, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "simstack: live on tap0"
@@ -158,18 +157,6 @@ def client_main(argv: list[str]) -> int:
 
 
 
-@contextlib.contextmanager
-def baseline_tree(ref: str) -> Iterator[Path]:
-    """A detached worktree of ``ref`` in a temporary directory, removed afterwards."""
-    tmp = Path(tempfile.mkdtemp(prefix="simstack-baseline-"))
-    try:
-        must(sh("git", "-C", str(ROOT), "worktree", "add", "--detach", str(tmp), ref))
-        yield tmp
-    finally:
-        sh("git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp))
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
 @dataclass
 class Tree:
     label: str
@@ -188,10 +175,6 @@ class Tree:
         if not all(os.path.realpath(f).startswith(root + os.sep) for f in out):
             raise SystemExit(f"{self.label}: python -m simstack would not import {root}: {out}")
         return out[0]
-
-
-def rev(ref: str) -> str:
-    return must(sh("git", "-C", str(ROOT), "rev-parse", "--short", f"{ref}^{{commit}}")).strip()
 
 
 class Stack:

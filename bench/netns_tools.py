@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,9 +54,12 @@ def namespaces(*names: str) -> Iterator[None]:
 class Process:
     """A long-running command in a namespace; its stdout and stderr lines collected as they come."""
 
-    def __init__(self, ns: str, *cmd: str, pin: tuple[str, ...] = ()) -> None:
+    def __init__(self, ns: str, *cmd: str, pin: tuple[str, ...] = (), tree: Path = ROOT) -> None:
+        """``tree``: the checkout whose simstack ``python -m simstack`` runs (another commit's, for a baseline)."""
         self.argv = ["ip", "netns", "exec", ns, *pin, *cmd]
-        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        env = None if tree == ROOT else {**os.environ, "PYTHONPATH": str(tree)}
+        self.proc = subprocess.Popen(self.argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tree,
+                                     env=env)
         self.out: list[str] = []
         self.err: list[str] = []
         self.cond = threading.Condition()
@@ -99,6 +103,27 @@ class Process:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+
+
+@contextlib.contextmanager
+def baseline_tree(ref: str) -> Iterator[Path]:
+    """A detached worktree of ``ref`` in a temporary directory, removed afterwards.
+
+    ``python -m simstack`` run there with ``PYTHONPATH=<tree>`` (and cwd in it,
+    since ``-m`` puts the cwd first on sys.path) runs that commit's stack: the
+    symlinks under ``simstack/`` make the tree importable without installing it.
+    """
+    tmp = Path(tempfile.mkdtemp(prefix="simstack-baseline-"))
+    try:
+        must(sh("git", "-C", str(ROOT), "worktree", "add", "--detach", str(tmp), ref))
+        yield tmp
+    finally:
+        sh("git", "-C", str(ROOT), "worktree", "remove", "--force", str(tmp))
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def rev(ref: str) -> str:
+    return must(sh("git", "-C", str(ROOT), "rev-parse", "--short", f"{ref}^{{commit}}")).strip()
 
 
 def pins(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

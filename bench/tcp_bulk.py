@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Live TCP bulk throughput: the kernel into simstack's discard, simstack to the kernel by curl, and an echo.
 
-Run as root: ``.venv/bin/python bench/tcp_bulk.py [--size MB] [--runs N] [--cpus STACK,LOAD] [--quick]``.
+Run as root: ``.venv/bin/python bench/tcp_bulk.py [--size MB] [--runs N] [--cpus STACK,LOAD] [--modes M,..]
+[--quick]``.
 
-Three transfers of ``--size`` MB (default 20) across a TAP with MTU 1500, each
-run ``--runs`` times (default 5), reported as the median in MB/s:
+Three transfers of ``--size`` MB (default 20) across a TAP, each run
+``--runs`` times (default 5), reported as the median in MB/s:
 
 * ``kernel -> stack``: a Python socket client on the kernel side sends the
   bytes into simstack's discard service (port 9), half-closes, and waits for
@@ -14,9 +15,14 @@ run ``--runs`` times (default 5), reported as the median in MB/s:
 * ``echo``: the client sends the bytes to simstack's echo service (port 7)
   while reading them back; MB/s of one direction.
 
-The same three run in the same session between two kernel namespaces joined
-by a veth pair (a Python discard and echo server and ``python -m
-http.server`` on the far side), as the ceiling the ratios are taken against.
+They run against one simstack per mode (``--modes``, default all four), each
+on its own TAP in its own namespace: ``mtu1500`` (the baseline the other
+modes' ratios are taken against), ``offload`` (MTU 1500 with ``--offload``:
+64 KB segments both ways), ``mtu9000`` (``--mtu 9000``, MSS 8960) and
+``mtu9000+offload``. The same three run in the same session between two
+kernel namespaces joined by a veth pair at MTU 1500 (a Python discard and
+echo server and ``python -m http.server`` on the far side), as the ceiling.
+The runs interleave: each run measures the kernel, then every mode.
 The stack is pinned to one CPU and the clients to another (``--cpus``, default
 0,1), as a peer on another machine would be. The first targets (issue 13):
 20 MB/s each way, 10 MB/s for the echo.
@@ -49,6 +55,9 @@ READY = "simstack: live on tap0"
 STACK_IP, HOST_IP = "10.0.0.1", "10.0.0.2"
 MB = 1_000_000
 TARGETS = {"kernel -> stack": 20.0, "stack -> kernel": 20.0, "echo": 10.0}
+OFFLOAD_TARGET = {"kernel -> stack": 600.0}  # issue "Fast TCP" item 5: into discard with --offload
+MODES = {"mtu1500": (), "offload": ("--offload",), "mtu9000": ("--mtu", "9000"),
+         "mtu9000+offload": ("--mtu", "9000", "--offload")}
 PYTCP = {"kernel -> stack": 6.4}  # PyTCP 3.0.9 on this kind of machine (issue 13): 6.1-6.7 MB/s into discard
 CHUNK = 65536
 
@@ -208,10 +217,18 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=5, help="runs of each transfer (default %(default)s)")
     ap.add_argument("--cpus", default="0,1", metavar="STACK,LOAD",
                     help="CPUs for the stack and for the kernel-side clients, or none (default %(default)s)")
+    ap.add_argument("--modes", default=",".join(MODES),
+                    help=f"simstack's modes to measure, from {', '.join(MODES)} (default all)")
     ap.add_argument("--quick", action="store_true", help="smoke check: 5 MB, 1 run")
     args = ap.parse_args()
     if args.quick:
         args.size, args.runs = 5, 1
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        print(f"bench/tcp_bulk.py: unknown mode {unknown[0] if unknown else '(none)'}: want {', '.join(MODES)}",
+              file=sys.stderr)
+        return 2
     if os.geteuid() != 0:
         print("bench/tcp_bulk.py needs root (network namespaces, TAP)", file=sys.stderr)
         return 2
@@ -221,15 +238,16 @@ def main() -> int:
     stack_pin, load_pin = pins(args.cpus)
     size = args.size * MB
     tag = f"stb-{os.getpid()}"
-    stack_ns, base_ns, peer_ns = f"{tag}-stack", f"{tag}-base", f"{tag}-peer"
+    base_ns, peer_ns = f"{tag}-base", f"{tag}-peer"
+    mode_ns = {mode: f"{tag}-s{i}" for i, mode in enumerate(modes)}
     start = time.monotonic()
-    simstack = {name: Series() for name in TARGETS}
+    simstack = {mode: {name: Series() for name in TARGETS} for mode in modes}
     kernel = {name: Series() for name in TARGETS}
     www = Path(tempfile.mkdtemp(prefix="simstack-bulk-"))
     try:
         with (www / "bulk.bin").open("wb") as f:
             f.write(os.urandom(size))
-        with namespaces(stack_ns, base_ns, peer_ns):
+        with namespaces(*mode_ns.values(), base_ns, peer_ns):
             must(sh("ip", "link", "add", "v0", "netns", base_ns, "type", "veth", "peer", "name", "v1", "netns", peer_ns))
             must(in_ns(base_ns, "ip", "addr", "add", f"{HOST_IP}/24", "dev", "v0"))
             must(in_ns(peer_ns, "ip", "addr", "add", f"{STACK_IP}/24", "dev", "v1"))
@@ -241,45 +259,67 @@ def main() -> int:
             http = Process(peer_ns, sys.executable, "-m", "http.server", "80", "--bind", STACK_IP, "--directory",
                            str(www), pin=stack_pin)
             time.sleep(0.5)
-            stack = Process(stack_ns, sys.executable, "-m", "simstack", "live", "tap0", "--serve", "echo",
-                            "--serve", "discard", "--serve", f"http:{www}", pin=stack_pin)
-            stack.wait_for(READY)
-            print(f"{args.size} MB per transfer, {args.runs} runs; "
-                  + (f"stack on CPU {stack_pin[-1]}, clients on CPU {load_pin[-1]}" if stack_pin else "no pinning"),
+            stacks: dict[str, Process] = {}
+            for mode in modes:
+                stacks[mode] = Process(mode_ns[mode], sys.executable, "-m", "simstack", "live", "tap0", "--serve",
+                                       "echo", "--serve", "discard", "--serve", f"http:{www}", *MODES[mode],
+                                       pin=stack_pin)
+                stacks[mode].wait_for(READY)
+            print(f"{args.size} MB per transfer, {args.runs} runs, modes {', '.join(modes)}; "
+                  + (f"stacks on CPU {stack_pin[-1]}, clients on CPU {load_pin[-1]}" if stack_pin else "no pinning"),
                   flush=True)
-            warm: dict[str, Series] = {name: Series() for name in TARGETS}
-            measure(stack_ns, STACK_IP, min(size, 5 * MB), load_pin, warm, stack)  # ARP, first-call paths, caches
+            for mode in modes:  # ARP, first-call paths, caches
+                warm: dict[str, Series] = {name: Series() for name in TARGETS}
+                measure(mode_ns[mode], STACK_IP, min(size, 5 * MB), load_pin, warm, stacks[mode])
             for run in range(args.runs):
                 measure(base_ns, STACK_IP, size, load_pin, kernel, None)
-                measure(stack_ns, STACK_IP, size, load_pin, simstack, stack)
-                print(f"run {run + 1}/{args.runs}: " + ", ".join(
-                    f"{name} {simstack[name].mbps[-1] if len(simstack[name].mbps) > run else float('nan'):.1f}"
-                    for name in TARGETS) + " MB/s", flush=True)
-            stack.stop()
+                for mode in modes:
+                    measure(mode_ns[mode], STACK_IP, size, load_pin, simstack[mode], stacks[mode])
+                print(f"run {run + 1}/{args.runs}: " + "; ".join(
+                    f"{mode} " + ", ".join(f"{_last(simstack[mode][name], run):.1f}" for name in TARGETS)
+                    for mode in modes) + " MB/s (" + ", ".join(TARGETS) + ")", flush=True)
+            for proc in stacks.values():
+                proc.stop()
             http.stop()
             peer_servers.stop()
     finally:
         shutil.rmtree(www, ignore_errors=True)
-    print(f"\nMB/s, median of {args.runs} run(s) of {args.size} MB, MTU 1500:")
-    head = (f"  {'transfer':<17} {'simstack':>9} {'target':>7} {'vs target':>9} {'kernel (veth)':>14} "
-            f"{'of kernel':>9} {'stack CPU s/MB':>14}   per run")
-    print(head)
-    print("  " + "-" * (len(head) + 10))
-    notes = []
+    notes = report(args, modes, simstack, kernel)
+    print(f"  ({time.monotonic() - start:.0f} s; load average {os.getloadavg()[0]:.2f})")
+    return 1 if notes else 0
+
+
+def _last(s: Series, run: int) -> float:
+    return s.mbps[-1] if len(s.mbps) > run else float("nan")
+
+
+def report(args: argparse.Namespace, modes: list[str], simstack: dict[str, dict[str, Series]],
+           kernel: dict[str, Series]) -> list[str]:
+    """The medians per transfer and mode, each against the first mode and against the kernel over veth."""
+    base = modes[0]
+    print(f"\nMB/s, median of {args.runs} run(s) of {args.size} MB; x{base}: against the {base} mode of the same run; "
+          "of kernel: against two kernels over veth (MTU 1500)")
+    notes: list[str] = []
     for name, target in TARGETS.items():
-        s, k = simstack[name], kernel[name]
-        ms, mk = s.median(), k.median()
-        cpu = statistics.median(s.cpu) if s.cpu else float("nan")
-        print(f"  {name:<17} {ms:>9.1f} {'>= ' + format(target, 'g'):>7} {ms / target:>8.2f}x {mk:>14.1f} "
-              f"{ms / mk:>9.2%} {cpu:>14.4f}   {' '.join(f'{v:.1f}' for v in s.mbps)}")
-        notes += [f"{name}: {n}" for n in s.notes] + [f"{name} (kernel): {n}" for n in k.notes]
-    for name, figure in PYTCP.items():
-        print(f"  {name}: {simstack[name].median() / figure:.1f}x PyTCP 3.0.9's {figure} MB/s")
+        k = kernel[name].median()
+        print(f"  {name} (kernel over veth {k:.1f}; target {target:g}"
+              + (f", {OFFLOAD_TARGET[name]:g} with offload" if name in OFFLOAD_TARGET else "") + ")")
+        print(f"    {'mode':<16} {'MB/s':>8} {'x' + base:>10} {'of kernel':>9} {'stack CPU s/MB':>14}   per run")
+        for mode in modes:
+            s = simstack[mode][name]
+            ms, mb = s.median(), simstack[base][name].median()
+            cpu = statistics.median(s.cpu) if s.cpu else float("nan")
+            print(f"    {mode:<16} {ms:>8.1f} {ms / mb:>9.2f}x {ms / k:>9.2%} {cpu:>14.4f}   "
+                  + " ".join(f"{v:.1f}" for v in s.mbps))
+            notes += [f"{mode} {name}: {n}" for n in s.notes]
+        notes += [f"{name} (kernel): {n}" for n in kernel[name].notes]
+    if "mtu1500" in modes:
+        for name, figure in PYTCP.items():
+            print(f"  {name}: {simstack['mtu1500'][name].median() / figure:.1f}x PyTCP 3.0.9's {figure} MB/s (MTU 1500)")
     print("  echo: MB/s in each direction; stack CPU per MB moved either way")
     for n in notes:
         print("  note: " + n)
-    print(f"  ({time.monotonic() - start:.0f} s; load average {os.getloadavg()[0]:.2f})")
-    return 1 if notes else 0
+    return notes
 
 
 if __name__ == "__main__":

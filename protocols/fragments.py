@@ -11,9 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .counters import Counters
-from .ipv4 import MAX_PACKET, Ipv4
+from .ipv4 import MAX_PACKET, PROTO_TCP, Ipv4
 from .timers import Timers
 
+# RFC 1858 3.1: a first fragment of TCP must hold the whole fixed header (flags and ports), so that no
+# later fragment is needed to read them; RFC 3128 2 keeps 20 as the bound.
+TCP_MIN_FIRST = 20
 Key = tuple[bytes, bytes, int, int]  # (src, dst, protocol, identification): RFC 791's datagram identity
 
 
@@ -32,7 +35,7 @@ class _Pending:
     first: Ipv4 | None = None  # the offset-0 fragment: header fields and ICMP quote
     first_raw: bytes = b""
     size: int = 0
-    poisoned: bool = False  # an overlap was seen: drop everything until timeout
+    poisoned: str = ""  # why (frag_overlap, frag_tiny, ...): drop every later fragment for it until timeout
     broadcast: bool = False  # fragment zero came as a broadcast: no ICMP error for it
 
 
@@ -74,8 +77,17 @@ class Reassembler:
             self._make_room(0, new_entry=True)
             entry = self.pending[key] = _Pending()
             self.timers.schedule(("frag", key), now + self.config.timeout)
+        if ip.protocol == PROTO_TCP and ((start == 0 and ip.mf and len(data) < TCP_MIN_FIRST) or start == 8):
+            # RFC 1858 3.1 and 3.2: a tiny first fragment, or one at offset 1 (8 octets), can only be meant to
+            # split or rewrite the TCP header past a filter: the whole datagram goes, as for an overlap
+            reason = "frag_tiny" if start == 0 else "frag_offset_one"
+            if entry.poisoned:
+                c.drop("ipv4", reason)
+            else:
+                self._poison(entry, reason)
+            return None
         if entry.poisoned:
-            c.drop("ipv4", "frag_overlap")
+            c.drop("ipv4", entry.poisoned)
             return None
         if not ip.mf:
             if (entry.total is not None and entry.total != end) or any(o + len(d) > end for o, d in entry.pieces.items()):
@@ -118,13 +130,13 @@ class Reassembler:
                     identification=first.identification, tos=first.tos, df=first.df, options=first.options,
                     reserved_flag=first.reserved_flag)
 
-    def _poison(self, entry: _Pending) -> None:
-        self.counters.drop("ipv4", "frag_overlap")
+    def _poison(self, entry: _Pending, reason: str = "frag_overlap") -> None:
+        self.counters.drop("ipv4", reason)
         self.bytes -= entry.size
         entry.pieces.clear()
         entry.size = 0
         entry.first = None
-        entry.poisoned = True  # later fragments of this datagram are dropped too, until the timer
+        entry.poisoned = reason  # later fragments of this datagram are dropped too, until the timer
 
     def _discard(self, key: Key) -> None:
         entry = self.pending.pop(key, None)

@@ -143,6 +143,12 @@ class IcmpLayer:
         if transport is None:
             c.drop("icmp", "no_listener")
             return
+        if msg.type == icmp.DEST_UNREACHABLE and msg.code == icmp.FRAG_NEEDED and \
+                msg.next_hop_mtu < stack.config.min_pmtu:
+            # A forged "fragmentation needed" with a tiny MTU would cut every segment to a few octets: the
+            # path MTU stops at a floor, as Linux's min_pmtu (552) does (RFC 1191 3, RFC 5927 7.1)
+            c.inc("icmp.rx.pmtu_floor")
+            msg = msg._replace(next_hop_mtu=stack.config.min_pmtu)
         transport.icmp_error(ip.src, msg, data[16:20], data[hlen:], now)
 
     def icmp_error(self, reporter: bytes, msg: icmp.Icmp, dst: bytes, inner: bytes, now: float) -> None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 from .addresses import AddressError, check_stack_addresses, ip_to_str, netmask
 
+TSO_MAX = 65535 - 60 - 60  # RFC 791: Total Length is 16 bits; IP and TCP headers of up to 60 bytes each
+
 if TYPE_CHECKING:
     from .arp_cache import NeighborCache
 
@@ -25,6 +27,9 @@ class Interface:
     mtu: int = 1500
     vlan: int | None = None  # tag every frame with this VID and accept only it
     name: str = ""  # what scenarios and the live command call it; "" is its index
+    # The device takes TCP segments of up to 64 KB and cuts them to the MTU, completing their checksums
+    # (segmentation and checksum offload: a TAP with IFF_VNET_HDR, ``simstack live --offload``).
+    offload: bool = False
 
     @cached_property
     def netmask(self) -> int:
@@ -51,7 +56,7 @@ class Port:
     """One interface of a running stack; plain slots, since the receive path reads them for every frame."""
 
     __slots__ = ("arp", "iface", "index", "ip", "mac", "mtu", "name", "network_address", "out", "prefix_len",
-                 "subnet_broadcast", "vlan")
+                 "subnet_broadcast", "tso_max", "vlan")
 
     def __init__(self, index: int, iface: Interface) -> None:
         self.index = index
@@ -64,6 +69,9 @@ class Port:
         self.vlan = iface.vlan
         self.subnet_broadcast = iface.subnet_broadcast
         self.network_address = iface.network_address
+        # The longest TCP payload one frame may carry with offload (0: none, the MTU rules): the largest IPv4
+        # datagram less the longest IP and TCP headers.
+        self.tso_max = TSO_MAX if iface.offload else 0
         self.out: list[bytes] = []  # frames to send on this link, oldest first
         self.arp: NeighborCache  # set by the stack, which owns the callbacks
 

@@ -57,6 +57,8 @@ class StackConfig:
     gateway: bytes | None = None
     mtu: int = 1500
     ttl: int = 64
+    # RFC 1191 3 and Linux's route/min_pmtu: a "fragmentation needed" never lowers a path MTU below this
+    min_pmtu: int = 552
     vlan: int | None = None  # tag every frame with this VID and accept only it
     arp: ArpConfig = field(default_factory=ArpConfig)
     reassembly: ReassemblyConfig = field(default_factory=ReassemblyConfig)
@@ -159,6 +161,9 @@ class Stack:
         self.register(self.icmp)
         self.register(self.udp)
         self.register(self.tcp)
+        # Some interface completes TCP checksums itself: TCP asks the route before it leaves one partial.
+        self.tcp.offload = any(port.tso_max for port in self.ports)
+        self.rx_csum_ok = False  # the frame being received came with its transport checksum vouched for
 
     def register(self, transport: Transport) -> None:
         """Take datagrams of ``transport.protocol``, its ICMP errors and its timers from now on."""
@@ -173,6 +178,10 @@ class Stack:
     def transport_for(self, protocol: int) -> Transport | None:
         return self._transports.get(protocol)
 
+    def tso_max(self, iface: int) -> int:
+        """The longest TCP payload interface ``iface`` takes in one frame with offload; 0 without."""
+        return self.ports[iface].tso_max
+
     def port_towards(self, gateway: bytes) -> Port:
         """The interface whose subnet holds ``gateway`` (RFC 1812 5.2.4.3: a next hop is on a connected network).
 
@@ -181,8 +190,14 @@ class Stack:
         return next((port for port in self.ports if port.on_link(gateway)), self.ports[0])
 
     # -- the sans-IO interface --------------------------------------------
-    def receive(self, frame: bytes, now: float, iface: int = 0) -> None:
-        """``frame`` arrived on interface ``iface`` (an index into ``config.ifaces``)."""
+    def receive(self, frame: bytes, now: float, iface: int = 0, csum_ok: bool = False) -> None:
+        """``frame`` arrived on interface ``iface`` (an index into ``config.ifaces``).
+
+        ``csum_ok``: the device vouches for the TCP or UDP checksum, so the transport skips it (a TAP with
+        offload: the kernel checked it, or left it partial in a segment of its own that never left the host).
+        The IPv4 header checksum is checked all the same.
+        """
+        self.rx_csum_ok = csum_ok
         port = self.ports[iface]
         c = self.counters
         c.inc("eth.rx")
@@ -339,7 +354,8 @@ class Stack:
                            df=df)
         mtu = hop.mtu
         port = self.ports[hop.iface]
-        if ipv4.MIN_HEADER + len(payload) <= mtu:
+        # A TCP segment longer than the MTU on an offload interface: the device cuts it (GSO).
+        if ipv4.MIN_HEADER + len(payload) <= mtu or (port.tso_max and protocol == ipv4.PROTO_TCP):
             self.counters.inc("ipv4.tx")
             self.output(port, hop.next_hop, ipv4.emit(header), now)
             return
@@ -413,6 +429,7 @@ class Stack:
                 return
             ip = whole
             raw = b""  # a reassembled datagram's header exists only as fields until an error needs it
+            self.rx_csum_ok = False  # what the device said was about the last fragment, not the datagram
         transport = self._transports.get(ip.protocol)
         if transport is None:
             c.drop("ipv4", "unknown_protocol")

@@ -308,8 +308,13 @@ def _option_bytes(opt: Option) -> bytes:
     raise ValueError(f"option {kind} is not one simstack builds from a value; give its data as bytes")
 
 
-def emit(seg: Tcp, src: bytes, dst: bytes) -> bytes:
-    """Build the segment. Data Offset and the checksum are computed unless set."""
+def emit(seg: Tcp, src: bytes, dst: bytes, partial: bool = False) -> bytes:
+    """Build the segment. Data Offset and the checksum are computed unless set.
+
+    ``partial``: the checksum field gets the pseudo-header's sum alone, folded and not complemented, for a
+    device with checksum offload to complete over the header and data (Linux's CHECKSUM_PARTIAL: the
+    virtio-net header's NEEDS_CSUM, csum_offset 16); a 64 KB segment is then never summed here.
+    """
     options = emit_options(seg.options) if seg.options else b""
     payload = seg.payload
     # HEADER's Default: offset_reserved = (5 + len(options) // 4) << 4, reserved bits zero.
@@ -318,7 +323,9 @@ def emit(seg: Tcp, src: bytes, dst: bytes) -> bytes:
         raise ValueError(f"data offset {offset} does not fit 4 bits")
     fixed = (seg.src_port, seg.dst_port, seg.seq, seg.ack, offset << 4, seg.flags, seg.window)
     csum = seg.checksum
-    if csum is None:
+    if csum is None and partial:
+        csum = pseudo_header_sum(src, dst, PROTO_TCP, HEADER_LEN + len(options) + len(payload))
+    elif csum is None:
         # The header's length is a multiple of 4, so the payload's 16-bit words keep
         # their alignment and the sum splits into payload, then header (RFC 1071 2(B)).
         pseudo = pseudo_header_sum(src, dst, PROTO_TCP, HEADER_LEN + len(options) + len(payload))

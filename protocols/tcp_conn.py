@@ -61,7 +61,9 @@ ESTABLISHED, FIN_WAIT_1, FIN_WAIT_2, CLOSE_WAIT = T.ESTABLISHED, T.FIN_WAIT_1, T
 CLOSING, LAST_ACK, TIME_WAIT = T.CLOSING, T.LAST_ACK, T.TIME_WAIT
 
 DEFAULT_MSS = 536  # RFC 9293 3.7.1: assumed when the peer sends no MSS option
-MIN_MSS = 64
+MIN_MSS = 64  # the floor of an MSS lowered by path MTU discovery (RFC 1191: a PMTU of 68 at least)
+MIN_SND_MSS = (8, 65495)  # the range of TcpConfig.min_snd_mss: 8 bytes of data beside the timestamps; the IPv4 most
+PAWS_IDLE = 24 * 86400.0  # RFC 7323 5.5: TS.Recent older than 24 days no longer rejects anything
 MAX_WINDOW = 0xFFFF  # the window field, unscaled
 MAX_WSCALE = 14  # RFC 7323 2.3
 OPTION_LAYOUTS = ("linux", "freebsd")
@@ -91,7 +93,7 @@ class TcpConfig:
     synack_retries: int = 5  # Linux tcp_synack_retries
     retries: int = 15  # Linux tcp_retries2: then RST and ETIMEDOUT
     delack_time: float = 0.04  # Linux TCP_DELACK_MIN; RFC 1122 4.2.3.2 wants < 0.5 s, we cap at 0.2
-    rcvbuf: int = 131072  # SO_RCVBUF default (Linux tcp_rmem[1]); the window is at most 65535
+    rcvbuf: int = 131072  # SO_RCVBUF default (Linux tcp_rmem[1]); the window is at most 65535 << our shift
     sndbuf: int = 131072  # SO_SNDBUF default
     ooo_max_segments: int = 256  # out-of-order queue bound; its bytes are bounded by the window
     rfc5961: bool = True  # challenge ACKs for in-window RST and SYN; False: RFC 793 behaviour
@@ -104,6 +106,13 @@ class TcpConfig:
     max_syn_backlog: int = 1024  # half-open connections per listener at most (Linux tcp_max_syn_backlog)
     somaxconn: int = 4096  # listen() backlog cap (Linux net.core.somaxconn)
     ephemeral: tuple[int, int] = (32768, 60999)  # Linux ip_local_port_range
+    # Bounds on what a peer can make the stack hold (docs/scenarios.md, scenarios/attacks/)
+    syncookies: int = 1  # RFC 4987 3.6: 0 never, 1 when a listener's SYN queue is full, 2 always (Linux tcp_syncookies)
+    max_connections: int = 65536  # connections with a peer at most, TIME-WAIT aside; a SYN beyond is dropped
+    max_tw_buckets: int = 65536  # TIME-WAIT connections at most; beyond, closed at once (Linux tcp_max_tw_buckets)
+    ooo_max_bytes: int = 1 << 20  # bytes held out of order per connection, besides ooo_max_segments
+    rst_limit: int = 200  # RSTs a second to segments for closed ports (FreeBSD's badport_bandlim, icmplim 200)
+    min_snd_mss: int = 48  # a peer's MSS below this is raised to it (Linux tcp_min_snd_mss): no 1-byte segments
     # The settings below let the stack behave as the stack a packetdrill script was written for
     # (engine/scenario/packetdrill_profiles.py); their defaults are simstack's own behaviour.
     rfc5961_rst: bool = True  # with rfc5961: the RST half (FreeBSD insecure_rst=0)
@@ -139,8 +148,12 @@ class TcpConfig:
             raise ValueError("delack_time must be in (0, 0.2] s (RFC 1122 4.2.3.2 asks < 0.5 s)")
         if not 0 < self.rto_min <= self.rto_initial <= self.rto_max:
             raise ValueError("need 0 < rto_min <= rto_initial <= rto_max")
+        if not MIN_SND_MSS[0] <= self.min_snd_mss <= MIN_SND_MSS[1]:
+            raise ValueError(f"min_snd_mss must be from {MIN_SND_MSS[0]} to {MIN_SND_MSS[1]}")
         if not -1 <= self.wscale <= MAX_WSCALE:
             raise ValueError(f"wscale must be -1 (none) or a shift from 0 to {MAX_WSCALE} (RFC 7323 2.3)")
+        if self.syncookies not in (0, 1, 2):
+            raise ValueError("syncookies must be 0 (never), 1 (when a SYN queue is full) or 2 (always)")
         for key, words in CHOICES.items():
             if getattr(self, key) not in words:
                 raise ValueError(f"{key} must be one of {', '.join(words)}")
@@ -174,7 +187,8 @@ class TcpConn:
         "rttvar",
         "sack_blocks", "sack_ok", "sched", "snd_max", "snd_mss", "snd_nxt", "snd_shut", "snd_una", "snd_wl1", "snd_wl2",
         "snd_wnd", "snd_wscale", "sndbuf", "sndbuf_size", "soft_error", "srtt", "ssthresh", "state", "syn_acked",
-        "syn_retransmitted", "ts_offset", "ts_ok", "ts_recent", "user_buffers", "was_connected", "ws_ok",
+        "syn_retransmitted", "ts_offset", "ts_ok", "ts_recent", "ts_recent_age", "tso_max", "user_buffers",
+        "was_connected", "ws_ok",
     )
 
     def __init__(self, layer: "TcpLayer") -> None:
@@ -218,6 +232,7 @@ class TcpConn:
         self.fin_seq: int | None = None
         self.our_mss = DEFAULT_MSS
         self.snd_mss = DEFAULT_MSS
+        self.tso_max = 0  # offload: data segments of up to this many bytes, whole MSS multiples (0: one MSS)
         # congestion control (RFC 5681, NewReno RFC 6582)
         self.cwnd = 0
         self.ssthresh = 1 << 30
@@ -240,6 +255,7 @@ class TcpConn:
         self.snd_wscale = 0  # the peer's: the windows it sends are scaled up by it
         self.ts_ok = False
         self.ts_recent = 0  # RFC 7323 TS.Recent
+        self.ts_recent_age = 0.0  # when TS.Recent was recorded (RFC 7323 5.5)
         self.ts_offset = 0  # our timestamp clock's offset for this connection (RFC 7323 5.4)
         self.sack_ok = False
         self.sack_blocks: list[tuple[int, int]] = []  # what we hold above RCV.NXT, the most recently changed first
@@ -365,7 +381,7 @@ class TcpConn:
             raise ValueError("negative buffersize in recv")
         buf = self.rcvbuf
         if buf and n:
-            data = bytes(buf[:n])
+            data = bytes(buf) if n >= len(buf) else bytes(buf[:n])  # one copy when all of it goes: a 64 KB segment
             if not peek:
                 del buf[:n]
                 if (self.state, T.RECEIVE) in T.DISPATCH:
@@ -513,6 +529,14 @@ class TcpConn:
         """A forked child (in LISTEN) takes the listener's SYN: LISTEN -> SYN-RECEIVED."""
         self._fire(T.SYN, seg, now)
 
+    def cookie_syn_received(self, syn: Tcp, iss: int, now: float) -> None:
+        """RFC 4987 3.6: the SYN-RECEIVED a valid SYN cookie stands for, rebuilt as its ACK arrives (nothing was kept)."""
+        self.state = SYN_RECEIVED
+        self._learn_syn(syn, now)
+        self.iss = self.snd_una = self.snd_wl2 = self.recover = iss
+        self.snd_nxt = self.snd_max = self.buf_seq = (iss + 1) & MASK
+        self.ts_offset = self.layer.ts_offset(self.local_ip, self.local_port, self.remote_ip, self.remote_port)
+
     def icmp_unreachable(self, now: float) -> None:
         self._fire(T.ICMP_UNREACHABLE, None, now)
 
@@ -548,8 +572,9 @@ class TcpConn:
             n = len(payload)
             if acked <= ((self.snd_max - una) & MASK) and n <= ((self.rcv_adv - seg.seq) & MASK) \
                     and (acked or n or self.snd_max == una) and not self.in_recovery:
-                if self.ts_ok:
-                    self._ts_seen(seg)
+                if self.ts_ok and not self._ts_seen(seg, now):
+                    self._push(now)  # RFC 7323 5.3 R1: PAWS dropped it; the ACK it draws goes now
+                    return True
                 if acked:
                     self._acked(ack, acked, now)
                 # RFC 9293 3.10.7.4 window update: SND.WL1 < SEG.SEQ, or equal and SND.WL2 =< SEG.ACK,
@@ -595,13 +620,7 @@ class TcpConn:
         elif flags & ACK:
             self._fire(T.BAD_ACK, seg, now)
         elif flags & SYN:
-            c = self.layer.counters
-            if len(self.accept_queue) > self.backlog:
-                c.drop("tcp", "accept_queue_full")
-            elif len(self.children) >= max(1, min(self.backlog, self.layer.config.max_syn_backlog)):
-                c.drop("tcp", "syn_backlog_full")
-            else:
-                self.layer.fork(self, seg, now)
+            self.layer.syn_to_listener(self, seg, now)  # the queues' bounds and SYN cookies
         else:
             self.layer.counters.drop("tcp", "no_syn")
 
@@ -675,6 +694,8 @@ class TcpConn:
             # an ACK (also referred to as challenge ACK)" (the fourth step, ahead of the first)
             self._fire(T.SYN, seg, now)
             return True
+        if self.ts_ok and self._paws(seg, now):
+            return True  # RFC 7323 5.3 R1 comes before R2, the acceptability test
         if payload and self.sack_ok and cfg.dsack:
             self._note_duplicate(seq, len(payload))
         # -- first: sequence number (acceptability) -------------------------------
@@ -747,7 +768,7 @@ class TcpConn:
             c.drop("tcp", "bad_ack")  # Linux tcp_ack(): discarded whole, unanswered, its TSval unrecorded
             return True
         if self.ts_ok:
-            self._ts_seen(seg)  # RFC 7323 5.3 R3 (no segment between it and here changes TS.Recent's rule)
+            self._ts_seen(seg, now)  # RFC 7323 5.3 R3 (no segment between it and here changes TS.Recent's rule)
         if state == SYN_RECEIVED:
             if seq_gt(ack, self.snd_una) and not seq_gt(ack, self.snd_max):
                 parent = self.parent
@@ -862,11 +883,58 @@ class TcpConn:
                 return ooo[lo][0], (ooo[hi][0] + len(ooo[hi][1])) & MASK
         return None
 
-    def _ts_seen(self, seg: Tcp) -> None:
-        """RFC 7323 4.3: TS.Recent follows the peer's clock on segments up to what we acknowledged last."""
+    def _paws(self, seg: Tcp, now: float, ts: tuple[int, int] | None = None) -> bool:
+        """RFC 7323 5.3 R1: a segment whose TSval is older than TS.Recent is an old duplicate (from an earlier
+        trip round the sequence space, or a replay): it draws an ACK (the UNACCEPTABLE row) and is dropped.
+
+        A RST is exempt (R1: "and if the RST bit is not set"), so is a segment without timestamps, and
+        TS.Recent recorded more than 24 days ago may be from a clock that has wrapped since (5.5).
+        ``ts``: the segment's timestamps when the caller parsed them already.
+        """
+        if ts is None:
+            ts = seg.option(OPT_TIMESTAMP)
+        if not isinstance(ts, tuple) or not seq_lt(ts[0], self.ts_recent) or seg.flags & RST or \
+                now - self.ts_recent_age > PAWS_IDLE:
+            return False
+        self.layer.counters.drop("tcp", "paws")
+        self._fire(T.UNACCEPTABLE, seg, now)
+        return True
+
+    def _ts_seen(self, seg: Tcp, now: float) -> bool:
+        """An acceptable segment's timestamps: TS.Recent (RFC 7323 4.3, 5.3 R3) and an RTT sample (4.1).
+
+        False when PAWS drops the segment (the fast path, which has no earlier test; ``_other`` made it before).
+        """
         ts = seg.option(OPT_TIMESTAMP)
-        if isinstance(ts, tuple) and seq_le(seg.seq, self.last_ack_sent) and seq_ge(ts[0], self.ts_recent):
-            self.ts_recent = ts[0]
+        if not isinstance(ts, tuple):
+            return True
+        val, ecr = ts
+        newer = ((val - self.ts_recent) & MASK) < HALF  # SEG.TSval >= TS.Recent, in 32-bit sequence arithmetic
+        if not newer and self._paws(seg, now, ts):
+            return False
+        # RFC 7323 4.3 (2): TS.Recent follows the peer's clock only on segments that start at or before
+        # Last.ACK.sent, the ACK we sent last. Delayed ACKs then echo the earliest segment they cover
+        # (4.2 (A)), an ACK for a segment past a hole the last one in order (B), and the ACK for the
+        # segment that fills a hole that segment's TSval (C): losses overestimate the RTT, never under.
+        # After 24 days idle, TS.Recent is no reference and the newest TSval replaces it (5.5).
+        if (newer or now - self.ts_recent_age > PAWS_IDLE) and ((self.last_ack_sent - seg.seq) & MASK) < HALF:
+            self.ts_recent = val
+            self.ts_recent_age = now
+        # RFC 7323 4.1 RTTM: an ACK of new data is an RTT sample, now minus the TSval it echoes. Unlike
+        # Karn's timing this is not ambiguous after a retransmission: the peer echoes the TSval of the
+        # segment that made it send the ACK, the retransmission or the original, so the sample measures
+        # that copy's round trip (an ACK held back by loss echoes an older TSval: a longer RTT, 4.2).
+        # A TSecr of 0 is taken as none, as Linux does (a peer may send it before it saw our clock).
+        una = self.snd_una
+        acked = (seg.ack - una) & MASK
+        if acked and ecr:
+            flight = (self.snd_max - una) & MASK
+            ticks = (self._ts_val(now) - ecr) & MASK
+            if acked <= flight and ticks < HALF:
+                # RFC 7323 appendix G: with a sample every ACK, weight each by the samples a flight gives
+                self._rtt_sample(ticks / self.layer.config.ts_hz, -(-flight // (2 * self.snd_mss)))
+                self.rtt_seq = None  # taken: Karn's timing (RFC 6298 3) is for connections without timestamps
+        return True
 
     def _data_in(self, n: int, now: float) -> None:
         """Delayed ACK (RFC 1122 4.2.3.2, RFC 5681 4.2): every second full-sized segment, or after delack_time."""
@@ -891,6 +959,9 @@ class TcpConn:
         ooo = self.ooo
         if len(ooo) >= self.layer.config.ooo_max_segments:
             c.drop("tcp", "ooo_full")
+            return
+        if self.ooo_bytes + len(data) > self.layer.config.ooo_max_bytes:
+            c.drop("tcp", "ooo_bytes_full")
             return
         base = self.rcv_nxt
         rel = (seq - base) & MASK
@@ -963,6 +1034,11 @@ class TcpConn:
         cur = seq_diff(self.rcv_adv, self.rcv_nxt)
         if cur < 0:
             cur = 0
+        if cur & ((1 << shift) - 1):
+            # RFC 7323 2.4 and appendix F: the field counts units of 2^shift, and the edge offered last,
+            # rounded down, would move left (a shrunk window): round it up, as Linux's tcp_select_window
+            cur = ((cur >> shift) + 1) << shift
+            self.rcv_adv = (self.rcv_nxt + cur) & MASK
         if self.layer.config.window_steps:
             if free - cur >= min(self.rcvbuf_size // 2, self.our_mss) or (free > cur and free == self.rcvbuf_size):
                 self.rcv_adv = (self.rcv_nxt + free) & MASK
@@ -1073,16 +1149,20 @@ class TcpConn:
             self._send_head(now)
             self.cwnd = self.ssthresh + 3 * mss
 
-    def _rtt_sample(self, r: float) -> None:
-        """RFC 6298 2.2-2.3."""
+    def _rtt_sample(self, r: float, samples: int = 1) -> None:
+        """RFC 6298 2.2-2.3; ``samples`` the RTT samples expected in a flight (RFC 7323 appendix G's
+        ExpectedSamples), which divides the gains alpha and beta: one sample an ACK then moves SRTT and
+        RTTVAR in a round trip as much as RFC 6298's one sample a round trip does."""
         if r < 0:
             return
         if self.srtt is None:
             self.srtt = r
             self.rttvar = r / 2
         else:
-            self.rttvar = 0.75 * self.rttvar + 0.25 * abs(self.srtt - r)
-            self.srtt = 0.875 * self.srtt + 0.125 * r
+            beta = 0.25 / samples if samples > 1 else 0.25
+            alpha = 0.125 / samples if samples > 1 else 0.125
+            self.rttvar = (1 - beta) * self.rttvar + beta * abs(self.srtt - r)
+            self.srtt = (1 - alpha) * self.srtt + alpha * r
         cfg = self.layer.config
         self.rto_base = max(self.srtt + max(CLOCK_GRANULARITY, 4 * self.rttvar), cfg.rto_min)
         self.rto = min(self.rto_base + cfg.rto_slop, cfg.rto_max)
@@ -1231,6 +1311,8 @@ class TcpConn:
                     if wnd_room < room:
                         room = wnd_room
                     n = mss if avail > mss else avail
+                    if self.tso_max and avail > mss and room > mss:  # offload: whole MSS multiples, the device cuts
+                        n = min(avail, max(mss, self.tso_max // mss * mss), room - room % mss)
                     if room < n:
                         if room <= 0:
                             if not force:
@@ -1402,27 +1484,36 @@ class TcpConn:
     # ======================================================================
     # connection set-up helpers
     # ======================================================================
-    def _learn_syn(self, seg: Tcp) -> None:
+    def _learn_syn(self, seg: Tcp, now: float) -> None:
         self.irs = seg.seq
         self.rcv_nxt = (seg.seq + 1) & MASK
         self.rcv_adv = (self.rcv_nxt + min(self.rcvbuf_size, MAX_WINDOW)) & MASK
+        cfg = self.layer.config
+        c = self.layer.counters
         peer_mss = seg.option(OPT_MSS)
-        # the peer's MSS, no lower than MIN_MSS (a tiny one would make every byte a segment), and no
-        # higher than what our own MTU carries (RFC 9293 3.7.1)
-        self.snd_mss = min(max(peer_mss if isinstance(peer_mss, int) and peer_mss else DEFAULT_MSS, MIN_MSS),
-                           self.our_mss)
+        # The peer's MSS (none, or 0, means 536: Linux's tcp_parse_options ignores an MSS of 0), raised to
+        # min_snd_mss (a tiny one would make every byte a segment: Linux's tcp_min_snd_mss, CVE-2019-11479),
+        # and no higher than what our own MTU carries (RFC 9293 3.7.1).
+        mss = peer_mss if isinstance(peer_mss, int) and peer_mss else DEFAULT_MSS
+        if mss < cfg.min_snd_mss:
+            mss = cfg.min_snd_mss
+            c.inc("tcp.mss_floor")
+        self.snd_mss = min(mss, self.our_mss)
         self.rcv_mss = min(self.our_mss, DEFAULT_MSS)
         # RFC 7323 2.2, 3.2 and RFC 2018 2: an option is in use when both SYNs carried it
-        cfg = self.layer.config
         shift = seg.option(OPT_WSCALE)
         self.ws_ok = cfg.wscale >= 0 and isinstance(shift, int)
         if self.ws_ok:
-            self.snd_wscale = min(shift, MAX_WSCALE)  # RFC 7323 2.3: a larger shift is taken as 14
+            if shift > MAX_WSCALE:
+                shift = MAX_WSCALE  # RFC 7323 2.3: "use 14 instead of the specified value"
+                c.inc("tcp.wscale_clamped")
+            self.snd_wscale = shift
             self.rcv_wscale = cfg.wscale
         ts = seg.option(OPT_TIMESTAMP)
         self.ts_ok = cfg.timestamps and isinstance(ts, tuple)
         if self.ts_ok:
-            self.ts_recent = ts[0]
+            self.ts_recent = ts[0]  # RFC 7323 4.3: the SYN's TSval is TS.Recent's first value
+            self.ts_recent_age = now
             self.snd_mss = max(8, self.snd_mss - 12)  # RFC 9293 3.7.1: room for the option on every segment
         self.sack_ok = cfg.sack and seg.option(OPT_SACK_PERMITTED) is True
         if self.parent is None:
@@ -1488,7 +1579,7 @@ class TcpConn:
 
     def _a_send_syn_ack(self, seg: Tcp | None, now: float) -> None:
         assert seg is not None
-        self._learn_syn(seg)
+        self._learn_syn(seg, now)
         if self.prev_state == LISTEN:
             self._init_send(now)
             self.rtt_seq = self.snd_max
@@ -1508,7 +1599,7 @@ class TcpConn:
 
     def _a_connected(self, seg: Tcp | None, now: float) -> None:
         assert seg is not None
-        self._learn_syn(seg)
+        self._learn_syn(seg, now)
         self.snd_una = seg.ack
         self.syn_acked = True
         self.snd_wnd = self.max_snd_wnd = seg.window
@@ -1560,6 +1651,13 @@ class TcpConn:
         self.rto_at = self.persist_at = self.ka_at = None
         self.close_at = now + 2 * self.layer.config.msl
         self.sndbuf.clear()
+        if not self.layer.time_wait_admit(self):
+            # Linux tcp_time_wait(): no bucket left, so the connection closes now, its last ACK sent first
+            if self.ack_now:
+                self._send_ack(now)
+            self.state = CLOSED
+            self._destroy(now, None)
+            return
         self.layer.counters.inc("tcp.time_wait")
         self._arm()
 

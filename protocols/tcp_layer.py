@@ -21,7 +21,11 @@ turns into ``ConnectionResetError``, ``BrokenPipeError``, ``TimeoutError``...):
   non-listening user share it), OverflowError (port out of range).
 - ``listen(backlog=128)``: passive OPEN; binds a free port if unbound. Up to
   backlog+1 established connections wait for accept() (Linux), and up to
-  backlog half-open ones; SYNs beyond either are dropped, so peers retry. EINVAL (connected), EADDRINUSE (another listener).
+  backlog half-open ones (and max_syn_backlog). A SYN beyond the first is
+  dropped, so the peer retries; beyond the second it gets a SYN cookie
+  (tcp_cookies.py, ``syncookies``) or, without cookies, is dropped. Beyond
+  ``max_connections`` in all a SYN is dropped and connect() raises ENOBUFS.
+  EINVAL (connected), EADDRINUSE (another listener).
 - ``accept() -> TcpConn | None``: None would block. EINVAL (not listening).
 - ``connect(ip, port, now)``: sends the SYN and returns; then Ready.CONNECTED,
   or Ready.ERROR with ``error`` = ECONNREFUSED / ETIMEDOUT / EHOSTUNREACH...
@@ -53,18 +57,19 @@ READABLE|WRITABLE) when the connection resets or times out, HUP on the FIN.
 After a mark, read (or accept) until None; check ``poll()`` before waiting.
 """
 
+import contextlib
 import errno
 import hashlib
 import random
 from collections.abc import Hashable
 from typing import Protocol
 
-from . import icmp, ipv4, tcp
+from . import icmp, ipv4, tcp, tcp_cookies
 from .counters import Counters
 from .errors import Malformed
 from .ratelimit import TokenBucket
 from .seqnum import MASK, seq_ge, seq_lt
-from .tcp import ACK, FIN, RST, SYN, Tcp
+from .tcp import ACK, FIN, OPT_MSS, RST, SYN, Option, Tcp
 from .tcp_conn import ANY, Key, TcpConfig, TcpConn
 from .tcp_table import CLOSED, DISPATCH, LISTEN, SEGMENT, SYN_SENT
 from .timers import Timers
@@ -86,6 +91,9 @@ class _Route(Protocol):
     @property
     def mtu(self) -> int: ...
 
+    @property
+    def iface(self) -> int: ...
+
 
 class StackSurface(Protocol):
     @property
@@ -103,7 +111,12 @@ class StackSurface(Protocol):
     @property
     def ready(self) -> Readiness: ...
 
+    @property
+    def rx_csum_ok(self) -> bool: ...
+
     def route(self, dst: bytes) -> _Route: ...
+
+    def tso_max(self, iface: int) -> int: ...
 
     def is_local(self, ip: bytes) -> bool: ...
 
@@ -138,6 +151,11 @@ class TcpLayer:
         self._secret = b""
         self._next_ephemeral = 0
         self._challenge = TokenBucket(self.config.challenge_ack_limit, self.config.challenge_ack_limit)
+        self.offload = False  # some interface completes TCP checksums (set by the stack): see _output
+        self._rst_bucket = TokenBucket(self.config.rst_limit, self.config.rst_limit)
+        self.time_wait: set[TcpConn] = set()  # bounded by max_tw_buckets
+        self._cookie_key = b""
+        self._cookie_sent_at: float | None = None  # when the last SYN cookie left (Linux's synq_overflow stamp)
 
     # -- the Transport interface --------------------------------------------------
     def attach(self, stack: StackSurface) -> None:
@@ -147,6 +165,7 @@ class TcpLayer:
         self.ready = stack.ready
         # RFC 6528 3: a secret for the ISN hash; RFC 6056 3.3.3: a start for the port counter
         self._secret = stack.rng.getrandbits(128).to_bytes(16, "big")
+        self._cookie_key = tcp_cookies.key_from(self._secret)
         self._next_ephemeral = stack.rng.randrange(1 << 16)
 
     @property
@@ -160,14 +179,18 @@ class TcpLayer:
             self.counters.drop("tcp", "broadcast")  # RFC 1122 4.2.3.10
             return
         try:
-            seg = tcp.parse(ip.payload, ip.src, ip.dst)  # type: ignore[attr-defined]
+            seg = tcp.parse(ip.payload, ip.src, ip.dst, not self.stack.rx_csum_ok)  # type: ignore[attr-defined]
         except Malformed as e:
             self.counters.drop("tcp", e.reason)
             return
         self.segment_arrives(seg, ip.src, ip.dst, now)
 
     def _output(self, seg: Tcp, src: bytes, dst: bytes, now: float) -> None:
-        data: bytes = tcp.emit(seg, src, dst)  # type: ignore[attr-defined]
+        partial = False
+        if self.offload:  # the interface towards dst completes the checksum: leave it partial
+            with contextlib.suppress(OSError):  # no route: send_ipv4 says so below
+                partial = self.stack.tso_max(self.stack.route(dst).iface) > 0
+        data: bytes = tcp.emit(seg, src, dst, True) if partial else tcp.emit(seg, src, dst)  # type: ignore[attr-defined]
         try:
             self.stack.send_ipv4(dst, PROTO_TCP, data, now, src=src, df=True)  # RFC 1191 path MTU discovery
         except OSError:
@@ -231,13 +254,18 @@ class TcpLayer:
             return
         listener = self._listener(dst, seg.dst_port)
         if listener is not None:
+            if seg.flags & (SYN | RST | ACK) == ACK and self._cookies_out(now) and self._cookie_ack(listener, seg, now):
+                return
             listener.segment_arrives(seg, now)
             return
         # RFC 9293 3.10.7.1: no connection
         _, action = DISPATCH[(CLOSED, SEGMENT)]
         if action == "reply_rst":
             self.counters.drop("tcp", "no_connection")
-            self.reply_rst(seg, src, dst, now)
+            if seg.flags & RST or self._rst_bucket.allow(now):
+                self.reply_rst(seg, src, dst, now)
+            else:
+                self.counters.inc("tcp.rst_rate_limited")  # FreeBSD badport_bandlim(BANDLIM_RST_CLOSEDPORT)
 
     def reply_rst(self, seg: Tcp, src: bytes, dst: bytes, now: float) -> None:
         """The reset RFC 9293 3.10.7.1 answers a segment with: never to a RST."""
@@ -268,20 +296,112 @@ class TcpLayer:
     def listening(self, ip: bytes, port: int) -> bool:
         return self._listener(ip, port) is not None
 
-    def fork(self, listener: TcpConn, seg: Tcp, now: float) -> None:
-        """A SYN for a listener: a child TCB in LISTEN takes it (and so moves to SYN-RECEIVED)."""
+    # -- the bounds on what peers make us hold, and SYN cookies -------------------------
+    def table_full(self) -> bool:
+        """``max_connections``: every connection with a peer counts but TIME-WAIT ones (``max_tw_buckets``)."""
+        return len(self.conns) - len(self.time_wait) >= self.config.max_connections
+
+    def syn_to_listener(self, listener: TcpConn, seg: Tcp, now: float) -> None:
+        """A SYN for a listener, in Linux's order (tcp_conn_request): the accept queue, the SYN queue, a cookie."""
+        c = self.counters
+        cfg = self.config
+        if len(listener.accept_queue) > listener.backlog:
+            c.drop("tcp", "accept_queue_full")  # Linux ListenOverflows: dropped, so the peer retries
+            return
+        if self.table_full():
+            c.drop("tcp", "conn_table_full")  # dropped like a SYN the kernel cannot allocate a socket for
+            return
+        full = len(listener.children) >= max(1, min(listener.backlog, cfg.max_syn_backlog))
+        if cfg.syncookies == 2 or (full and cfg.syncookies == 1):
+            self._send_cookie(listener, seg, now)
+        elif full:
+            c.drop("tcp", "syn_backlog_full")
+        else:
+            self.fork(listener, seg, now)
+
+    def _send_cookie(self, listener: TcpConn, seg: Tcp, now: float) -> None:
+        """RFC 4987 3.6: a SYN-ACK whose ISN is the cookie, and nothing kept; MSS is the only option it offers."""
         src, dst = self.rx_addrs
         try:
             route = self.stack.route(src)
         except OSError:
             self.counters.drop("tcp", "no_route")
             return
+        peer_mss = seg.option(OPT_MSS)
+        mss = peer_mss if isinstance(peer_mss, int) and peer_mss else 536  # RFC 9293 3.7.1's default
+        tup = tcp_cookies.four_tuple(dst, seg.dst_port, src, seg.src_port)
+        cookie = tcp_cookies.encode(self._cookie_key, tup, seg.seq, mss, now)
+        synack = Tcp(seg.dst_port, seg.src_port, cookie, (seg.seq + 1) & MASK, SYN | ACK,
+                     min(listener.rcvbuf_size, 0xFFFF), 0, (Option(OPT_MSS, route.mtu - 40),), b"")
+        self._cookie_sent_at = now
+        self.counters.inc("tcp.syncookies_sent")
+        self.counters.inc("tcp.tx")
+        self._output(synack, dst, src, now)
+
+    def _cookies_out(self, now: float) -> bool:
+        """Whether an ACK to a listener may be a cookie's: always with syncookies 2, else while cookies are recent."""
+        mode = self.config.syncookies
+        sent = self._cookie_sent_at
+        return mode == 2 or (mode == 1 and sent is not None and now - sent < tcp_cookies.MAX_AGE * tcp_cookies.PERIOD)
+
+    def _cookie_ack(self, listener: TcpConn, seg: Tcp, now: float) -> bool:
+        """The handshake's ACK for a cookie: a valid one makes an ESTABLISHED connection for accept(), at once.
+
+        False when the cookie is not valid: the listener then answers the ACK as any other (a RST).
+        """
+        src, dst = self.rx_addrs
+        c = self.counters
+        peer_isn = (seg.seq - 1) & MASK
+        tup = tcp_cookies.four_tuple(dst, seg.dst_port, src, seg.src_port)
+        mss = tcp_cookies.decode(self._cookie_key, tup, peer_isn, (seg.ack - 1) & MASK, now)
+        if mss is None:
+            c.inc("tcp.syncookies_failed")
+            return False
+        c.inc("tcp.syncookies_ok")
+        if len(listener.accept_queue) > listener.backlog:
+            c.drop("tcp", "accept_queue_full")
+            return True
+        if self.table_full():
+            c.drop("tcp", "conn_table_full")
+            return True
+        child = self._child(listener, seg, now)
+        if child is None:
+            return True
+        syn = Tcp(seg.src_port, seg.dst_port, peer_isn, 0, SYN, seg.window, 0, (Option(OPT_MSS, mss),), b"")
+        child.cookie_syn_received(syn, (seg.ack - 1) & MASK, now)
+        c.inc("tcp.passive_open")
+        child.segment_arrives(seg, now)  # SYN-RECEIVED takes the ACK (and any data) as after a SYN-ACK of its own
+        return True
+
+    def time_wait_admit(self, conn: TcpConn) -> bool:
+        """A connection enters TIME-WAIT if a bucket is free (Linux tcp_max_tw_buckets); counted when not."""
+        if len(self.time_wait) >= self.config.max_tw_buckets:
+            self.counters.inc("tcp.tw_overflow")
+            return False
+        self.time_wait.add(conn)
+        return True
+
+    def fork(self, listener: TcpConn, seg: Tcp, now: float) -> None:
+        """A SYN for a listener: a child TCB in LISTEN takes it (and so moves to SYN-RECEIVED)."""
+        child = self._child(listener, seg, now)
+        if child is not None:
+            child.fire_syn(seg, now)
+
+    def _child(self, listener: TcpConn, seg: Tcp, now: float) -> TcpConn | None:
+        """A listener's new connection in LISTEN, in the demux, for the segment being processed."""
+        src, dst = self.rx_addrs
+        try:
+            route = self.stack.route(src)
+        except OSError:
+            self.counters.drop("tcp", "no_route")
+            return None
         child = TcpConn(self)
         child.state = LISTEN
         child.local_ip, child.local_port = dst, seg.dst_port
         child.remote_ip, child.remote_port = src, seg.src_port
         child.key = (dst, seg.dst_port, src, seg.src_port)
         child.our_mss = route.mtu - 40  # RFC 9293 3.7.1: MTU less the IP and TCP headers
+        child.tso_max = self.stack.tso_max(route.iface)  # segments longer than the MTU, for the device to cut
         child.parent = listener
         child.released = True  # nobody holds it until accept()
         child.reuseaddr = listener.reuseaddr
@@ -294,7 +414,7 @@ class TcpLayer:
         self.ports.setdefault(child.local_port, []).append(child)
         listener.children.add(child)
         child.last_rx = now
-        child.fire_syn(seg, now)
+        return child
 
     # -- endpoints -------------------------------------------------------------------
     def open(self) -> TcpConn:
@@ -377,6 +497,8 @@ class TcpLayer:
     def connect(self, ep: TcpConn, ip: bytes, port: int) -> None:
         """Pick the source address and port for an active open and enter the 4-tuple in the demux."""
         route = self.stack.route(ip)  # raises ENETUNREACH
+        if self.table_full():
+            raise OSError(errno.ENOBUFS, "No buffer space available: max_connections reached")
         lip = ep.local_ip if ep.local_ip != ANY else route.src
         if not ep.local_port:
             lport = self._ephemeral(lip, ip, port)
@@ -389,6 +511,7 @@ class TcpLayer:
         ep.remote_ip, ep.remote_port = ip, port
         ep.key = (lip, ep.local_port, ip, port)
         ep.our_mss = route.mtu - 40  # RFC 9293 3.7.1
+        ep.tso_max = self.stack.tso_max(route.iface)
         ep.sched = None
         self.conns[ep.key] = ep
 
@@ -407,6 +530,7 @@ class TcpLayer:
     def remove(self, conn: TcpConn) -> None:
         """The connection reached CLOSED: out of the demux and the timer heap; the port goes if nobody holds it."""
         key = conn.key
+        self.time_wait.discard(conn)
         if key is not None:
             if self.conns.get(key) is conn:
                 del self.conns[key]

@@ -110,7 +110,7 @@ class UdpLayer:
         c = stack.counters
         c.inc("udp.rx")
         try:
-            dgram = udp.parse(ip.payload, ip.src, ip.dst)
+            dgram = udp.parse(ip.payload, ip.src, ip.dst, not stack.rx_csum_ok)
         except Malformed as e:
             c.drop("udp", e.reason)
             return

@@ -107,6 +107,14 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
                     help="TCP's maximum segment lifetime: TIME-WAIT lasts twice this (default 30)")
     lv.add_argument("--tcp-rto-min", type=float, metavar="SECONDS",
                     help="the floor of TCP's retransmission timeout (default 1, RFC 6298 2.4; Linux uses 0.2)")
+    lv.add_argument("--tcp-options", metavar="LIST", default="ws,ts,sack",
+                    help="the TCP options offered on a SYN: some of ws (window scale 7, RFC 7323 2), ts "
+                         "(timestamps, RFC 7323 3) and sack (RFC 2018) joined by commas, or none (default: ws,ts,sack)")
+    lv.add_argument("--mtu", type=int, metavar="BYTES",
+                    help="set the TAP's MTU first (default: keep the link's, 1500 for a new TAP); TCP's MSS is 40 less")
+    lv.add_argument("--offload", action="store_true",
+                    help="open the TAP with a virtio-net header, as QEMU does for virtio-net: the kernel and the stack "
+                         "pass TCP segments of up to 64 KB and leave their checksums partial (docs/live.md)")
     lv.add_argument("--record", metavar="OUT.yaml", help="on exit, write the session as a replayable scenario")
     lv.add_argument("--record-limit", type=int, metavar="FRAMES",
                     help="record at most FRAMES frames, and say so when the session goes past them (default 5000)")
@@ -301,7 +309,8 @@ def live(args: argparse.Namespace) -> int:
                        args.verbose, args.seed, args.ping, args.count, args.interval, args.size, args.linger,
                        () if args.no_serve else tuple(args.serve or DEFAULT_SERVICES), args.record,
                        lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route, tcp_msl=args.tcp_msl,
-                       tcp_rto_min=args.tcp_rto_min, record_limit=args.record_limit, busy_poll=args.busy_poll,
+                       tcp_rto_min=args.tcp_rto_min, tcp_options=args.tcp_options, record_limit=args.record_limit,
+                       offload=args.offload, mtu=args.mtu, busy_poll=args.busy_poll,
                        **router_options(args))
     try:
         return run(opts, sys.stdout, sys.stderr)

@@ -37,6 +37,7 @@ class FakeConfig:
 class Route(NamedTuple):
     src: bytes
     mtu: int
+    iface: int = 0
 
 
 class FakeStack:
@@ -50,6 +51,10 @@ class FakeStack:
         self.unreachable: set[bytes] = set()
         self.sent_ipv4: list[tuple[bytes, int, bytes, bytes | None, bool]] = []
         self.icmp_errors: list[tuple[int, int]] = []
+        self.rx_csum_ok = False
+
+    def tso_max(self, iface: int) -> int:
+        return 0
 
     def register(self, transport: Any) -> None:
         self.transports[transport.name] = transport

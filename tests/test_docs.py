@@ -213,6 +213,7 @@ def test_stack_keys_and_defaults() -> None:
         "gateway": "none" if config.gateway is None else ip_to_str(config.gateway),
         "mtu": str(config.mtu),
         "ttl": str(config.ttl),
+        "min_pmtu": str(config.min_pmtu),
         "vlan": "none" if config.vlan is None else str(config.vlan),
         "seed": str(default.seed),
         "services": "none" if not default.services else ", ".join(default.services),

@@ -21,6 +21,8 @@ def test_tcp_msl_and_rto_min_reach_the_stacks_tcp_config() -> None:
     (LiveOptions("tap0", tcp_rto_min=-1), "--tcp-rto-min -1"),
     (LiveOptions("tap0", tcp_rto_min=600), "at most 60"),
     (LiveOptions("tap0", serve=("gopher",)), "--serve gopher: unknown service"),
+    (LiveOptions("tap0", tcp_options="ws,tcp"), "--tcp-options ws,tcp: want none, or some of ws,ts,sack"),
+    (LiveOptions("tap0", tcp_options=""), "--tcp-options : want none"),
     (LiveOptions("tap0", serve=("http:/no/such/dir",)), "is not a directory"),
 ])
 def test_bad_values_are_refused_with_one_line(opts: LiveOptions, fragment: str) -> None:
@@ -32,3 +34,17 @@ def test_serve_accepts_http_with_a_directory(tmp_path: Path) -> None:
     assert plan(LiveOptions("tap0", serve=("echo", f"http:{tmp_path}"))).config is not None
     args = build_parser().parse_args(["live", "tap0", "--serve", f"http:{tmp_path}", "--tcp-msl", "2"])
     assert (args.serve, args.tcp_msl) == ([f"http:{tmp_path}"], 2.0)
+
+
+def test_live_offers_window_scaling_timestamps_and_sack_unless_told_not_to() -> None:
+    """RFC 7323 and RFC 2018 on by default live (as Linux), while replay's TcpConfig keeps them off."""
+    tcp = plan(LiveOptions("tap0")).config.tcp
+    assert (tcp.wscale, tcp.timestamps, tcp.sack) == (7, True, True)
+    assert tcp.rcvbuf > 0xFFFF  # a buffer the scaled window can offer beyond 65535
+    off = plan(LiveOptions("tap0", tcp_options="none")).config.tcp
+    assert (off.wscale, off.timestamps, off.sack) == (-1, False, False)
+    some = plan(LiveOptions("tap0", tcp_options="ts,sack")).config.tcp
+    assert (some.wscale, some.timestamps, some.sack) == (-1, True, True)
+    args = build_parser().parse_args(["live", "tap0", "--tcp-options", "none"])
+    assert args.tcp_options == "none"
+    assert build_parser().parse_args(["live", "tap0"]).tcp_options == "ws,ts,sack"

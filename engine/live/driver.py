@@ -42,6 +42,12 @@ and what interface i sends is written to device i. A device that holds frames
 back (``HeldFrames``: a delay on the link, shaped.py) names the time of its
 next release, which the loop sleeps no longer than, and hands over its due
 frames then. Neither costs the one-device, unshaped loop anything.
+
+With ``offload`` the one device is a TAP that puts a virtio-net header before
+every frame (``tap.py``, ``wire/vnet.py``): the loop strips it on the way in,
+telling the stack when the kernel vouched for the transport checksum, and
+writes one on the way out, asking the kernel to complete our TCP checksums and
+to cut segments longer than the MTU at the connection's MSS.
 """
 
 import contextlib
@@ -55,8 +61,11 @@ from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 from typing import Protocol, TypeVar, runtime_checkable
 
+from simstack.protocols.errors import Malformed
 from simstack.protocols.stack import Stack
 from simstack.protocols.transport import Ready
+
+from ..wire import vnet
 
 T = TypeVar("T")
 FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" out of it, frame, monotonic time)
@@ -78,6 +87,12 @@ class FrameDevice(Protocol):
     def read_batch(self, limit: int) -> list[bytes]: ...
 
     def write(self, frame: bytes) -> OSError | None: ...
+
+
+class VnetDevice(FrameDevice, Protocol):
+    """A device whose frames travel after a virtio-net header (``tap.Tap`` opened with ``offload``)."""
+
+    def write_vnet(self, header: bytes, frame: bytes) -> OSError | None: ...
 
 
 @runtime_checkable
@@ -113,7 +128,7 @@ class LiveDriver:
 
     def __init__(self, stack: Stack, device: FrameDevice, *, hook: FrameHook | None = None, batch: int = 64,
                  clock: Callable[[], float] = time.monotonic, on_ready: Callable[[], bool] | None = None,
-                 devices: Sequence[FrameDevice] = (), busy_poll: float = 0.0) -> None:
+                 devices: Sequence[FrameDevice] = (), offload: bool = False, busy_poll: float = 0.0) -> None:
         if not 0.0 <= busy_poll <= MAX_BUSY_POLL:
             raise ValueError(f"busy_poll {busy_poll!r}: want 0 to {MAX_BUSY_POLL:g} seconds")
         self.stack = stack
@@ -124,6 +139,9 @@ class LiveDriver:
             raise ValueError(f"{len(self.devices)} devices for a stack with {len(stack.ports)} interfaces")
         self._last_rx = [-1e9] * len(self.devices)  # when each device last gave a frame (clock time)
         self._held = [(i, d) for i, d in enumerate(self.devices) if isinstance(d, HeldFrames)]
+        if offload and (len(self.devices) > 1 or self._held or not hasattr(device, "write_vnet")):
+            raise ValueError("offload takes one TAP opened with it, neither shaped nor beside other devices")
+        self._vnet: VnetDevice | None = device if offload else None  # type: ignore[assignment]
         # With several interfaces, the hook's direction names the interface too ("tap1 <").
         self._arrows = [(f"{p.name} <", f"{p.name} >") for p in stack.ports] if len(stack.ports) > 1 else [("<", ">")]
         self.hook = hook
@@ -359,10 +377,38 @@ class LiveDriver:
         """
         last = self._last_rx
         frames = self.devices[iface].read_batch(1 if now - last[iface] > _PACED else self.batch)
-        if frames:
-            last[iface] = now
+        if not frames:
+            return False
+        last[iface] = now
+        if self._vnet is not None:
+            self._deliver_vnet(frames, now)
+        else:
             self._deliver(frames, now, iface)
-        return bool(frames)
+        return True
+
+    def _deliver_vnet(self, reads: list[bytes], now: float) -> None:
+        """Each read is a virtio-net header and a frame: the frame goes in, with what the header vouches for."""
+        hook = self.hook
+        receive = self.stack.receive
+        skip = vnet.HEADER_LEN
+        for raw in reads:
+            try:
+                csum_ok = vnet.parse(raw).csum_ok
+            except Malformed as e:
+                self.stack.counters.drop("vnet", e.reason)
+                continue
+            frame = raw[skip:]
+            if hook is not None:
+                hook("<", frame, now)
+            try:
+                receive(frame, now, 0, csum_ok)
+            except Exception as e:
+                self._bug(e, frame)
+
+    def _gso_size(self, src: bytes, sport: int, dst: bytes, dport: int) -> int:
+        """The MSS the connection of one of our segments sends with: the kernel cuts the segment at it."""
+        conn = self.stack.tcp.conns.get((src, sport, dst, dport))
+        return conn.snd_mss if conn is not None else 0
 
     def _deliver(self, frames: list[bytes], now: float, iface: int) -> None:
         hook = self.hook
@@ -412,11 +458,26 @@ class LiveDriver:
         if not out:
             return
         hook = self.hook
+        if self._vnet is not None:
+            self._write_vnet(out, now)
+            return
         write = self.device.write
         for frame in out:
             if hook is not None:
                 hook(">", frame, now)
             if write(frame) is not None:
+                self.stack.counters.inc("tap.tx_error")
+
+    def _write_vnet(self, out: list[bytes], now: float) -> None:
+        hook = self.hook
+        write = self._vnet.write_vnet  # type: ignore[union-attr]
+        mtu = self.stack.ports[0].mtu
+        header_for = vnet.header_for
+        gso_size = self._gso_size
+        for frame in out:
+            if hook is not None:
+                hook(">", frame, now)
+            if write(header_for(frame, mtu, gso_size), frame) is not None:
                 self.stack.counters.inc("tap.tx_error")
 
     def _flush_all(self, now: float) -> None:

@@ -88,6 +88,9 @@ class Netlink:
         self._do(f"cannot set {link.name} {'up' if up else 'down'}", "link", "set", index=link.index,
                  state="up" if up else "down")
 
+    def set_mtu(self, link: Link, mtu: int) -> None:
+        self._do(f"cannot set the MTU of {link.name} to {mtu}", "link", "set", index=link.index, mtu=mtu)
+
     def add_address(self, link: Link, ip: bytes, prefix_len: int) -> None:
         """Give the kernel's side of the link an address, so the host can reach the stack at once."""
         text = f"{ip_to_str(ip)}/{prefix_len}"

@@ -24,6 +24,7 @@ from typing import Any, TextIO, TypeVar
 
 from simstack.protocols.addresses import AddressError, check_stack_addresses, ip_to_bytes, mac_to_bytes, parse_interface
 from simstack.protocols.stack import Stack, StackConfig
+from simstack.protocols.tcp_conn import TcpConfig
 
 from ..api.services import DEFAULT_SERVICES, service_error, start_services
 from ..scenario.recorder import DEFAULT_RECORD_LIMIT, MAX_RECORD_LIMIT, Recorder
@@ -47,6 +48,8 @@ EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE  # what a shell reports for a tool that 
 MAX_SECONDS = 3600.0  # --interval and --linger
 MAX_SEED = (1 << 64) - 1
 MAX_BUSY_POLL_US = round(MAX_BUSY_POLL * 1e6)
+MIN_MTU = 68  # RFC 791: every internet module must be able to forward a datagram of 68 octets
+MAX_TAP_MTU = 65521  # Linux: a TAP's max_mtu, 65535 less the Ethernet header
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,7 @@ class LiveOptions:
     lab_route: bool = False
     tcp_msl: float | None = None  # --tcp-msl SECONDS: TIME-WAIT lasts twice this (default TcpConfig's 30 s)
     tcp_rto_min: float | None = None  # --tcp-rto-min SECONDS: the retransmission timer's floor (default 1 s)
+    tcp_options: str = "ws,ts,sack"  # --tcp-options LIST: the RFC 7323 and RFC 2018 options offered, or "none"
     # Several interfaces, forwarding, link shaping (engine/live/router.py):
     more_ifnames: tuple[str, ...] = ()  # IFNAMEs after the first
     addrs: tuple[str, ...] = ()  # --addr IFNAME=ADDR/PREFIX
@@ -84,6 +88,21 @@ class LiveOptions:
     lab_segments: int | None = None
     record_limit: int | None = None  # --record-limit FRAMES; None: DEFAULT_RECORD_LIMIT
     busy_poll: int = 0  # --busy-poll USEC: poll this long after the last wake-up before sleeping; 0 is off
+    offload: bool = False  # --offload: a virtio-net header on the TAP, 64 KB TCP segments and partial checksums
+    mtu: int | None = None  # --mtu N: set the TAP's MTU (None: keep the link's)
+
+
+# --tcp-options: the words, and the shift "ws" offers. A live stack talks to real peers, so it offers what
+# Linux does (window scale 7, timestamps, SACK); replay keeps TcpConfig's defaults, all off.
+LIVE_TCP_OPTIONS = ("ws", "ts", "sack")
+LIVE_WSCALE = 7
+
+
+def _tcp_options(tcp: TcpConfig, words: str) -> TcpConfig:
+    chosen = set() if words == "none" else set(words.split(","))
+    if not chosen <= set(LIVE_TCP_OPTIONS) or (not chosen and words != "none"):
+        raise SetupError(f"--tcp-options {words}: want none, or some of {','.join(LIVE_TCP_OPTIONS)} joined by commas")
+    return replace(tcp, wscale=LIVE_WSCALE if "ws" in chosen else -1, timestamps="ts" in chosen, sack="sack" in chosen)
 
 
 @dataclass(frozen=True)
@@ -144,6 +163,7 @@ def plan(opts: LiveOptions) -> Plan:
                              f"{config.tcp.rto_max:g}")
         config = replace(config, tcp=replace(config.tcp, rto_min=opts.tcp_rto_min,
                                              rto_initial=max(config.tcp.rto_initial, opts.tcp_rto_min)))
+    config = replace(config, tcp=_tcp_options(config.tcp, opts.tcp_options))
     if opts.record is not None:
         _check_record(opts.record)
     if opts.record_limit is not None:
@@ -153,10 +173,27 @@ def plan(opts: LiveOptions) -> Plan:
             raise SetupError(f"--record-limit {opts.record_limit}: want 1 to {MAX_RECORD_LIMIT} frames")
     if not 0 <= opts.busy_poll <= MAX_BUSY_POLL_US:
         raise SetupError(f"--busy-poll {opts.busy_poll}: want 0 (off) to {MAX_BUSY_POLL_US:,} microseconds")
+    _check_offload(opts)
+    if opts.mtu is not None and not MIN_MTU <= opts.mtu <= MAX_TAP_MTU:
+        raise SetupError(f"--mtu {opts.mtu}: want {MIN_MTU} (RFC 791) to {MAX_TAP_MTU} (a TAP's largest)")
     lab = plan_lab(opts.lab, opts.lab_clients, opts.lab_route, config, opts.ifname, opts.lab_segments,
                    opts.more_ifnames)
     seed = opts.seed if opts.seed is not None else int.from_bytes(os.urandom(8), "big")
     return Plan(config, host, ping, seed, lab, router.plan_link(opts, config))
+
+
+def _check_offload(opts: LiveOptions) -> None:
+    """--offload is for the one TAP the driver reads itself, and its frames are not all replayable."""
+    if not opts.offload:
+        return
+    if opts.more_ifnames or opts.forward:
+        raise SetupError("--offload takes one IFNAME and no --forward: a router's frames are not offloaded")
+    if opts.impair or opts.impair_in or opts.impair_out or opts.drops:
+        raise SetupError("--offload does not go with --impair or --drop: they act on frames of at most the MTU")
+    if opts.record is not None:
+        # A recording is replayed with checksums checked; offloaded frames carry partial ones, and are longer
+        # than the MTU.
+        raise SetupError("--offload does not go with --record: offloaded frames are not what a wire carries")
 
 
 def _seconds(option: str, value: float) -> None:
@@ -257,12 +294,17 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
                 raise SetupError(why)
         created = before is None
         with defer_interrupts():  # attached and its undo registered, or neither
-            tap = Tap.attach(name)
+            tap = Tap.attach(name, offload=opts.offload)
             undo.callback(_release, nl, tap, created)
         log.info("%s %s", "created" if created else "attached to", name)
         link = nl.link(name)
         if link is None:
             raise SetupError(f"{name} vanished right after it was attached")
+        if opts.mtu is not None and opts.mtu != link.mtu:
+            nl.set_mtu(link, opts.mtu)
+            if not created:
+                undo.callback(nl.set_mtu, link, link.mtu)
+            link = nl.link(name) or link
         ports = router.attach_more(opts, nl, undo, _release)  # the TAPs of interfaces 2, 3, ...: as this one
         if lab is not None:
             undo.callback(lab.destroy)
@@ -276,6 +318,8 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
             log.info("gave the kernel side of %s %s", name, opts.host_ip)
         log.info("stack seed %d (repeat with --seed %d)", p.seed, p.seed)
         config = router.with_mtus(p.config, link.mtu, ports) if ports.taps else replace(p.config, mtu=link.mtu)
+        if opts.offload:
+            config = replace(config, interfaces=(replace(config.ifaces[0], offload=True),))
         stack_start = time.monotonic()
         stack = Stack(config, random.Random(p.seed), now=stack_start)
         recorder = None
@@ -287,7 +331,8 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         guard = FrameLogGuard(frames) if frames.active else None
         hook: FrameHook | None = guard
         devices = ports.devices(tap, p.link, p.seed, len(config.ifaces), time.monotonic)
-        driver = LiveDriver(stack, devices[0], hook=hook, devices=devices[1:], busy_poll=opts.busy_poll / 1e6)
+        driver = LiveDriver(stack, devices[0], hook=hook, devices=devices[1:], offload=opts.offload,
+                            busy_poll=opts.busy_poll / 1e6)
         if guard is not None:
             guard.driver = driver
         undo.callback(driver.close)

@@ -34,13 +34,13 @@ from simstack.protocols.interface import Interface, check_interfaces, check_next
 from simstack.protocols.routes import parse_route
 from simstack.protocols.stack import StackConfig
 from simstack.protocols.tcp_conn import CHOICES as TCP_CHOICES
-from simstack.protocols.tcp_conn import TcpConfig
+from simstack.protocols.tcp_conn import MIN_SND_MSS, TcpConfig
 from simstack.protocols.tcp_table import STATES as TCP_STATES
 
 from ..api.services import SERVICES, service_error
 from ..wire.capture import read_regular_file
 from ..wire.impair import ImpairError, Impairment
-from . import quote
+from . import quote, repeat
 from .droprules import DropRule, DropRuleError, parse_rule
 from .fields import IP, Context, Host, SpecError, build_frame, normalize_spec, payload_bytes
 from .isn import Isns
@@ -441,6 +441,7 @@ class Step:
     note: str = ""
     iface: int | None = None  # inject/expect "on:": the interface's index; None is the first interface
     name: str = ""  # inject: what a later expect's quote: {step: NAME} calls it
+    repeat: "repeat.Repeat | None" = None  # inject: send the frame this many times, fields counting up
 
 
 @dataclass
@@ -481,7 +482,7 @@ MAX_OPTIONS = 40  # IPv4 options: IHL is 4 bits, so a header holds at most 60 by
 MAX_DATAGRAM = 65_535  # IPv4 Total Length is 16 bits
 
 TOP_KEYS = {"description", "stack", "hosts", "options", "steps"}
-STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "vlan", "seed", "arp", "reassembly", "services", "tcp"}
+STACK_KEYS = {"mac", "ip", "gateway", "mtu", "ttl", "min_pmtu", "vlan", "seed", "arp", "reassembly", "services", "tcp"}
 STACK_KEYS |= {"interfaces", "forward", "routes"}  # several interfaces, and a router (docs/scenarios.md, "Routers")
 OPTION_KEYS = {"allow_unexpected", "ignore", "expect_within", "tolerance"}
 OPTION_KEYS |= {"impair", "impair_in", "impair_out", "drop"}  # what the wire does to frames ("Impairment and drop rules")
@@ -497,9 +498,12 @@ TCP_RANGES: dict[str, tuple[float, float]] = {
     "challenge_ack_limit": (1, 1_000_000), "keepalive_probes": (1, 255), "initial_window": (1, 1000),
     "max_syn_backlog": (1, 1_000_000), "somaxconn": (1, 1_000_000), "ephemeral": (1, 65535),
     "wscale": (-1, 14), "ts_hz": (1, 1000), "rto_slop": (0, 600), "quickack": (0, 1000), "abc_limit": (1, 1000),
+    "syncookies": (0, 2), "max_connections": (1, 1_000_000), "max_tw_buckets": (0, 1_000_000),
+    "ooo_max_bytes": (1, 1 << 30), "rst_limit": (1, 1_000_000),
+    "min_snd_mss": MIN_SND_MSS,
 }
 STEP_KEYS = {
-    "inject": {"at", "note", "fragment", "on", "name", "quote"},
+    "inject": {"at", "note", "fragment", "on", "name", "quote", "repeat"},
     "expect": {"at", "note", "within", "tolerance", "optional", "for", "fragments", "on"},
     "app": {"at", "note", "until", "within"},
     "counters": {"at", "note"},
@@ -763,7 +767,8 @@ def _stack(chk: _Checker, top: LineDict) -> tuple[StackConfig, int, tuple[str, .
             check_stack_addresses(ip, prefix, mac, None if ifaces else kwargs.get("gateway"))
         except AddressError as e:
             raise chk.fail(s.key_lines.get(e.what, s.line), f"stack.{e.what}: {e}") from None
-        for key, lo, hi in (("mtu", 68, 65535), ("ttl", 1, 255), ("vlan", 1, 4094), ("seed", 0, 2**64 - 1)):
+        for key, lo, hi in (("mtu", 68, 65535), ("ttl", 1, 255), ("min_pmtu", 68, 65535), ("vlan", 1, 4094),
+                            ("seed", 0, 2**64 - 1)):
             if key in s:
                 v = s[key]
                 if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
@@ -924,6 +929,8 @@ def _step(chk: _Checker, raw: Any, line: int, ctx: Context, earlier: list[Step] 
                 _build(chk, quoted, ctx, m.key_lines["quote"])
                 step.quote = quoted
                 step.build = flat
+            if "repeat" in m:
+                step.repeat = _repeat(chk, m, spec, step.frames[0])
             if "fragment" in m:
                 step.fragment = _fragment_spec(chk, m)
                 try:
@@ -1011,6 +1018,35 @@ def _build(chk: _Checker, flat: dict[str, Any], ctx: Context, line: int) -> byte
         return build_frame(flat, ctx, Isns())  # a TCP segment is built again when it runs, from the ISNs by then
     except (struct.error, OverflowError) as e:  # a size this module's checks missed: still one line, not a traceback
         raise chk.fail(line, f"cannot build this frame: {e}") from None
+
+
+def _repeat(chk: _Checker, m: LineDict, spec: Any, frame: bytes) -> repeat.Repeat:
+    """``repeat: {count, vary, every}``: the frame sent ``count`` times, each ``vary`` field adding its step."""
+    line = m.key_lines["repeat"]
+    r = chk.mapping(m["repeat"], line, "repeat")
+    chk.keys(r, {"count", "vary", "every"}, "repeat")
+    for other in ("fragment", "quote"):
+        if other in m:
+            raise chk.fail(m.key_lines[other], f"repeat and {other} exclude each other")
+    if "count" not in r:
+        raise chk.fail(r.line, "repeat needs 'count': how many frames to send")
+    count = chk.integer(r, "count", 1, repeat.MAX_COUNT)
+    vary: dict[str, int] = {}
+    if "vary" in r:
+        v = chk.mapping(r["vary"], r.key_lines["vary"], "repeat.vary")
+        for name in v:
+            if name not in repeat.FIELDS:
+                raise chk.fail(v.key_lines[name], f"repeat.vary: {name} cannot vary; these can: "
+                                                  f"{', '.join(repeat.FIELDS)}")
+            vary[name] = chk.integer(v, name, -(1 << 32), 1 << 32)
+    every = chk.number(r, "every", 0.0, MAX_SECONDS / count) if "every" in r else 0.0
+    named = {k.partition(".")[0] for k in (spec if isinstance(spec, Mapping) else {})
+             if isinstance(spec[k], Mapping) and "checksum" in spec[k]}
+    rep = repeat.Repeat(count, vary, every, frozenset(named))
+    why = repeat.check(frame, rep)
+    if why is not None:
+        raise chk.fail(line, why)
+    return rep
 
 
 def _fragment_spec(chk: _Checker, m: LineDict) -> tuple[int, list[int] | None]:
@@ -1186,7 +1222,7 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
 
 # -- several interfaces, routing, and what the wire does ------------------------------
 MAX_INTERFACES = 16
-IFACE_KEYS = {"name", "mac", "ip", "mtu", "vlan"}
+IFACE_KEYS = {"name", "mac", "ip", "mtu", "vlan", "offload"}
 
 
 def _interfaces(chk: _Checker, s: LineDict) -> tuple[Interface, ...]:
@@ -1224,7 +1260,10 @@ def _interfaces(chk: _Checker, s: LineDict) -> tuple[Interface, ...]:
             raise chk.fail(m.key_lines.get(e.what, m.line), f"interface {name}: {e}") from None
         mtu = chk.integer(m, "mtu", 68, 65535) if "mtu" in m else 1500
         vlan = chk.integer(m, "vlan", 1, 4094) if "vlan" in m else None
-        out.append(Interface(mac, ip, prefix, mtu, vlan, name))
+        offload = m.get("offload", False)
+        if not isinstance(offload, bool):
+            raise chk.fail(m.key_lines["offload"], f"offload is true or false, got {offload!r}")
+        out.append(Interface(mac, ip, prefix, mtu, vlan, name, offload))
     try:
         check_interfaces(out)
     except AddressError as e:

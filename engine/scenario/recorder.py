@@ -514,17 +514,25 @@ def time_text(prev: float, t: float, digits: int | None = None) -> str:
 
 
 def _config_lines(config: StackConfig, seed: int, services: Iterable[str]) -> list[str]:
-    lines = [
-        "stack:",
-        f"  mac: {_quote(mac_to_str(config.mac))}",
-        f"  ip: {ip_to_str(config.ip)}/{config.prefix_len}",
-    ]
+    first = config.ifaces[0]
+    if first.offload:  # only an interface can say so: the list form, with the one interface
+        vlan = f", vlan: {first.vlan}" if first.vlan is not None else ""
+        lines = ["stack:", "  interfaces:",
+                 f"    - {{name: {first.name or 'lan'}, mac: {_quote(mac_to_str(first.mac))}, "
+                 f"ip: {ip_to_str(first.ip)}/{first.prefix_len}, mtu: {first.mtu}{vlan}, offload: true}}"]
+    else:
+        lines = [
+            "stack:",
+            f"  mac: {_quote(mac_to_str(config.mac))}",
+            f"  ip: {ip_to_str(config.ip)}/{config.prefix_len}",
+        ]
     if config.gateway is not None:
         lines.append(f"  gateway: {ip_to_str(config.gateway)}")
-    lines.append(f"  mtu: {config.mtu}")
+    if not first.offload:
+        lines.append(f"  mtu: {config.mtu}")
     if config.ttl != 64:
         lines.append(f"  ttl: {config.ttl}")
-    if config.vlan is not None:
+    if config.vlan is not None and not first.offload:
         lines.append(f"  vlan: {config.vlan}")
     lines.append(f"  seed: {seed}")
     names = list(services)

@@ -46,6 +46,8 @@ from .droprules import DropRule, DropRules
 from .fields import BYTES, SpecError, build_frame, compare, decode_frame, show
 from .isn import Isns, Rel
 from .loader import Scenario, ScenarioError, Step, fragment_frame
+from .repeat import Repeat
+from .repeat import frames as repeat_frames
 from .simhost import SimHost
 from .tcp_words import ANY as ANY_VALUE
 from .tcp_words import OptionsPattern
@@ -59,6 +61,9 @@ SOCKET_OPTIONS = {
     "nodelay": (IPPROTO_TCP, TCP_NODELAY), "reuseaddr": (SOL_SOCKET, SO_REUSEADDR), "rcvbuf": (SOL_SOCKET, SO_RCVBUF),
     "sndbuf": (SOL_SOCKET, SO_SNDBUF), "keepalive": (SOL_SOCKET, SO_KEEPALIVE), "error": (SOL_SOCKET, SO_ERROR),
 }
+
+
+_MAC_FIELDS = frozenset({"eth.", "eth.dst", "eth.src"})  # "eth." marks the layer as named
 
 
 class StepFailed(Exception):
@@ -110,10 +115,20 @@ class Runner(SimHost):
             trace = learning
         keep: Callable[[bytes], bool] | None = None
         if ignore:
+            # A spec naming MAC addresses alone is matched on the frame's bytes: a flood's answers
+            # (repeat:) are set aside without decoding each one.
+            by_mac = [(spec.get("eth.dst"), spec.get("eth.src")) for spec in ignore if set(spec) <= _MAC_FIELDS]
+            decoded_specs = [spec for spec in ignore if not set(spec) <= _MAC_FIELDS]
+
             def keep(frame: bytes) -> bool:
                 """``options.ignore``: set aside a frame any spec matches; the frame is decoded once for them all."""
+                for dst, src in by_mac:
+                    if (dst is None or frame[0:6] == dst) and (src is None or frame[6:12] == src):
+                        return False
+                if not decoded_specs:
+                    return True
                 decoded = decode_frame(frame, isns)
-                return all(compare(spec, decoded, isns) for spec in ignore)
+                return all(compare(spec, decoded, isns) for spec in decoded_specs)
         self.shaper, self.drop_rules = link_shaper(scenario)
         super().__init__(stack, trace=trace, keep=keep, default_wait=scenario.expect_within, shaper=self.shaper)
         self.scenario = scenario
@@ -186,8 +201,20 @@ class Runner(SimHost):
                 frames = fragment_frame(frame, *step.fragment) if step.fragment else [frame]
             if step.build.get("tcp.flags", 0) & SYN and not isinstance(step.build.get("tcp.seq", 0), Rel):
                 self.isns.learn_syn(frame)  # seq: {abs: N} on a SYN: a new ISN for its sender
+        if step.repeat is not None:
+            self._repeat(step.repeat, frames[0], step.iface or 0)
+            return
         for frame in frames:
             self.wire.inject(frame, step.iface or 0)
+
+    def _repeat(self, rep: Repeat, frame: bytes, iface: int) -> None:
+        """``repeat:``: the copies one after the other, ``every`` seconds apart; the clock stands at the last."""
+        start = self.now
+        inject = self.wire.inject
+        for i, copy in enumerate(repeat_frames(frame, rep)):
+            if i and rep.every:
+                self.advance(start + i * rep.every)
+            inject(copy, iface)
 
     def _quoted(self, quote: dict[str, Any]) -> bytes:
         """What an ICMP error quotes of the stack's segment: its IP header and first 8 octets (RFC 792)."""

@@ -27,6 +27,7 @@ from functools import partial
 
 from simstack.protocols.stack import Stack
 
+from . import vnet
 from .impair import LinkShaper
 
 Trace = Callable[[float, str, bytes], None]  # (time, "<" into the stack | ">" out of it, frame)
@@ -45,6 +46,8 @@ class SimWire:
         # With several interfaces, a traced frame's direction names its interface too ("wan <").
         self._arrows = [(f"{p.name} <", f"{p.name} >") for p in stack.ports] if len(stack.ports) > 1 else [("<", ">")]
         self.after_event: Callable[[], None] | None = None
+        # Interfaces with offload: their TCP checksums are left partial for the device, which is this wire.
+        self._complete = [bool(p.tso_max) for p in stack.ports]
         self._calls: list[tuple[float, int, Callable[[], None]]] = []
         self._seq = itertools.count()
 
@@ -72,6 +75,8 @@ class SimWire:
         keep = self.keep
         if self.shaper is None and len(self.pendings) == 1:  # one interface, nothing in between: the common case
             for frame in self.stack.transmit():
+                if self._complete[0]:
+                    frame = vnet.complete(frame)
                 if self.trace:
                     self.trace(self.now, ">", frame)
                 if keep is None or keep(frame):
@@ -79,6 +84,8 @@ class SimWire:
             return
         shaper = self.shaper if self.shaper is not None and self.shaper.shapes_outbound else None
         for iface, frame in self.stack.transmit_all():
+            if self._complete[iface]:
+                frame = vnet.complete(frame)
             if self.trace:
                 self.trace(self.now, self._arrows[iface][1], frame)
             if keep is not None and not keep(frame):

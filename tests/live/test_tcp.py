@@ -174,16 +174,21 @@ def test_20_mb_echo_read_as_fast_as_possible(netns: Netns) -> None:
     assert settled(netns) == {}  # the kernel closed first: nothing is left on the stack's side
 
 
-def test_20_mb_echo_read_slowly_closes_and_reopens_the_windows(netns: Netns) -> None:
-    netns.live("--serve", "echo", "--serve", "http")
+@pytest.mark.parametrize("tcp_options", ["none", "ws,ts,sack"])
+def test_20_mb_echo_read_slowly_closes_and_reopens_the_windows(netns: Netns, tcp_options: str) -> None:
+    netns.live("--serve", "echo", "--serve", "http", "--tcp-options", tcp_options)
     out = peer(netns, "echo", "10.0.0.1", "7", "--size", str(20 * MB), "--rate", str(MB), "--rcvbuf", "65536",
                timeout=90)
     assert out["ok"] and out["sha256"] == out["sent_sha256"], out
     assert out["seconds"] >= 19  # paced at 1 MB/s indeed
     counters = status(netns)["counters"]
-    # The kernel's window closed (the stack probed it) and the stack's own closed too (the echo stopped
-    # reading, so the kernel's probes met a zero window and were answered without taking data).
-    assert counters.get("tcp.persist_probe", 0) > 0, counters
+    # The kernel's window closed and the stack's own closed too (the echo stopped reading, so the
+    # kernel's probes met a zero window and were answered without taking data). Without window
+    # scaling the kernel leaves its zero window unannounced once it reopens, about a second into the
+    # transfer (a capture shows it), so the stack's persist timer probes it; with scaling the
+    # kernel's window update comes on its own and no probe is needed.
+    if tcp_options == "none":
+        assert counters.get("tcp.persist_probe", 0) > 0, counters
     assert counters.get("tcp.drop.out_of_window", 0) + counters.get("tcp.drop.zero_window", 0) > 0, counters
     assert settled(netns) == {}
 
