@@ -118,6 +118,9 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     lv.add_argument("--record", metavar="OUT.yaml", help="on exit, write the session as a replayable scenario")
     lv.add_argument("--record-limit", type=int, metavar="FRAMES",
                     help="record at most FRAMES frames, and say so when the session goes past them (default 5000)")
+    lv.add_argument("--busy-poll", type=int, default=0, metavar="USEC",
+                    help="after the last frame, poll for USEC microseconds (0 to 1000000) before sleeping, as "
+                         "SO_BUSY_POLL: lower latency for a CPU kept busy that long (default 0: off)")
     pg = lv.add_argument_group("ping from the stack")
     pg.add_argument("--ping", metavar="IP", help="send echo requests to IP, print replies like ping(8), then exit")
     pg.add_argument("-c", "--count", type=int, default=5, metavar="N", help="requests to send (default %(default)s)")
@@ -307,7 +310,7 @@ def live(args: argparse.Namespace) -> int:
                        () if args.no_serve else tuple(args.serve or DEFAULT_SERVICES), args.record,
                        lab=args.lab, lab_clients=args.lab_clients, lab_route=args.lab_route, tcp_msl=args.tcp_msl,
                        tcp_rto_min=args.tcp_rto_min, tcp_options=args.tcp_options, record_limit=args.record_limit,
-                       offload=args.offload, mtu=args.mtu,
+                       offload=args.offload, mtu=args.mtu, busy_poll=args.busy_poll,
                        **router_options(args))
     try:
         return run(opts, sys.stdout, sys.stderr)

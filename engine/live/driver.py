@@ -71,6 +71,10 @@ T = TypeVar("T")
 FrameHook = Callable[[str, bytes, float], None]  # ("<" into the stack or ">" out of it, frame, monotonic time)
 
 _LOG_ERRORS = 10  # frames logged in full before the log only counts
+_PACED = 0.0002  # seconds between frames past which a device is read one frame at a time (see _receive)
+_PREEMPTED = 0.0005  # seconds one empty busy-poll round may take before the loop counts itself preempted
+_BACKOFF_MIN, _BACKOFF_MAX = 0.01, 1.0  # seconds without busy polling after a round found the CPU contended
+MAX_BUSY_POLL = 1.0  # seconds: --busy-poll's ceiling; past it, a busy loop is a spinning process, not a poll
 
 log = logging.getLogger("simstack.live")
 
@@ -113,17 +117,27 @@ class LiveDriver:
     ``on_ready`` runs in the loop thread, outside the lock, when endpoints
     were marked ready; it returns True when it left marks for another turn.
     ``error`` is set when the device failed (it was deleted, say) and the
-    loop ended because of it.
+    loop ended because of it. ``busy_poll`` (seconds, default 0: off) keeps
+    the loop polling without sleeping for that long after the last wake-up,
+    as Linux's SO_BUSY_POLL does for a socket: a frame that comes in that
+    window is read without the scheduler waking the process, at the price
+    of a CPU kept busy for the window. It applies while the loop's is the
+    process's only thread (``simstack live`` serving), since a spinning
+    thread keeps the others from the GIL.
     """
 
     def __init__(self, stack: Stack, device: FrameDevice, *, hook: FrameHook | None = None, batch: int = 64,
                  clock: Callable[[], float] = time.monotonic, on_ready: Callable[[], bool] | None = None,
-                 devices: Sequence[FrameDevice] = (), offload: bool = False) -> None:
+                 devices: Sequence[FrameDevice] = (), offload: bool = False, busy_poll: float = 0.0) -> None:
+        if not 0.0 <= busy_poll <= MAX_BUSY_POLL:
+            raise ValueError(f"busy_poll {busy_poll!r}: want 0 to {MAX_BUSY_POLL:g} seconds")
         self.stack = stack
+        self.busy_poll = busy_poll
         self.device = device
         self.devices = [device, *devices]  # interface i's device; ``devices`` are interfaces 1, 2, ...
         if len(self.devices) != len(stack.ports):
             raise ValueError(f"{len(self.devices)} devices for a stack with {len(stack.ports)} interfaces")
+        self._last_rx = [-1e9] * len(self.devices)  # when each device last gave a frame (clock time)
         self._held = [(i, d) for i, d in enumerate(self.devices) if isinstance(d, HeldFrames)]
         if offload and (len(self.devices) > 1 or not hasattr(device, "write_vnet")):
             raise ValueError("offload takes one TAP opened with it, not beside other devices")
@@ -277,13 +291,41 @@ class LiveDriver:
             deadline = stack.next_deadline()
             self._flush(clock())
         more = False
+        busy_poll = self.busy_poll
+        spin_until = 0.0  # with busy_poll: poll without sleeping until then
+        spin_after = 0.0  # after a preempted round: no busy polling before then
+        backoff = 0.0
+        before = 0.0
         while not self._stopping:
             # Marks left by a dispatch that ran out of rounds: look again at once.
             wake_at = self._wake_at(deadline) if held else deadline
-            timeout = 0.0 if more else -1.0 if wake_at is None else max(0.0, wake_at - clock())
+            if more:
+                timeout = 0.0
+            else:
+                before = clock()
+                timeout = 0.0 if before < spin_until else -1.0 if wake_at is None else max(0.0, wake_at - before)
             events = poll(timeout)
+            if not events and not more and not held:
+                # A busy-poll round that found nothing, or epoll woke a little before the deadline (it rounds
+                # the timeout up to a millisecond, so rarely): no lock, no bookkeeping.
+                now = clock()
+                if timeout == 0.0 and now - before > _PREEMPTED:
+                    # Another task had the CPU. A process that spins under contention spends more than its share,
+                    # and the scheduler makes it wait its turn when a frame comes, where one asleep in epoll is
+                    # woken ahead of the others. So sleep, as the kernel's busy poll stops when the scheduler wants
+                    # the CPU back (need_resched), and spin again only after a back-off: short after a lone
+                    # preemption, doubled (up to a second) while they keep coming.
+                    backoff = min(2 * backoff, _BACKOFF_MAX) if now - spin_after < backoff else _BACKOFF_MIN
+                    spin_until = 0.0
+                    spin_after = now + backoff
+                if deadline is None or now < deadline:
+                    continue
             with self.lock:
                 now = clock()
+                # Busy polling wants the GIL to itself: another thread (an application's, --ping's) would wait
+                # for it up to the interpreter's switch interval (5 ms) each time it woke while the loop spun.
+                if busy_poll and events and now >= spin_after and threading.active_count() == 1:
+                    spin_until = now + busy_poll
                 busy = False
                 for fd, _mask in events:
                     if fd == device_fd or fd in others:
@@ -325,12 +367,24 @@ class LiveDriver:
                 more = False
 
     def _receive(self, now: float, iface: int = 0) -> bool:
-        frames = self.devices[iface].read_batch(self.batch)
+        """Read and deliver the frames queued on interface ``iface``'s device: one, or up to ``batch``.
+
+        Frames that come paced (a ping every millisecond) come one to a
+        wake-up. For them one read, and epoll (level-triggered: it reports a
+        device again while frames are queued) says whether another waits,
+        instead of a second read that finds the queue empty before the reply
+        leaves. Frames that come close together are read ``batch`` at a time.
+        """
+        last = self._last_rx
+        frames = self.devices[iface].read_batch(1 if now - last[iface] > _PACED else self.batch)
+        if not frames:
+            return False
+        last[iface] = now
         if self._vnet is not None:
             self._deliver_vnet(frames, now)
         else:
             self._deliver(frames, now, iface)
-        return bool(frames)
+        return True
 
     def _deliver_vnet(self, reads: list[bytes], now: float) -> None:
         """Each read is a virtio-net header and a frame: the frame goes in, with what the header vouches for."""
