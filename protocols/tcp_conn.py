@@ -1212,14 +1212,27 @@ class TcpConn:
             self._acked_phase(ack, acked, now)
         elif self.cc is NEWRENO and self.cwnd >= self.ssthresh:
             mss = self.snd_mss  # NEWRENO.on_ack's congestion avoidance, inline on the per-ACK path
-            self.cwnd += max(1, mss * mss // self.cwnd)
+            # with offload one ACK covers a TSO segment of many MSS: each counts (RFC 3465 byte counting)
+            self.cwnd += max(1, mss * (acked if self.tso_max else mss) // self.cwnd)
         else:
-            self.cc.on_ack(self, acked, self.layer.config.abc_limit * self.snd_mss, now)
+            self.cc.on_ack(self, acked, self._abc_limit(acked), now)
         self.dupacks = 0  # RFC 6675 5: a cumulative ACK resets DupAcks
         self.rto_at = None if ack == self.snd_max else now + self.rto
         low = self.sndbuf_size // 3
         if self.sndbuf_size - before < low <= self.sndbuf_size - len(sndbuf):
             self.layer.ready.mark(self, Ready.WRITABLE)
+
+    def _abc_limit(self, acked: int) -> int:
+        """How far one ACK may open cwnd in slow start (RFC 3465 L).
+
+        With offload the peer sees one TSO segment of many MSS arrive as one
+        and answers it with one ACK; capped at L MSS, cwnd would grow by one
+        segment a round trip and the sender would wait on a single segment
+        in flight. Each MSS the ACK covers counts then, as Linux's
+        tcp_slow_start counts the packets an ACK covers.
+        """
+        limit = self.layer.config.abc_limit * self.snd_mss
+        return acked if self.tso_max and acked > limit else limit
 
     def _acked_phase(self, ack: int, acked: int, now: float) -> None:
         """New data acknowledged outside the open phase: end or continue the recovery (tcp_cc.PHASES)."""
@@ -1240,7 +1253,7 @@ class TcpConn:
                     self.cwnd = max(self.cwnd - acked, 0) + self.snd_mss
                 # with SACK the ACK's delivery drives _sack_send (RFC 6675 5 (C), RFC 6937)
         else:
-            self.cc.on_ack(self, acked, self.layer.config.abc_limit * self.snd_mss, now)
+            self.cc.on_ack(self, acked, self._abc_limit(acked), now)
             if state == LOSS and not seq_ge(ack, self.recover):
                 state = PHASES[(state, "partial")]
             elif state == LOSS or sb is None or not sb.blocks:

@@ -106,7 +106,7 @@ def add_live_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") 
     lv.add_argument("--tcp-msl", type=float, metavar="SECONDS",
                     help="TCP's maximum segment lifetime: TIME-WAIT lasts twice this (default 30)")
     lv.add_argument("--tcp-rto-min", type=float, metavar="SECONDS",
-                    help="the floor of TCP's retransmission timeout (default 1, RFC 6298 2.4; Linux uses 0.2)")
+                    help="the floor of TCP's retransmission timeout (default 0.2, as Linux; RFC 6298 2.4 asks for 1)")
     lv.add_argument("--tcp-options", metavar="LIST", default="ws,ts,sack",
                     help="the TCP options offered on a SYN: some of ws (window scale 7, RFC 7323 2), ts "
                          "(timestamps, RFC 7323 3) and sack (RFC 2018) joined by commas, or none (default: ws,ts,sack)")
