@@ -963,6 +963,10 @@ class TcpConn:
         cur = seq_diff(self.rcv_adv, self.rcv_nxt)
         if cur < 0:
             cur = 0
+        elif cur > limit:
+            # A SYN-ACK resent after a scaled window went out: its field is unscaled (RFC 7323 2.2), so it
+            # repeats what 16 bits can say; the right edge offered before stays where it was (RFC 9293 3.8.6.2.2).
+            cur = limit
         if self.layer.config.window_steps:
             if free - cur >= min(self.rcvbuf_size // 2, self.our_mss) or (free > cur and free == self.rcvbuf_size):
                 self.rcv_adv = (self.rcv_nxt + free) & MASK
