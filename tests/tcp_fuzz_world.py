@@ -462,16 +462,42 @@ def step(w: World, src: Source) -> None:
     elif op == 14:
         w.app(w.b, src.num(0, 7), src.num(0, 9), src.num(0, 5000))
     else:
-        kind = src.num(0, 4)
+        kind = src.num(0, 5)
         if kind == 0:
             w.settle()
         elif kind == 1 and len(w.held[w.b]) < 12:
             w.connect(w.b)  # one more client: the listener's queues fill
         elif kind == 2:
             w.advance(0.0)
+        elif kind == 5:
+            w.inject(icmp_error(w, src))
         else:
             # raw TCP bytes, as they are (2) or moved onto the target's ports and sequence spaces (3)
             w.inject(tcp_frame(w, src.blob(src.num(20, RAW_TCP_MAX)), rebase=kind == 3))
+
+
+# (type, code) of the ICMP errors a TCP connection acts on or must ignore (RFC 5927, RFC 1122 4.2.3.9)
+ICMP_ERRORS = ((3, 0), (3, 1), (3, 2), (3, 3), (3, 4), (3, 9), (3, 10), (3, 13), (11, 0), (12, 0), (4, 0), (5, 0))
+MTUS = (0, 1, 67, 68, 100, 296, 576, 1280, 1499, 1500, 9000, 65535)
+
+
+def icmp_error(w: World, src: Source) -> bytes:
+    """An ICMP error from B quoting a segment of A's target connection, its sequence number near the flight."""
+    conn = w.target
+    type_, code = ICMP_ERRORS[src.num(0, len(ICMP_ERRORS) - 1)]
+    if conn is not None and conn.remote_port:
+        ports = conn.local_port.to_bytes(2, "big") + conn.remote_port.to_bytes(2, "big")
+        seq = near(src, [conn.snd_una, conn.snd_nxt, (conn.snd_max - 1) & MASK, conn.iss])
+    else:
+        ports, seq = src.blob(4).ljust(4, b"\0"), src.num(0, MASK)
+    mtu = MTUS[src.num(0, len(MTUS) - 1)] if type_ == 3 and code == 4 else 0
+    quoted = ipv4.emit(ipv4.Ipv4(src=IP_A, dst=IP_B, protocol=ipv4.PROTO_TCP, payload=ports + seq.to_bytes(4, "big"),
+                                 df=True))
+    body = bytearray(bytes((type_, code, 0, 0, 0, 0)) + mtu.to_bytes(2, "big") + quoted)
+    body[2:4] = internet_checksum(bytes(body), 0).to_bytes(2, "big")
+    packet = ipv4.emit(ipv4.Ipv4(src=IP_B, dst=IP_A, protocol=ipv4.PROTO_ICMP, payload=bytes(body)))
+    out: bytes = ethernet.emit(ethernet.Ethernet(dst=MAC_A, src=MAC_B, ethertype=ethernet.TYPE_IPV4, payload=packet))
+    return out
 
 
 def _unpadded(f: bytes) -> int:
