@@ -44,7 +44,9 @@ CONFIGS: tuple[tuple[TcpConfig, TcpConfig], ...] = (
     (_SMALL, _SMALL),
     (replace(_SMALL, wscale=2, timestamps=True, sack=True), replace(_SMALL, wscale=0, timestamps=True, sack=True)),
     (TcpConfig(rfc5961=False, accept_to_buffer=True, bsd_time_wait=True, ack_old_segments=True, resend_fin=True,
-               window_steps=False, drop_future_ack=True, rfc1337=True, sack=True, timestamps=True, wscale=3),
+               window_steps=False, drop_future_ack=True, rfc1337=True, sack=True, timestamps=True, wscale=3,
+               options_layout="freebsd", mss_buffers=True, drop_synfin=True, ack_second_segment=True, quickack=16,
+               rto_slop=0.2, double_buffers=True, icmp_syn_sent="freebsd"),
      TcpConfig(sack=True, timestamps=True, wscale=1)),
 )
 
@@ -230,8 +232,11 @@ class World:
                     self.hold(stack, child)
             elif call == 8:
                 conn.set_keepalive(bool(n & 1), self.now)
-            else:
+            elif call == 9:
                 conn.set_nodelay(bool(n & 1), self.now)
+            else:
+                conn.poll()
+                conn.set_sndbuf(256 + n * 16)
         except OSError as e:
             if e.errno is None:
                 raise
@@ -380,6 +385,38 @@ def option(src: Source) -> Option:
     return Option(src.num(0, 255), src.blob(src.num(0, 12)))
 
 
+SIZES = (1, 7, 100, 536, 1000, 1448, 1460)
+
+
+def burst(w: World, src: Source) -> list[bytes]:
+    """A run of the peer's data segments from near RCV.NXT, overlapping or not, in a drawn order (holes and
+    duplicates included): the out-of-order queue, SACK and D-SACK (RFC 2018, RFC 2883)."""
+    conn = w.target
+    if conn is None or not conn.remote_port:
+        return []
+    size = SIZES[src.num(0, len(SIZES) - 1)]
+    stride = max(1, size - src.num(0, size)) if src.num(0, 1) else size
+    start = (conn.rcv_nxt + SEQ_DELTAS[src.num(0, 8)] * (1 if src.num(0, 3) else stride)) & MASK
+    n = src.num(1, 8)
+    window = 0 if src.num(0, 3) == 0 else 0xFFFF  # a closed window: A's data waits for the persist timer
+    segs = []
+    for i in range(n):
+        seq = (start + i * stride) & MASK
+        options: tuple[Option, ...] = ()
+        if conn.ts_ok:
+            options = (Option(tcp.OPT_NOP), Option(tcp.OPT_NOP), Option(tcp.OPT_TIMESTAMP, (conn.ts_recent + i, 0)))
+        fin = FIN if i == n - 1 and src.num(0, 7) == 0 else 0
+        seg = Tcp(conn.remote_port, conn.local_port, seq, conn.snd_nxt, ACK | fin, window, 0, options,
+                  stream_bytes(seq, size))
+        segs.append(frame(MAC_B, MAC_A, IP_B, IP_A, tcp.emit(seg, IP_B, IP_A)))
+    out = []
+    while segs:
+        out.append(segs.pop(src.num(0, len(segs) - 1)))
+        if src.num(0, 5) == 0:
+            out.append(out[-1])  # a duplicate
+    return out
+
+
 def segment(w: World, src: Source) -> tuple[bytes, bool]:
     """A segment to A's target connection (or port) with fields chosen near the values that matter; the frame,
     and whether it is malformed (a Data Offset that cannot be right)."""
@@ -427,9 +464,12 @@ RAW_TCP_MAX = 1600
 def step(w: World, src: Source) -> None:
     """One choice of input: a forged segment, a broken frame, genuine traffic, time, or an application call."""
     op = src.num(0, OPS - 1)
-    if op <= 5:
+    if op <= 4:
         f, malformed = segment(w, src)
         w.inject(f, malformed)
+    elif op == 5:
+        for f in burst(w, src):
+            w.inject(f)
     elif op == 6:
         w.inject(src.blob(src.num(0, 120)))
     elif op == 7 and w.recent:
@@ -458,9 +498,9 @@ def step(w: World, src: Source) -> None:
     elif op == 12:
         w.advance(DELAYS[src.num(0, len(DELAYS) - 1)] if src.num(0, 3) else src.num(0, 5000) / 1000)
     elif op == 13:
-        w.app(w.a, src.num(0, 7), src.num(0, 9), src.num(0, 5000))
+        w.app(w.a, src.num(0, 7), src.num(0, 10), src.num(0, 5000))
     elif op == 14:
-        w.app(w.b, src.num(0, 7), src.num(0, 9), src.num(0, 5000))
+        w.app(w.b, src.num(0, 7), src.num(0, 10), src.num(0, 5000))
     else:
         kind = src.num(0, 5)
         if kind == 0:
@@ -477,7 +517,8 @@ def step(w: World, src: Source) -> None:
 
 
 # (type, code) of the ICMP errors a TCP connection acts on or must ignore (RFC 5927, RFC 1122 4.2.3.9)
-ICMP_ERRORS = ((3, 0), (3, 1), (3, 2), (3, 3), (3, 4), (3, 9), (3, 10), (3, 13), (11, 0), (12, 0), (4, 0), (5, 0))
+ICMP_ERRORS = ((3, 0), (3, 1), (3, 2), (3, 3), (3, 4), (3, 4), (3, 4), (3, 9), (3, 10), (3, 13), (11, 0), (12, 0),
+               (4, 0), (5, 0))
 MTUS = (0, 1, 67, 68, 100, 296, 576, 1280, 1499, 1500, 9000, 65535)
 
 
@@ -486,8 +527,13 @@ def icmp_error(w: World, src: Source) -> bytes:
     conn = w.target
     type_, code = ICMP_ERRORS[src.num(0, len(ICMP_ERRORS) - 1)]
     if conn is not None and conn.remote_port:
+        if conn.snd_una == conn.snd_max and conn.state in ("ESTABLISHED", "CLOSE-WAIT") and not conn.released:
+            w.write(conn, 3000)  # something in flight for the error to quote
         ports = conn.local_port.to_bytes(2, "big") + conn.remote_port.to_bytes(2, "big")
-        seq = near(src, [conn.snd_una, conn.snd_nxt, (conn.snd_max - 1) & MASK, conn.iss])
+        if src.num(0, 1):
+            seq = (conn.snd_una + src.num(0, max(0, (conn.snd_max - conn.snd_una - 1) & MASK))) & MASK
+        else:
+            seq = near(src, [conn.snd_una, conn.snd_nxt, (conn.snd_max - 1) & MASK, conn.iss])
     else:
         ports, seq = src.blob(4).ljust(4, b"\0"), src.num(0, MASK)
     mtu = MTUS[src.num(0, len(MTUS) - 1)] if type_ == 3 and code == 4 else 0
