@@ -37,11 +37,12 @@ def _le(a: int, b: int) -> bool:
     return 0 <= (b - a) & MASK < HALF
 
 
-def check_conn(conn: TcpConn, rcvbuf_peak: int = 0) -> None:
+def check_conn(conn: TcpConn, rcvbuf_peak: int = 0, sndbuf_peak: int = 0) -> None:
     """One TCB's invariants; states with no sequence space yet check only their queues.
 
-    ``rcvbuf_peak``: the largest SO_RCVBUF the connection has had (``Checker`` keeps it), since a window offered
-    from a larger buffer stays offered when the application shrinks it.
+    ``rcvbuf_peak``, ``sndbuf_peak``: the largest SO_RCVBUF and SO_SNDBUF the connection has had (``Checker``
+    keeps them): a window offered from a larger buffer stays offered, and queued bytes stay queued, when the
+    application shrinks it.
     """
     cfg = conn.layer.config
     state = conn.state
@@ -49,8 +50,8 @@ def check_conn(conn: TcpConn, rcvbuf_peak: int = 0) -> None:
         raise _fail(conn, f"{len(conn.ooo)} out-of-order segments > ooo_max_segments {cfg.ooo_max_segments}")
     if conn.ooo_bytes != sum(len(d) for _, d, _ in conn.ooo):
         raise _fail(conn, "ooo_bytes disagrees with the out-of-order queue")
-    if len(conn.sndbuf) > conn.sndbuf_size:
-        raise _fail(conn, f"send buffer {len(conn.sndbuf)} > SO_SNDBUF {conn.sndbuf_size}")
+    if len(conn.sndbuf) > max(conn.sndbuf_size, sndbuf_peak):
+        raise _fail(conn, f"send buffer {len(conn.sndbuf)} > SO_SNDBUF {max(conn.sndbuf_size, sndbuf_peak)}")
     if state == "LISTEN" and conn.parent is None:
         # Linux: backlog + 1 established connections wait (tcp_layer's docstring); half-open ones are bounded too.
         if len(conn.accept_queue) > conn.backlog + 1:
@@ -108,23 +109,24 @@ def check_counters(counters: Counters) -> None:
 def check_layer(layer: TcpLayer, held: Iterable[TcpConn] = ()) -> None:
     """Every TCB's invariants, and the layer's counters (stateless: see ``Checker`` for SO_RCVBUF changes)."""
     for conn in connections(layer, held):
-        check_conn(conn, layer.config.rcvbuf)
+        check_conn(conn, layer.config.rcvbuf, layer.config.sndbuf)
     check_counters(layer.counters)
 
 
 class Checker:
-    """``check_layer`` with a memory: each connection's largest SO_RCVBUF so far, for the window rule."""
+    """``check_layer`` with a memory: each connection's largest SO_RCVBUF and SO_SNDBUF so far."""
 
     def __init__(self, layer: TcpLayer) -> None:
         self.layer = layer
-        self.peak: weakref.WeakKeyDictionary[TcpConn, int] = weakref.WeakKeyDictionary()
+        self.peak: weakref.WeakKeyDictionary[TcpConn, tuple[int, int]] = weakref.WeakKeyDictionary()
 
     def __call__(self, held: Iterable[TcpConn] = ()) -> None:
         peak = self.peak
         for conn in connections(self.layer, held):
-            size = max(conn.rcvbuf_size, peak.get(conn, 0))
-            peak[conn] = size
-            check_conn(conn, size)
+            rcv, snd = peak.get(conn, (0, 0))
+            sizes = max(conn.rcvbuf_size, rcv), max(conn.sndbuf_size, snd)
+            peak[conn] = sizes
+            check_conn(conn, *sizes)
         check_counters(self.layer.counters)
 
 
