@@ -808,8 +808,16 @@ class TcpConn:
             self.rcvbuf += data
             self.rcv_nxt = (self.rcv_nxt + n) & MASK
             self._data_in(n, now)  # before the out-of-order queue adds to the buffer: its edge test needs that
-        if self.ooo:
-            fin = self._drain_ooo() or fin
+        if self.ooo and fin:
+            # The stream ends at this FIN (RFC 9293 3.10.7.4 eighth): what is held beyond it was never part of
+            # it, and is dropped rather than read past the end (Linux's tcp_fin purges the queue the same way).
+            for _ in self.ooo:
+                self.layer.counters.drop("tcp", "ignored")
+            self.ooo.clear()
+            self.ooo_bytes = 0
+            self.sack_blocks = []
+        elif self.ooo:
+            fin = self._drain_ooo()
             self.ack_now = True  # RFC 5681 4.2: filling a hole is acknowledged at once
         if self.sack_blocks:
             self._sack_update(None)
@@ -914,7 +922,8 @@ class TcpConn:
             if ((nseq + len(ndata) - seq) & MASK) <= len(data):
                 del ooo[i]  # entirely inside the new segment
                 self.ooo_bytes -= len(ndata)
-                fin = fin or nfin
+                # its FIN stays only where it was: the end of the new segment (the FIN is a place in the stream)
+                fin = fin or (nfin and (nseq + len(ndata)) & MASK == (seq + len(data)) & MASK)
                 continue
             data = data[:gap]
             fin = False
@@ -941,6 +950,8 @@ class TcpConn:
                 self.rcvbuf += part
                 self.rcv_nxt = (self.rcv_nxt + len(part)) & MASK
                 self._data_in(len(part), self.last_rx)
+            elif fin and off > len(data):
+                continue  # a FIN behind RCV.NXT: the stream in order ran past it, so it is stale (Linux tcp_ofo_queue)
             if fin:
                 self.ooo_bytes = 0
                 ooo.clear()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Protocol
 
-from tcp_invariants import Checker, InvariantError, StreamCheck, drops, stream_bytes
+from tcp_invariants import Checker, InvariantError, StreamCheck, connections, drops, stream_bytes
 
 from simstack.protocols import ethernet, ipv4, tcp
 from simstack.protocols.checksum import internet_checksum
@@ -136,6 +136,8 @@ class World:
         self.target: TcpConn | None = None  # A's connection in the state asked for
         self.frames = 0  # frames handed to either stack
         self.checkers = (Checker(self.a.tcp), Checker(self.b.tcp))
+        # where each stack was sent a FIN: the stream a connection took ends at one of them (RFC 9293 3.10.7.4)
+        self.fins: dict[Stack, set[int]] = {self.a: set(), self.b: set()}
 
     # -- the wire and the clock ------------------------------------------------
     def _collect(self) -> None:
@@ -148,9 +150,16 @@ class World:
     def check(self) -> None:
         self.checkers[0](self.held[self.a])
         self.checkers[1](self.held[self.b])
+        for stack in (self.a, self.b):
+            for conn in connections(stack.tcp, self.held[stack]):
+                if conn.fin_rcvd and (conn.rcv_nxt - 1) & MASK not in self.fins[stack]:
+                    raise InvariantError(f"{conn!r}: the FIN taken at {(conn.rcv_nxt - 1) & MASK} is not one sent")
 
     def receive(self, stack: Stack, f: bytes) -> None:
         self.frames += 1
+        fin = fin_at(f)
+        if fin is not None:
+            self.fins[stack].add(fin)
         stack.receive(f, self.now)
         self._collect()
         self.check()
@@ -544,6 +553,20 @@ def icmp_error(w: World, src: Source) -> bytes:
     packet = ipv4.emit(ipv4.Ipv4(src=IP_B, dst=IP_A, protocol=ipv4.PROTO_ICMP, payload=bytes(body)))
     out: bytes = ethernet.emit(ethernet.Ethernet(dst=MAC_A, src=MAC_B, ethertype=ethernet.TYPE_IPV4, payload=packet))
     return out
+
+
+def fin_at(f: bytes) -> int | None:
+    """The sequence number of the FIN in an Ethernet/IPv4/TCP frame, as its lengths describe it; None without."""
+    if len(f) < 54 or f[12:14] != b"\x08\x00" or f[23] != ipv4.PROTO_TCP:
+        return None
+    ihl = (f[14] & 0x0F) * 4
+    end = 14 + int.from_bytes(f[16:18], "big")
+    at = 14 + ihl
+    if ihl < 20 or end > len(f) or end < at + 20 or not f[at + 13] & FIN:
+        return None
+    hlen = (f[at + 12] >> 4) * 4
+    syn = 1 if f[at + 13] & SYN else 0
+    return (int.from_bytes(f[at + 4:at + 8], "big") + syn + max(0, end - at - hlen)) & MASK
 
 
 def _unpadded(f: bytes) -> int:
