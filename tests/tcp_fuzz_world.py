@@ -160,7 +160,10 @@ class World:
         fin = fin_at(f)
         if fin is not None:
             self.fins[stack].add(fin)
+        seen = stack.counters["eth.rx"]
         stack.receive(f, self.now)
+        if stack.counters["eth.rx"] != seen + 1:
+            raise InvariantError("a frame received was not counted once (eth.rx)")
         self._collect()
         self.check()
 

@@ -23,8 +23,8 @@ from simstack.protocols import tcp
 from simstack.protocols.tcp import ACK, OPT_MSS, OPT_SACK, OPT_SACK_PERMITTED, OPT_TIMESTAMP, OPT_WSCALE, PSH, Option, Tcp
 from simstack.protocols.tcp_conn import TcpConfig
 
-EXAMPLES = 20
-FRAMES_PER_EXAMPLE = 50
+EXAMPLES = 12
+FRAMES_PER_EXAMPLE = 80
 MAX_STEPS = 600  # a bound on the steps an example takes to put its frames through
 
 
