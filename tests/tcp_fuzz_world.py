@@ -154,6 +154,7 @@ class World:
             for conn in connections(stack.tcp, self.held[stack]):
                 if conn.fin_rcvd and (conn.rcv_nxt - 1) & MASK not in self.fins[stack]:
                     raise InvariantError(f"{conn!r}: the FIN taken at {(conn.rcv_nxt - 1) & MASK} is not one sent")
+                held_bytes(conn)
 
     def receive(self, stack: Stack, f: bytes) -> None:
         self.frames += 1
@@ -466,7 +467,10 @@ def segment(w: World, src: Source) -> tuple[bytes, bool]:
     raw: bytes = tcp.emit(seg, IP_B, IP_A)
     total = 20 + len(opts) + len(payload)
     malformed = offset is not None and (offset < 5 or offset * 4 > total)
-    return frame(MAC_B, MAC_A, IP_B, IP_A, raw, src.num(0, 0xFFFF)), malformed
+    out = bytearray(frame(MAC_B, MAC_A, IP_B, IP_A, raw, src.num(0, 0xFFFF)))
+    if offset is not None and not malformed:
+        _fix_tcp_checksum(out)  # a Data Offset past the options: the payload is what follows the header it says
+    return bytes(out), malformed
 
 
 OPS = 16
@@ -490,13 +494,13 @@ def step(w: World, src: Source) -> None:
         cut = src.num(0, max(0, _unpadded(f) - 1))
         w.inject(f[:cut], malformed=True)
     elif op == 8 and w.recent:
-        # one byte changed; with the TCP checksum made right again only a header byte (a payload byte changed
-        # under a good checksum would be data the peer never sent)
+        # one byte changed; with the TCP checksum made right again only a header byte, the payload then made the
+        # stream's bytes wherever the header now puts them (else it would be data the peer never sent)
         flipped = bytearray(w.recent[src.num(0, len(w.recent) - 1)])
         fix = src.num(0, 1) == 1
         i = src.num(0, (_headers_end(flipped) if fix else len(flipped)) - 1)
         flipped[i] = src.num(0, 255)
-        if fix and i != 14 and i != 14 + (flipped[14] & 0x0F) * 4 + 12:  # not IHL or Data Offset: options would be data
+        if fix:
             _fix_tcp_checksum(flipped)
         w.inject(bytes(flipped))
     elif op == 9:
@@ -558,6 +562,20 @@ def icmp_error(w: World, src: Source) -> bytes:
     return out
 
 
+def held_bytes(conn: TcpConn, tail: int = 2048) -> None:
+    """What a connection holds for its application is the stream's bytes at their places: the newest ``tail``
+    bytes of the receive buffer (the end is RCV.NXT, less a FIN), and every out-of-order segment."""
+    if conn.state in ("CLOSED", "LISTEN", "SYN-SENT"):
+        return
+    end = (conn.rcv_nxt - (1 if conn.fin_rcvd else 0)) & MASK
+    n = min(tail, len(conn.rcvbuf))
+    if n and conn.rcvbuf[-n:] != stream_bytes(end - n, n):
+        raise InvariantError(f"{conn!r}: the receive buffer holds bytes the peer did not send there")
+    for seq, data, _fin in conn.ooo:
+        if data != stream_bytes(seq, len(data)):
+            raise InvariantError(f"{conn!r}: the out-of-order queue holds at {seq} bytes the peer did not send there")
+
+
 def fin_at(f: bytes) -> int | None:
     """The sequence number of the FIN in an Ethernet/IPv4/TCP frame, as its lengths describe it; None without."""
     if len(f) < 54 or f[12:14] != b"\x08\x00" or f[23] != ipv4.PROTO_TCP:
@@ -592,15 +610,22 @@ def _headers_end(f: bytes | bytearray) -> int:
 
 
 def _fix_tcp_checksum(f: bytearray) -> None:
+    """Make a changed frame's TCP checksum right again, its payload first made the stream's bytes at the place
+    the (perhaps changed) header now puts them: a flipped sequence number or SYN bit moves the data."""
     ihl = (f[14] & 0x0F) * 4
     start = 14 + ihl
     end = min(len(f), 14 + int.from_bytes(f[16:18], "big"))
     if ihl < 20 or end - start < 20 or f[23] != ipv4.PROTO_TCP:
         return
     seg = bytearray(f[start:end])
+    hlen = (seg[12] >> 4) * 4
+    if 20 <= hlen < len(seg):
+        seq = int.from_bytes(seg[4:8], "big") + (1 if seg[13] & SYN else 0)
+        seg[hlen:] = stream_bytes(seq, len(seg) - hlen)
     seg[16:18] = b"\x00\x00"
     pseudo = ipv4.pseudo_header_sum(bytes(f[26:30]), bytes(f[30:34]), ipv4.PROTO_TCP, len(seg))
-    f[start + 16:start + 18] = internet_checksum(bytes(seg), pseudo).to_bytes(2, "big")
+    seg[16:18] = internet_checksum(bytes(seg), pseudo).to_bytes(2, "big")
+    f[start:end] = seg
 
 
 def tcp_frame(w: World, raw: bytes, rebase: bool = False) -> bytes:
