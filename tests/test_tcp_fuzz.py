@@ -16,7 +16,22 @@ so the examples below put at least ``len(STATES) * EXAMPLES * FRAMES_PER_EXAMPLE
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from tcp_fuzz_world import CONFIGS, IP_A, IP_B, MAC_A, MAC_B, PORT, STATES, ByteSource, World, build, frame, run, step
+from tcp_fuzz_world import (
+    CONFIGS,
+    IP_A,
+    IP_B,
+    MAC_A,
+    MAC_B,
+    PORT,
+    STATES,
+    ByteSource,
+    World,
+    build,
+    frame,
+    held_bytes,
+    run,
+    step,
+)
 from tcp_invariants import InvariantError, StreamCheck, check_conn, stream_bytes
 
 from simstack.protocols import tcp
@@ -147,3 +162,13 @@ def test_checker_catches_what_it_claims() -> None:
     check.got(stream_bytes(conn.irs + 1, 10))
     with pytest.raises(InvariantError, match="not the peer's bytes"):
         check.got(stream_bytes(conn.irs + 1, 10))  # the same ten bytes again: a duplicate delivered
+    conn.rcvbuf += stream_bytes(conn.rcv_nxt + 1, 5)  # held one place off
+    conn.rcv_nxt = (conn.rcv_nxt + 5) & 0xFFFFFFFF
+    with pytest.raises(InvariantError, match="receive buffer holds"):
+        held_bytes(conn)
+    conn.rcvbuf[-5:] = stream_bytes(conn.rcv_nxt - 5, 5)
+    held_bytes(conn)
+    w.check()
+    conn.fin_rcvd = True  # a FIN taken where nobody sent one
+    with pytest.raises(InvariantError, match="is not one sent"):
+        w.check()
