@@ -50,6 +50,7 @@ def encode(segments: list[tuple[float, str, bytes]], state: int, config: int) ->
     sink.num(0, len(world.CONFIGS) - 1, config)
     sink.num(0, 255, 1)  # seed
     sink.num(0, 2, 0)  # no data before
+    sink.num(0, 1, config % 2)  # ISNs near the 2^32 wrap, every other input
     peer_isn = next((int.from_bytes(s[4:8], "big") for _, d, s in segments if d == "<" and s[13] & 0x02), 0)
     our_isn = next((int.from_bytes(s[4:8], "big") for _, d, s in segments if d == ">" and s[13] & 0x02), 0)
     last = segments[0][0] if segments else 0.0

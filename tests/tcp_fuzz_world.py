@@ -285,11 +285,20 @@ def _pair(w: World) -> tuple[TcpConn, TcpConn]:
     return server, client
 
 
-def build(state: str, configs: tuple[TcpConfig, TcpConfig], seed: int = 1, data: int = 0) -> World:
+def _isn_near_wrap(lip: bytes, lport: int, rip: bytes, rport: int, now: float) -> int:
+    """An ISN a few thousand below 2^32, so the first data and the windows straddle the wrap."""
+    return (MASK - 2500 + (lport * 7 + rport) % 1000) & MASK
+
+
+def build(state: str, configs: tuple[TcpConfig, TcpConfig], seed: int = 1, data: int = 0,
+          wrap: bool = False) -> World:
     """A world whose A holds a connection in ``state`` (``w.target``; None for CLOSED), with ``data`` bytes sent
     each way first when the state has data behind it. Frames still in flight stay in flight: a state that lasts
     only while a segment is on the wire (SYN-SENT, FIN-WAIT-1, CLOSING, LAST-ACK) is held that way."""
     w = World(configs, seed)
+    if wrap:
+        for stack in (w.a, w.b):
+            setattr(stack.tcp, "isn", _isn_near_wrap)  # noqa: B010 (an instance's own ISN function)
     if state == "CLOSED":
         w.hold(w.b, w.b.tcp.open())  # B's end, to connect to A's closed port
         return w
@@ -656,7 +665,7 @@ def run(src: Source, max_steps: int = 10_000, on_step: Callable[[World], None] |
     """Decode a world (state, configs, history) and then steps until the source runs dry or ``max_steps``."""
     state = STATES[src.num(0, len(STATES) - 1)]
     configs = CONFIGS[src.num(0, len(CONFIGS) - 1)]
-    w = build(state, configs, seed=src.num(0, 255), data=(0, 100, 5000)[src.num(0, 2)])
+    w = build(state, configs, seed=src.num(0, 255), data=(0, 100, 5000)[src.num(0, 2)], wrap=src.num(0, 1) == 1)
     for _ in range(max_steps):
         if not src.more():
             break

@@ -68,7 +68,8 @@ class DrawSource:
 @given(data=st.data())
 def test_frames_timers_and_calls_keep_the_invariants(state: str, data: st.DataObject) -> None:
     configs = CONFIGS[data.draw(st.integers(0, len(CONFIGS) - 1), label="configs")]
-    w = build(state, configs, seed=data.draw(st.integers(0, 255)), data=data.draw(st.sampled_from((0, 100, 5000))))
+    w = build(state, configs, seed=data.draw(st.integers(0, 255)), data=data.draw(st.sampled_from((0, 100, 5000))),
+              wrap=data.draw(st.booleans(), label="ISNs near 2^32"))
     if state != "CLOSED":
         assert w.target is not None and w.target.state == state, w.target
     worlds = [w]
@@ -98,7 +99,7 @@ def _valid_frames(w: World) -> list[bytes]:
 @pytest.mark.parametrize("configs", [0, 1], ids=["plain", "options"])
 def test_truncation_at_every_byte(state: str, configs: int) -> None:
     """Every prefix of a valid frame is dropped and counted (``World.inject(malformed=True)``), in every state."""
-    w = build(state, CONFIGS[configs], data=100)
+    w = build(state, CONFIGS[configs], data=5000, wrap=configs == 1)
     frames = _valid_frames(w)
     assert frames
     before = w.frames
