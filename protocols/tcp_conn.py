@@ -630,8 +630,16 @@ class TcpConn:
         if flags & ACK:
             self._fire(T.SYN_ACK, seg, now)
             if seg.payload or flags & FIN:
-                # "continue processing at the sixth step": text and FIN of a SYN-ACK
-                self._text_and_fin((seg.seq + 1) & MASK, seg.payload, bool(flags & FIN), seg, now)
+                # "continue processing at the sixth step": text and FIN of a SYN-ACK, trimmed to the window
+                # offered (RFC 9293 3.10.7.4: segments are tailored to fit the window, FIN included)
+                start = (seg.seq + 1) & MASK
+                room = max(seq_diff(self.rcv_adv, start), 0)
+                if self.layer.config.accept_to_buffer:
+                    room = max(room, self.rcvbuf_size - len(self.rcvbuf))
+                payload, fin = seg.payload, bool(flags & FIN)
+                if len(payload) > room:
+                    payload, fin = payload[:room], False
+                self._text_and_fin(start, payload, fin, seg, now)
         else:
             self._fire(T.SYN, seg, now)
 

@@ -35,7 +35,19 @@ from tcp_fuzz_world import (
 from tcp_invariants import InvariantError, StreamCheck, check_conn, stream_bytes
 
 from simstack.protocols import tcp
-from simstack.protocols.tcp import ACK, OPT_MSS, OPT_SACK, OPT_SACK_PERMITTED, OPT_TIMESTAMP, OPT_WSCALE, PSH, Option, Tcp
+from simstack.protocols.tcp import (
+    ACK,
+    FIN,
+    OPT_MSS,
+    OPT_SACK,
+    OPT_SACK_PERMITTED,
+    OPT_TIMESTAMP,
+    OPT_WSCALE,
+    PSH,
+    SYN,
+    Option,
+    Tcp,
+)
 from simstack.protocols.tcp_conn import TcpConfig
 
 EXAMPLES = 12
@@ -173,3 +185,18 @@ def test_checker_catches_what_it_claims() -> None:
     conn.fin_rcvd = True  # a FIN taken where nobody sent one
     with pytest.raises(InvariantError, match="is not one sent"):
         w.check()
+
+
+def test_synack_data_is_trimmed_to_the_window() -> None:
+    """Found by the random fuzz runs: a SYN-ACK carrying 65400 octets to a SYN that offered 4096 put them all
+    in the receive buffer. RFC 9293 3.10.7.3 continues at 3.10.7.4's sixth step, where a segment is trimmed
+    to the window offered (its FIN with it): 4096 octets are taken, the rest (and the FIN) are not."""
+    w = build("SYN-SENT", CONFIGS[3])  # rcvbuf 4096
+    conn = w.target
+    assert conn is not None
+    peer_isn = 1 << 20
+    seg = Tcp(conn.remote_port, conn.local_port, peer_isn, (conn.iss + 1) & 0xFFFFFFFF, SYN | ACK | FIN, 65535, 0, (),
+              stream_bytes(peer_isn + 1, 65400))
+    w.inject(frame(MAC_B, MAC_A, IP_B, IP_A, tcp.emit(seg, IP_B, IP_A)))  # the invariants run here
+    assert conn.state == "ESTABLISHED" and not conn.fin_rcvd
+    assert len(conn.rcvbuf) == 4096 and conn.rcv_nxt == peer_isn + 1 + 4096
