@@ -6,7 +6,7 @@ PYTHON ?= python3
 # Tools the live tests drive, and dot for `simstack graph`; installed with apt when missing (needs root).
 APT_TOOLS := iproute2 iputils-ping iputils-arping netcat-openbsd curl tshark tcpdump socat graphviz traceroute
 
-.PHONY: demo test lint typecheck pytest apt bench fuzz man clean
+.PHONY: demo test lint typecheck pytest apt bench fuzz fuzz-atheris man clean
 
 $(BIN)/python:
 	@$(PYTHON) -m venv $(VENV) || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null && $(PYTHON) -m venv $(VENV); }
@@ -48,6 +48,16 @@ test: lint typecheck pytest
 FUZZ_EXAMPLES ?= 5000
 fuzz: $(BIN)/.installed
 	SIMSTACK_HYPOTHESIS=fuzz SIMSTACK_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -m "not live" -p no:cacheprovider tests
+
+# Coverage-guided fuzzing of the TCP receive path with atheris (fuzz/README.md); not part of `make test`.
+# FUZZ_TIME is in seconds; what it finds lands in fuzz/findings/.
+FUZZ_TIME ?= 1800
+fuzz-atheris: $(BIN)/.installed
+	$(BIN)/pip install -q -e '.[fuzz]'
+	$(BIN)/python fuzz/seed_corpus.py
+	mkdir -p fuzz/findings
+	FUZZ_FINDINGS=fuzz/findings nice $(BIN)/python fuzz/fuzz_stack.py fuzz/corpus -max_total_time=$(FUZZ_TIME) \
+		-max_len=8192 -print_final_stats=1
 
 # simstack(1) from the parser; tests/test_cli_help.py fails when the committed page is stale.
 man: $(BIN)/.installed

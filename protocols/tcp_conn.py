@@ -693,8 +693,16 @@ class TcpConn:
         if flags & ACK:
             self._fire(T.SYN_ACK, seg, now)
             if seg.payload or flags & FIN:
-                # "continue processing at the sixth step": text and FIN of a SYN-ACK
-                self._text_and_fin((seg.seq + 1) & MASK, seg.payload, bool(flags & FIN), seg, now)
+                # "continue processing at the sixth step": text and FIN of a SYN-ACK, trimmed to the window
+                # offered (RFC 9293 3.10.7.4: segments are tailored to fit the window, FIN included)
+                start = (seg.seq + 1) & MASK
+                room = max(seq_diff(self.rcv_adv, start), 0)
+                if self.layer.config.accept_to_buffer:
+                    room = max(room, self.rcvbuf_size - len(self.rcvbuf))
+                payload, fin = seg.payload, bool(flags & FIN)
+                if len(payload) > room:
+                    payload, fin = payload[:room], False
+                self._text_and_fin(start, payload, fin, seg, now)
         else:
             self._fire(T.SYN, seg, now)
 
@@ -873,8 +881,16 @@ class TcpConn:
             self.rcvbuf += data
             self.rcv_nxt = (self.rcv_nxt + n) & MASK
             self._data_in(n, now)  # before the out-of-order queue adds to the buffer: its edge test needs that
-        if self.ooo:
-            fin = self._drain_ooo() or fin
+        if self.ooo and fin:
+            # The stream ends at this FIN (RFC 9293 3.10.7.4 eighth): what is held beyond it was never part of
+            # it, and is dropped rather than read past the end (Linux's tcp_fin purges the queue the same way).
+            for _ in self.ooo:
+                self.layer.counters.drop("tcp", "ignored")
+            self.ooo.clear()
+            self.ooo_bytes = 0
+            self.sack_blocks = []
+        elif self.ooo:
+            fin = self._drain_ooo()
             self.ack_now = True  # RFC 5681 4.2: filling a hole is acknowledged at once
         if self.sack_blocks:
             self._sack_update(None)
@@ -1029,7 +1045,8 @@ class TcpConn:
             if ((nseq + len(ndata) - seq) & MASK) <= len(data):
                 del ooo[i]  # entirely inside the new segment
                 self.ooo_bytes -= len(ndata)
-                fin = fin or nfin
+                # its FIN stays only where it was: the end of the new segment (the FIN is a place in the stream)
+                fin = fin or (nfin and (nseq + len(ndata)) & MASK == (seq + len(data)) & MASK)
                 continue
             data = data[:gap]
             fin = False
@@ -1058,6 +1075,8 @@ class TcpConn:
                 self.rcvbuf += part
                 self.rcv_nxt = (self.rcv_nxt + len(part)) & MASK
                 self._data_in(len(part), self.last_rx)
+            elif fin and off > len(data):
+                continue  # a FIN behind RCV.NXT: the stream in order ran past it, so it is stale (Linux tcp_ofo_queue)
             if fin:
                 self.ooo_bytes = 0
                 ooo.clear()
@@ -1080,11 +1099,22 @@ class TcpConn:
         cur = seq_diff(self.rcv_adv, self.rcv_nxt)
         if cur < 0:
             cur = 0
+        elif cur > limit:
+            # A SYN-ACK resent after a scaled window went out: its field is unscaled (RFC 7323 2.2), so it
+            # repeats what 16 bits can say; the right edge offered before stays where it was (RFC 9293 3.8.6.2.2).
+            cur = limit
         if cur & ((1 << shift) - 1):
             # RFC 7323 2.4 and appendix F: the field counts units of 2^shift, and the edge offered last,
-            # rounded down, would move left (a shrunk window): round it up, as Linux's tcp_select_window
-            cur = ((cur >> shift) + 1) << shift
-            self.rcv_adv = (self.rcv_nxt + cur) & MASK
+            # rounded down, would move left (a shrunk window): round it up, as Linux's tcp_select_window,
+            # unless that takes the edge past the buffer by a unit, as rounding up at every ACK would
+            # (each one drifts it < 2^shift further); then retract by less than 2^shift, which 2.4 allows
+            # (the segments up to the old edge are still taken).
+            up = ((cur >> shift) + 1) << shift
+            if len(self.rcvbuf) + up <= self.rcvbuf_size + (1 << shift):
+                cur = up
+                self.rcv_adv = (self.rcv_nxt + cur) & MASK
+            else:
+                cur = (cur >> shift) << shift
         if self.layer.config.window_steps:
             if free - cur >= min(self.rcvbuf_size // 2, self.our_mss) or (free > cur and free == self.rcvbuf_size):
                 self.rcv_adv = (self.rcv_nxt + free) & MASK
