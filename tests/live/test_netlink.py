@@ -2,6 +2,7 @@
 
 import json
 import sys
+from typing import Any
 
 import pytest
 
@@ -54,7 +55,7 @@ with Netlink() as nl:
 """
 
 
-def _json(netns: Netns, script: str) -> object:
+def _json(netns: Netns, script: str) -> Any:
     r = netns.run(sys.executable, "-c", script)
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)
@@ -83,7 +84,7 @@ def test_link_agrees_with_pyroute2(netns: Netns) -> None:
 
 def test_set_up_mtu_address_and_delete(netns: Netns) -> None:
     netns.run("ip", "tuntap", "add", "tap9", "mode", "tap", check=True)
-    up, mtu, down_up, errors, gone = _json(netns, CHANGE)  # type: ignore[misc]
+    up, mtu, down_up, errors, gone = _json(netns, CHANGE)
     assert (up, mtu, down_up, gone) == (True, 9000, False, None)
     assert errors == ["cannot add 10.9.0.2/24 to tap9: File exists",
                       "cannot set the MTU of tap9 to 70000: Invalid argument"]
