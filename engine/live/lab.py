@@ -396,11 +396,11 @@ class Lab:
 
     def _configure_client(self, client: Client) -> None:
         """Loopback up, the address (which brings the subnet route), the link up, the default route if asked."""
+        from pyroute2 import IPRoute
+
         p = self.plan
         segment = p.all_segments[client.segment]
         where = f"in namespace {client.name}"
-        from pyroute2 import IPRoute
-
         try:
             ns = IPRoute(netns=client.name, flags=0)  # flags=0: never create a namespace here
         except Exception as e:
