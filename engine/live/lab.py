@@ -14,7 +14,8 @@ exists (``check``); ``create`` records each object the moment it exists, and
 by identity, never by name alone: a namespace or link someone else made under
 one of the lab's names is never touched.
 
-Netlink goes through pyroute2, as in the rest of live mode; named namespaces
+Netlink goes through pyroute2 (imported only when a lab is made or removed:
+plain live mode speaks its few rtnetlink messages itself, netlink.py); named namespaces
 live where ip-netns(8) keeps them, so ``ip netns exec NAME-1 ...`` works on
 them from any shell that shares simstack's mount namespace.
 
@@ -34,8 +35,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyroute2 import IPRoute, NetlinkError, netns
-
 from simstack.protocols.addresses import ip_to_str, netmask
 from simstack.protocols.interface import Interface
 from simstack.protocols.stack import StackConfig
@@ -54,7 +53,9 @@ MAX_CLIENTS = 256  # each client is a namespace and a veth pair: setup and teard
 # Interface names refuse '/', ':' and whitespace (dev_valid_name), namespace names '/' and dots-only;
 # a leading letter or digit keeps NAME-1 from reading as an option to ip(8).
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-NETNS_DIR: str = netns.NETNS_RUN_DIR  # where ip-netns(8) and pyroute2 keep named namespaces
+# Where ip-netns(8) and pyroute2 keep named namespaces (pyroute2.netns.NETNS_RUN_DIR), spelled out so that
+# importing this module (session.py does, to plan) does not load pyroute2: plain live mode never needs it.
+NETNS_DIR = "/var/run/netns"
 IN6_ADDR_GEN_MODE_NONE = 1  # include/uapi/linux/if_link.h: the kernel makes no IPv6 link-local address
 
 
@@ -281,6 +282,8 @@ class Lab:
             self._destroy()
 
     def _destroy(self) -> None:
+        from pyroute2 import IPRoute
+
         ipr = None
         try:
             ipr = IPRoute()
@@ -368,6 +371,8 @@ class Lab:
         return index
 
     def _add_client(self, ipr: Any, client: Client, bridge: int) -> None:
+        from pyroute2 import netns
+
         path = os.path.join(NETNS_DIR, client.name)
         with defer_interrupts():  # made and recorded, or neither
             try:
@@ -391,6 +396,8 @@ class Lab:
 
     def _configure_client(self, client: Client) -> None:
         """Loopback up, the address (which brings the subnet route), the link up, the default route if asked."""
+        from pyroute2 import IPRoute
+
         p = self.plan
         segment = p.all_segments[client.segment]
         where = f"in namespace {client.name}"
@@ -424,6 +431,8 @@ def _network(ip: bytes, prefix_len: int) -> bytes:
 @contextlib.contextmanager
 def _root() -> Iterator[Any]:
     """A netlink socket in simstack's own namespace."""
+    from pyroute2 import IPRoute
+
     try:
         ipr = IPRoute()
     except OSError as e:
@@ -433,6 +442,8 @@ def _root() -> Iterator[Any]:
 
 
 def _do(ipr: Any, what: str, method: str, *argv: Any, **kwarg: Any) -> None:
+    from pyroute2 import NetlinkError
+
     try:
         getattr(ipr, method)(*argv, **kwarg)
     except NetlinkError as e:
@@ -440,6 +451,8 @@ def _do(ipr: Any, what: str, method: str, *argv: Any, **kwarg: Any) -> None:
 
 
 def _lookup(ipr: Any, name: str) -> int | None:
+    from pyroute2 import NetlinkError
+
     try:
         found = ipr.link_lookup(ifname=name)
     except NetlinkError as e:
@@ -454,6 +467,8 @@ def _no_link_local(ipr: Any, index: int, name: str) -> None:
 
     A kernel without IPv6 makes no link-local address anyway, so its refusal is fine.
     """
+    from pyroute2 import NetlinkError
+
     spec = {"attrs": [["AF_INET6", {"attrs": [["IFLA_INET6_ADDR_GEN_MODE", IN6_ADDR_GEN_MODE_NONE]]}]]}
     try:
         ipr.link("set", index=index, af_spec=spec)
@@ -468,6 +483,8 @@ def _identity(path: str) -> tuple[int, int]:
 
 
 def _remove_link(ipr: Any, made: _Made) -> None:
+    from pyroute2 import NetlinkError
+
     try:
         ipr.link("del", index=made.ident[0])
     except NetlinkError as e:
@@ -485,6 +502,8 @@ def _remove_netns(made: _Made) -> None:
         if _identity(path) != made.ident:
             log.warning("namespace %s is no longer the one the lab created; left alone", made.name)
             return
+        from pyroute2 import netns
+
         netns.remove(made.name)
     except FileNotFoundError:
         pass

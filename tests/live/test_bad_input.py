@@ -126,9 +126,10 @@ def test_a_signal_between_making_a_lab_object_and_recording_it_leaves_nothing(la
     """The signal lands right after the kernel made the object, before the lab wrote it down."""
     script = textwrap.dedent(f"""
         import os, signal, sys
+        from pyroute2 import netns  # where lab.py takes it from, when it makes a namespace
         from simstack.engine.live import lab as lab_module, session
 
-        do, create = lab_module._do, lab_module.netns.create
+        do, create = lab_module._do, netns.create
 
         def do_then_signal(ipr, what, method, *argv, **kwarg):
             do(ipr, what, method, *argv, **kwarg)
@@ -142,7 +143,7 @@ def test_a_signal_between_making_a_lab_object_and_recording_it_leaves_nothing(la
                 os.kill(os.getpid(), signal.{sig})
 
         lab_module._do = do_then_signal
-        lab_module.netns.create = create_then_signal
+        netns.create = create_then_signal
         opts = session.LiveOptions({lab.tap!r}, lab={lab.name!r}, lab_clients=2)
         sys.exit(session.run(opts, sys.stdout, sys.stderr))
     """)
