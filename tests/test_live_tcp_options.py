@@ -14,6 +14,7 @@ def test_tcp_msl_and_rto_min_reach_the_stacks_tcp_config() -> None:
     assert (p.config.tcp.msl, p.config.tcp.rto_min, p.config.tcp.rto_initial) == (1.5, 0.5, 1.0)
     default = plan(LiveOptions("tap0"))
     assert (default.config.tcp.msl, default.config.tcp.rto_min) == (30.0, 0.2)  # Linux's TCP_RTO_MIN, live
+    assert (default.config.tcp.rcvbuf, default.config.tcp.sndbuf) == (1 << 20, 1 << 20)  # no autotuning: its size
 
 
 @pytest.mark.parametrize(("opts", "fragment"), [

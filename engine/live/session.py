@@ -97,6 +97,12 @@ class LiveOptions:
 # Linux does (window scale 7, timestamps, SACK); replay keeps TcpConfig's defaults, all off.
 LIVE_TCP_OPTIONS = ("ws", "ts", "sack")
 LIVE_WSCALE = 7
+# SO_RCVBUF and SO_SNDBUF defaults. Linux starts at 128 KiB and 16 KiB and autotunes them up to 6 MiB and
+# 4 MiB (tcp_rmem, tcp_wmem); simstack does not autotune, so a live stack starts where Linux's autotuning
+# lands for a fast local peer: with 64 KB TSO segments, 128 KiB is two segments in flight and the
+# transfer waits on every ACK (bench/tcp_bulk.py: 586 -> 756 MB/s with --offload). A buffer takes memory
+# only for what it holds, so idle connections cost no more.
+LIVE_TCP_BUFFER = 1 << 20
 # RFC 6298 2.4 asks for a 1 s floor; Linux's TCP_RTO_MIN is 0.2 s, and a live stack's peers are Linux's on one
 # host or a LAN, where a lost retransmission or tail segment would otherwise stall a transfer for a whole second.
 LIVE_RTO_MIN = 0.2
@@ -106,7 +112,8 @@ def _tcp_options(tcp: TcpConfig, words: str) -> TcpConfig:
     chosen = set() if words == "none" else set(words.split(","))
     if not chosen <= set(LIVE_TCP_OPTIONS) or (not chosen and words != "none"):
         raise SetupError(f"--tcp-options {words}: want none, or some of {','.join(LIVE_TCP_OPTIONS)} joined by commas")
-    return replace(tcp, wscale=LIVE_WSCALE if "ws" in chosen else -1, timestamps="ts" in chosen, sack="sack" in chosen)
+    return replace(tcp, rcvbuf=LIVE_TCP_BUFFER, sndbuf=LIVE_TCP_BUFFER, wscale=LIVE_WSCALE if "ws" in chosen else -1,
+                   timestamps="ts" in chosen, sack="sack" in chosen)
 
 
 @dataclass(frozen=True)
