@@ -4,11 +4,9 @@ import hashlib
 import random
 import time
 
-from simstack.engine.api.sockets import AF_INET, SOCK_STREAM
-from simstack.engine.scenario.simhost import NetHost
+from simstack.engine.scenario.simhost import drain, host_pair, stream_pair
 from simstack.engine.wire.impair import Impairment
 from simstack.engine.wire.network import SimNetwork
-from simstack.protocols.stack import Stack, StackConfig
 
 BAD_LINK = "loss=5%,reorder=5%,duplicate=1%,delay=1ms"
 
@@ -22,40 +20,20 @@ def transfer(size: int, impair: str, seed: int) -> tuple[str, str, float, dict[s
         trace.update(frame)
 
     net = SimNetwork(seed, trace=record)
-    spec = Impairment.parse(impair)
-    a = NetHost(net, net.attach("a", Stack(StackConfig(mac=bytes.fromhex("020000000001"), ip=bytes([10, 0, 0, 1])),
-                                           random.Random(seed)), spec))
-    b = NetHost(net, net.attach("b", Stack(StackConfig(mac=bytes.fromhex("020000000002"), ip=bytes([10, 0, 0, 2])),
-                                           random.Random(seed + 1)), spec))
-    server = a.socket(AF_INET, SOCK_STREAM)
-    server.bind(("", 9))
-    server.listen()
-    client = b.socket(AF_INET, SOCK_STREAM)
-    client.settimeout(3600)
-    client.connect(("10.0.0.1", 9))
-    conn, _ = server.accept()
-    conn.setblocking(False)
+    a, b = host_pair(net, Impairment.parse(impair), seeds=(seed, seed + 1))
+    client, conn = stream_pair(a, b)
     received = hashlib.sha256()
-    count = [0, False]
+    count = [0]
 
-    def readable() -> None:
-        while True:
-            try:
-                data = conn.recv(65536)
-            except BlockingIOError:
-                return
-            if not data:
-                count[1] = True
-                a.remove_reader(conn)
-                return
-            received.update(data)
-            count[0] += len(data)
+    def take(data: bytes) -> None:
+        received.update(data)
+        count[0] += len(data)
 
-    a.add_reader(conn, readable)
+    closed = drain(a, conn, take)
     data = random.Random(seed).randbytes(size)
     client.sendall(data)
     client.close()
-    assert net.run_until(lambda: bool(count[1]), net.now + 3600), f"{count[0]} of {size} bytes by t={net.now:.1f}"
+    assert net.run_until(closed, net.now + 3600), f"{count[0]} of {size} bytes by t={net.now:.1f}"
     assert count[0] == size
     assert received.hexdigest() == hashlib.sha256(data).hexdigest()
     return received.hexdigest(), trace.hexdigest(), net.now, b.stack.counters.snapshot()

@@ -14,11 +14,9 @@ import random
 
 import pytest
 
-from simstack.engine.api.sockets import AF_INET, SOCK_STREAM
-from simstack.engine.scenario.simhost import NetHost
+from simstack.engine.scenario.simhost import drain, host_pair, stream_pair
 from simstack.engine.wire.impair import Impairment
 from simstack.engine.wire.network import SimNetwork
-from simstack.protocols.stack import Stack, StackConfig
 from simstack.protocols.tcp_conn import TcpConfig
 
 LINK = "loss=3%,reorder=10%,duplicate=1%,delay=1ms"
@@ -28,43 +26,20 @@ SIZE = 10_000_000
 def transfer(tcp: TcpConfig, seed: int) -> tuple[float, dict[str, int]]:
     """Send SIZE random bytes from b to a; (virtual seconds, b's counters). The bytes are checked by sha256."""
     net = SimNetwork(seed)
-    spec = Impairment.parse(LINK)
-
-    def host(name: str, mac: str, ip: int, rng: int) -> NetHost:
-        config = StackConfig(mac=bytes.fromhex(mac), ip=bytes([10, 0, 0, ip]), tcp=tcp)
-        return NetHost(net, net.attach(name, Stack(config, random.Random(rng)), spec))
-
-    a = host("a", "020000000001", 1, seed)
-    b = host("b", "020000000002", 2, seed + 1)
-    server = a.socket(AF_INET, SOCK_STREAM)
-    server.bind(("", 9))
-    server.listen()
-    client = b.socket(AF_INET, SOCK_STREAM)
-    client.settimeout(3600)
-    client.connect(("10.0.0.1", 9))
-    conn, _ = server.accept()
-    conn.setblocking(False)
+    a, b = host_pair(net, Impairment.parse(LINK), tcp, seeds=(seed, seed + 1))
+    client, conn = stream_pair(a, b)
     received = hashlib.sha256()
-    state = {"bytes": 0, "eof": False}
+    state = {"bytes": 0}
 
-    def readable() -> None:
-        while True:
-            try:
-                data = conn.recv(65536)
-            except BlockingIOError:
-                return
-            if not data:
-                state["eof"] = True
-                a.remove_reader(conn)
-                return
-            received.update(data)
-            state["bytes"] += len(data)
+    def take(data: bytes) -> None:
+        received.update(data)
+        state["bytes"] += len(data)
 
-    a.add_reader(conn, readable)
+    closed = drain(a, conn, take)
     data = random.Random(seed).randbytes(SIZE)
     client.sendall(data)
     client.close()
-    assert net.run_until(lambda: bool(state["eof"]), net.now + 36000), f"{state['bytes']} of {SIZE} by {net.now:.1f}"
+    assert net.run_until(closed, net.now + 36000), f"{state['bytes']} of {SIZE} by {net.now:.1f}"
     assert state["bytes"] == SIZE
     assert received.hexdigest() == hashlib.sha256(data).hexdigest()
     counters = b.stack.counters

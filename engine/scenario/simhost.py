@@ -5,14 +5,19 @@ it can return or its timeout passes; readiness callbacks run after every event
 on the wire, as the live driver runs them after every batch.
 """
 
+import random
 from collections.abc import Callable
+from socket import AF_INET, SOCK_STREAM
 from typing import Protocol, TypeVar
 
-from simstack.protocols.stack import Stack
+from simstack.protocols.addresses import ip_to_str
+from simstack.protocols.stack import Stack, StackConfig
+from simstack.protocols.tcp_conn import TcpConfig
 from simstack.protocols.transport import Ready
 
 from ..api.sockets import SocketHost
-from ..wire.impair import LinkShaper
+from ..api.stream import StreamSocket
+from ..wire.impair import Impairment, LinkShaper
 from ..wire.network import SimNetwork, Station
 from ..wire.sim import SimWire, Trace
 
@@ -117,3 +122,51 @@ class NetHost(VirtualHost):
 
     def _collect(self) -> None:
         self.network.collect(self.station)
+
+
+def host_pair(network: SimNetwork, link: Impairment, tcp: TcpConfig | None = None,
+              seeds: tuple[int, int] = (1, 2)) -> tuple[NetHost, NetHost]:
+    """Hosts ``a`` (10.0.0.1) and ``b`` (10.0.0.2) on one segment, both behind ``link``.
+
+    Two simstacks on one simulated wire is what a transfer test or benchmark
+    wants; each stack draws from its own seed, so a run repeats exactly.
+    """
+    hosts = []
+    for n, (name, seed) in enumerate(zip("ab", seeds, strict=True), start=1):
+        config = StackConfig(mac=bytes((2, 0, 0, 0, 0, n)), ip=bytes((10, 0, 0, n)), tcp=tcp or TcpConfig())
+        hosts.append(NetHost(network, network.attach(name, Stack(config, random.Random(seed)), link)))
+    return hosts[0], hosts[1]
+
+
+def stream_pair(server: NetHost, client: NetHost, port: int = 9,
+                timeout: float = 3600.0) -> tuple[StreamSocket, StreamSocket]:
+    """A connected client socket on ``client`` and the server's non-blocking end of it on ``server``."""
+    listener = server.socket(AF_INET, SOCK_STREAM)
+    listener.bind(("", port))
+    listener.listen()
+    conn_out = client.socket(AF_INET, SOCK_STREAM)
+    conn_out.settimeout(timeout)
+    conn_out.connect((ip_to_str(server.stack.ports[0].ip), port))
+    conn_in, _ = listener.accept()
+    conn_in.setblocking(False)
+    return conn_out, conn_in
+
+
+def drain(host: NetHost, conn: StreamSocket, take: Callable[[bytes], None]) -> Callable[[], bool]:
+    """Hand what ``conn`` receives to ``take`` as it comes; the result says whether the peer has closed."""
+    eof = [False]
+
+    def readable() -> None:
+        while True:
+            try:
+                data = conn.recv(65536)
+            except BlockingIOError:
+                return
+            if not data:
+                eof[0] = True
+                host.remove_reader(conn)
+                return
+            take(data)
+
+    host.add_reader(conn, readable)
+    return lambda: eof[0]

@@ -123,24 +123,16 @@ class Tap:
     def write(self, frame: bytes) -> OSError | None:
         try:
             os.write(self._fd, frame)
-        except BlockingIOError as e:  # the kernel's backlog is full: a dropped frame, as on a NIC
-            return e
         except OSError as e:
-            if e.errno in (errno.EBADF, errno.EBADFD):
-                raise
-            return e
+            return _write_error(e)
         return None
 
     def write_vnet(self, header: bytes, frame: bytes) -> OSError | None:
         """One frame after its virtio-net header, in one write (``offload``); errors as ``write``."""
         try:
             os.writev(self._fd, (header, frame))
-        except BlockingIOError as e:
-            return e
         except OSError as e:
-            if e.errno in (errno.EBADF, errno.EBADFD):
-                raise
-            return e
+            return _write_error(e)
         return None
 
     def close(self) -> None:
@@ -151,6 +143,14 @@ class Tap:
     @property
     def closed(self) -> bool:
         return self._fd < 0
+
+
+def _write_error(e: OSError) -> OSError:
+    """A failed write, returned: EAGAIN is the kernel's backlog full, a dropped frame as on a NIC. A closed
+    descriptor is raised instead: the device is gone, and the loop must end rather than count drops."""
+    if e.errno in (errno.EBADF, errno.EBADFD):
+        raise e
+    return e
 
 
 def _offload(fd: int) -> None:
