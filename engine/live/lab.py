@@ -318,29 +318,26 @@ class Lab:
     # -- creation ------------------------------------------------------------------------
     def _create(self, ipr: Any, tap_index: int | None) -> None:
         p = self.plan
-        # STP off and no forwarding delay: ports forward as soon as they are up (ip-link(8), bridge options).
-        bridge = self._add_link(ipr, p.bridge, kind="bridge", br_stp_state=0, br_forward_delay=0)
-        _no_link_local(ipr, bridge, p.bridge)
-        if tap_index is not None and p.tap is not None:
-            _no_link_local(ipr, tap_index, p.tap)
-            _do(ipr, f"cannot add {p.tap} to {p.bridge}", "link", "set", index=tap_index, master=bridge)
-        _do(ipr, f"cannot set {p.bridge} up", "link", "set", index=bridge, state="up")
-        for client in p.clients:
-            self._add_client(ipr, client, bridge)
+        self._segment(ipr, p.bridge, p.tap, tap_index, p.clients)
         log.info("lab %s: %s", p.name, self.describe())
+
+    def _segment(self, ipr: Any, name: str, tap: str | None, tap_index: int | None, clients: tuple[Client, ...]) -> None:
+        """A bridge, the TAP enslaved to it (if any), and its clients."""
+        # STP off and no forwarding delay: ports forward as soon as they are up (ip-link(8), bridge options).
+        bridge = self._add_link(ipr, name, kind="bridge", br_stp_state=0, br_forward_delay=0)
+        _no_link_local(ipr, bridge, name)
+        if tap_index is not None and tap is not None:
+            _no_link_local(ipr, tap_index, tap)
+            _do(ipr, f"cannot add {tap} to {name}", "link", "set", index=tap_index, master=bridge)
+        _do(ipr, f"cannot set {name} up", "link", "set", index=bridge, state="up")
+        for client in clients:
+            self._add_client(ipr, client, bridge)
 
     def _create_segments(self, ipr: Any, taps: tuple[int | None, ...]) -> None:
         """Each segment as ``_create`` makes the one: its bridge, its TAP enslaved, its clients."""
         p = self.plan
         for segment, tap_index in zip(p.all_segments, taps, strict=True):
-            bridge = self._add_link(ipr, segment.bridge, kind="bridge", br_stp_state=0, br_forward_delay=0)
-            _no_link_local(ipr, bridge, segment.bridge)
-            if tap_index is not None and segment.tap is not None:
-                _no_link_local(ipr, tap_index, segment.tap)
-                _do(ipr, f"cannot add {segment.tap} to {segment.bridge}", "link", "set", index=tap_index, master=bridge)
-            _do(ipr, f"cannot set {segment.bridge} up", "link", "set", index=bridge, state="up")
-            for client in segment.clients:
-                self._add_client(ipr, client, bridge)
+            self._segment(ipr, segment.bridge, segment.tap, tap_index, segment.clients)
         log.info("lab %s: %s", p.name, self.describe())
 
     def _describe_segments(self) -> str:

@@ -191,24 +191,33 @@ def attach_more(opts: "LiveOptions", nl: Netlink, undo: contextlib.ExitStack,
     """Attach (or create) each further IFNAME as the session attaches the first, each undo registered at once."""
     ports = Ports()
     for name in opts.more_ifnames:
-        before = nl.link(name)
-        if before is not None:
-            why = before.why_not_single_queue_tap()
-            if why:
-                raise SetupError(why)
+        before, tap, link = attach_tap(name, nl, undo, release)
         created = before is None
-        with defer_interrupts():  # attached and its undo registered, or neither
-            tap = Tap.attach(name)
-            undo.callback(release, nl, tap, created)
-        log.info("%s %s", "created" if created else "attached to", name)
-        link = nl.link(name)
-        if link is None:
-            raise SetupError(f"{name} vanished right after it was attached")
         ports.taps.append(tap)
         ports.links.append(link)
         ports.created.append(created)
         ports.was_up.append(before is not None and before.up)
     return ports
+
+
+def attach_tap(name: str, nl: Netlink, undo: contextlib.ExitStack, release: Callable[[Netlink, Tap, bool], None],
+               offload: bool = False) -> tuple[Link | None, Tap, Link]:
+    """Attach to TAP ``name`` (created if there is none), its undo registered at once: (the link before, if
+    it existed; the TAP; the link now). A name that is something else than a single-queue TAP is refused."""
+    before = nl.link(name)
+    if before is not None:
+        why = before.why_not_single_queue_tap()
+        if why:
+            raise SetupError(why)
+    created = before is None
+    with defer_interrupts():  # attached and its undo registered, or neither
+        tap = Tap.attach(name, offload=offload)
+        undo.callback(release, nl, tap, created)
+    log.info("%s %s", "created" if created else "attached to", name)
+    link = nl.link(name)
+    if link is None:
+        raise SetupError(f"{name} vanished right after it was attached")
+    return before, tap, link
 
 
 def with_mtus(config: StackConfig, first_mtu: int, ports: Ports) -> StackConfig:

@@ -304,19 +304,8 @@ def open_session(opts: LiveOptions, out: TextIO) -> Iterator[Session]:
         lab = Lab(p.lab) if p.lab is not None else None
         if lab is not None:
             lab.check()  # every name the lab needs, the TAP's included, before anything exists
-        before = nl.link(name)
-        if before is not None:
-            why = before.why_not_single_queue_tap()
-            if why:
-                raise SetupError(why)
+        before, tap, link = router.attach_tap(name, nl, undo, _release, offload=opts.offload)
         created = before is None
-        with defer_interrupts():  # attached and its undo registered, or neither
-            tap = Tap.attach(name, offload=opts.offload)
-            undo.callback(_release, nl, tap, created)
-        log.info("%s %s", "created" if created else "attached to", name)
-        link = nl.link(name)
-        if link is None:
-            raise SetupError(f"{name} vanished right after it was attached")
         if opts.mtu is not None and opts.mtu != link.mtu:
             nl.set_mtu(link, opts.mtu)
             if not created:

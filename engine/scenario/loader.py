@@ -1157,6 +1157,13 @@ def _app(chk: _Checker, m: LineDict, step: Step, ctx: Context) -> None:
             raise chk.fail(m.line, f"app: {op} needs {name}")
 
 
+# Arguments that take one of a few words: (the name an error gives, the words).
+WORD_ARGS: dict[str, tuple[str, Sequence[str] | dict[str, int]]] = {
+    "castate": ("ca_state", CA_STATES), "tcpstate": ("state", TCP_STATES), "socktype": ("type", SOCKET_TYPES),
+    "how": ("how", SHUTDOWN_HOW),
+}
+
+
 def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> Any:
     value = m[name]
     line = m.key_lines[name]
@@ -1175,22 +1182,11 @@ def _app_arg(chk: _Checker, m: LineDict, name: str, kind: str, ctx: Context) -> 
             if not isinstance(value, bool):
                 raise chk.fail(line, f"{name} must be true or false, got {value!r}")
             return value
-        if kind == "castate":
-            if value not in CA_STATES:
-                raise chk.fail(line, f"ca_state must be one of {', '.join(CA_STATES)}, got {value!r}")
-            return value
-        if kind == "tcpstate":
-            if value not in TCP_STATES:
-                raise chk.fail(line, f"state must be one of {', '.join(TCP_STATES)}, got {value!r}")
-            return value
-        if kind == "socktype":
-            if value not in SOCKET_TYPES:
-                raise chk.fail(line, f"type must be one of {', '.join(SOCKET_TYPES)}, got {value!r}")
-            return value
-        if kind == "how":
-            if value not in SHUTDOWN_HOW:
-                raise chk.fail(line, f"how must be one of {', '.join(SHUTDOWN_HOW)}, got {value!r}")
-            return SHUTDOWN_HOW[value]
+        if kind in WORD_ARGS:
+            label, words = WORD_ARGS[kind]
+            if value not in words:
+                raise chk.fail(line, f"{label} must be one of {', '.join(words)}, got {value!r}")
+            return words[value] if isinstance(words, dict) else value  # shutdown's how: its number
         if kind == "sockopt":
             if value not in SOCKET_OPTIONS or (value == "error" and m["app"] == "setsockopt"):
                 names = SOCKET_OPTIONS if m["app"] == "getsockopt" else SOCKET_OPTIONS[:-1]

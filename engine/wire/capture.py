@@ -399,26 +399,24 @@ class CaptureFile:
         return _pcapng_frames(stream, len(self.data))
 
 
-def open_capture(path: str | Path) -> CaptureFile:
-    """A capture file to read frame by frame (``CaptureFile``); ``CaptureError`` has a one-line message."""
+def _read(path: str | Path) -> bytes:
+    """The file's bytes, if it is a regular file within the size cap; else a one-line ``CaptureError``."""
     try:
-        data = read_regular_file(path, MAX_CAPTURE_BYTES)
+        return read_regular_file(path, MAX_CAPTURE_BYTES)
     except OSError as e:
         raise CaptureError(f"cannot read {path}: {e.strerror}") from None
     except ValueError as e:
         raise CaptureError(f"cannot read {path}: {e}") from None
-    return CaptureFile.parse(data)
+
+
+def open_capture(path: str | Path) -> CaptureFile:
+    """A capture file to read frame by frame (``CaptureFile``); ``CaptureError`` has a one-line message."""
+    return CaptureFile.parse(_read(path))
 
 
 def read_capture(path: str | Path) -> Capture:
     """Read a capture file; ``CaptureError`` (also for unreadable files) has a one-line message."""
-    try:
-        data = read_regular_file(path, MAX_CAPTURE_BYTES)
-    except OSError as e:
-        raise CaptureError(f"cannot read {path}: {e.strerror}") from None
-    except ValueError as e:
-        raise CaptureError(f"cannot read {path}: {e}") from None
-    return parse_capture(data)
+    return parse_capture(_read(path))
 
 
 _FILE_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
