@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from netns_tools import in_ns, must, namespaces, sh
+from netns_tools import in_ns, must, namespaces, require, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 TIME = re.compile(r"icmp_seq=\d+ ttl=\d+ time=([\d.]+) ms")
@@ -179,8 +179,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=3.0, help="how long each UDP run sends (default 3)")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("bench/forward.py needs root (network namespaces, TAP devices)")
+    require("network namespaces, TAP devices")
     tag = f"sfb{os.getpid()}"
     start = time.monotonic()
     k_rates, k_rtt = kernel(tag, args.seconds)

@@ -42,7 +42,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from netns_tools import Process, in_ns, must, namespaces, pins, sh
+from netns_tools import Process, in_ns, must, namespaces, pins, require, sh
 
 STACK_IP, HOST_IP, ECHO_PORT = "10.0.0.1", "10.0.0.2", 7
 READY = "simstack: live on tap0"
@@ -227,9 +227,7 @@ def main() -> int:
                          "other work (the kernel's RT throttling still leaves others 5%%)")
     ap.add_argument("--quick", action="store_true", help="smoke check: 200 round trips per load")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench/latency.py needs root (network namespaces, TAP, ping -i 0.001)", file=sys.stderr)
-        return 2
+    require("network namespaces, TAP, ping -i 0.001")
     if args.quick:
         args.count = 200
     settings = [0, *(int(v) for v in args.busy_poll.split(",") if v)]

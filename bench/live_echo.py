@@ -42,7 +42,6 @@ import os
 import queue
 import re
 import select
-import shutil
 import signal
 import socket
 import statistics
@@ -55,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from netns_tools import baseline_tree, in_ns, must, namespaces, rev, sh
+from netns_tools import baseline_tree, cpu_seconds, in_ns, must, namespaces, pins, require, rev, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "simstack: live on tap0"
@@ -215,9 +214,7 @@ class Stack:
 
     def cpu(self) -> float:
         """utime + stime of the whole process (every thread), in seconds."""
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state); comm may hold spaces
-        return (int(fields[11]) + int(fields[12])) / TICK
+        return cpu_seconds(self.proc.pid)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -281,15 +278,7 @@ class Pins:
 
     @classmethod
     def parse(cls, text: str) -> "Pins":
-        if text == "none":
-            return cls()
-        cpus = text.split(",")
-        allowed = os.sched_getaffinity(0)
-        if len(cpus) != 2 or not all(c.isdigit() and int(c) in allowed for c in cpus) or cpus[0] == cpus[1]:
-            raise SystemExit(f"--cpus {text}: want two different CPUs out of {sorted(allowed)}, or none")
-        if not shutil.which("taskset"):
-            raise SystemExit("--cpus needs taskset (util-linux); or pass --cpus none")
-        return cls(("taskset", "-c", cpus[0]), ("taskset", "-c", cpus[1]))
+        return cls(*pins(text))
 
     def describe(self) -> str:
         if not self.stack:
@@ -382,9 +371,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.count, args.runs = 2000, 1
-    if os.geteuid() != 0:
-        print("bench/live_echo.py needs root (network namespaces, TAP, ping -f)", file=sys.stderr)
-        return 2
+    require("network namespaces, TAP, ping -f")
     pins = Pins.parse(args.cpus) if len(os.sched_getaffinity(0)) > 1 or args.cpus == "none" else Pins()
     deadline = 30.0 + args.count / 500  # seconds per load: 70 s for 20,000 echoes, ten times the expected time
     tag = f"sle-{os.getpid()}"

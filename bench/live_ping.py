@@ -22,7 +22,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from netns_tools import in_ns, must, namespaces, sh
+from netns_tools import in_ns, must, namespaces, require, sh
 
 TIME = re.compile(r"icmp_seq=\d+ ttl=\d+ time=([\d.]+) ms")
 SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received.*?time (\d+)ms")
@@ -97,9 +97,7 @@ def main() -> int:
     ap.add_argument("--interval", default="0.001", help="seconds between pings (default %(default)s)")
     ap.add_argument("--flood", type=int, default=10000, help="packets in the flood run (default %(default)s)")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench/live_ping.py needs root (network namespaces, TAP, ping -i 0.001 and -f)", file=sys.stderr)
-        return 2
+    require("network namespaces, TAP, ping -i 0.001 and -f")
     tag = f"slb-{os.getpid()}"
     stack_ns, base_ns, peer_ns = f"{tag}-stack", f"{tag}-base", f"{tag}-peer"
     with namespaces(stack_ns, base_ns, peer_ns):

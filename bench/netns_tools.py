@@ -10,6 +10,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator
@@ -51,6 +52,13 @@ def namespaces(*names: str) -> Iterator[None]:
             sh("ip", "netns", "del", name)
 
 
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of process ``pid``, every thread, from /proc/PID/stat: steadier than wall time."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2:].split()  # fields[0] is field 3 (state); comm may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Process:
     """A long-running command in a namespace; its stdout and stderr lines collected as they come."""
 
@@ -84,10 +92,8 @@ class Process:
         raise SystemExit(f"{' '.join(self.argv)} did not say {text!r}:\n{''.join(self.out + self.err)}")
 
     def cpu(self) -> float:
-        """Seconds of CPU (user and system) the process used: ip netns exec execs it, so the pid is its own."""
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
-        fields = stat[stat.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """Seconds of CPU the process used: ip netns exec execs it, so the pid is its own."""
+        return cpu_seconds(self.proc.pid)
 
     def rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
@@ -124,6 +130,18 @@ def baseline_tree(ref: str) -> Iterator[Path]:
 
 def rev(ref: str) -> str:
     return must(sh("git", "-C", str(ROOT), "rev-parse", "--short", f"{ref}^{{commit}}")).strip()
+
+
+def require(why: str, *tools: str) -> None:
+    """Root (for ``why``) and the commands a live benchmark drives; else one line on stderr and exit 2."""
+    script = f"bench/{Path(sys.argv[0]).name}"
+    if os.geteuid() != 0:
+        print(f"{script} needs root ({why})", file=sys.stderr)
+        raise SystemExit(2)
+    for tool in tools:
+        if not shutil.which(tool):
+            print(f"{script} needs {tool}", file=sys.stderr)
+            raise SystemExit(2)
 
 
 def pins(text: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -53,7 +53,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from netns_tools import Process, in_ns, must, namespaces, sh
+from netns_tools import Process, in_ns, must, namespaces, require, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK_IP = "10.0.0.1"
@@ -350,11 +350,7 @@ def main() -> int:
     ap.add_argument("--max-ping-loss", type=float, default=1.0, help="percent")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        raise SystemExit("soak.py needs root (namespaces, a TAP, a bridge)")
-    for tool in ("curl", "ping", "ss", "nsenter"):
-        if not shutil.which(tool):
-            raise SystemExit(f"soak.py needs {tool}")
+    require("namespaces, a TAP, a bridge", "curl", "ping", "ss", "nsenter")
 
     def on_signal(signum: int, _frame: object) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)

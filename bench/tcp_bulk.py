@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netns_tools import Process, in_ns, must, namespaces, pins, sh
+from netns_tools import Process, in_ns, must, namespaces, pins, require, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "simstack: live on tap0"
@@ -229,12 +229,7 @@ def main() -> int:
         print(f"bench/tcp_bulk.py: unknown mode {unknown[0] if unknown else '(none)'}: want {', '.join(MODES)}",
               file=sys.stderr)
         return 2
-    if os.geteuid() != 0:
-        print("bench/tcp_bulk.py needs root (network namespaces, TAP)", file=sys.stderr)
-        return 2
-    if not shutil.which("curl"):
-        print("bench/tcp_bulk.py needs curl", file=sys.stderr)
-        return 2
+    require("network namespaces, TAP", "curl")
     stack_pin, load_pin = pins(args.cpus)
     size = args.size * MB
     tag = f"stb-{os.getpid()}"

@@ -29,7 +29,6 @@ import json
 import os
 import resource
 import selectors
-import shutil
 import socket
 import statistics
 import sys
@@ -38,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from netns_tools import Process, in_ns, must, namespaces, pins, sh
+from netns_tools import Process, in_ns, must, namespaces, pins, require, sh
 
 ROOT = Path(__file__).resolve().parent.parent
 READY = "simstack: live on tap0"
@@ -238,12 +237,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.count, args.runs, args.idle = 300, 1, 1000
-    if os.geteuid() != 0:
-        print("bench/tcp_connections.py needs root (network namespaces, TAP)", file=sys.stderr)
-        return 2
-    if not shutil.which("curl"):
-        print("bench/tcp_connections.py needs curl (for the stack's status page)", file=sys.stderr)
-        return 2
+    require("network namespaces, TAP", "curl")
     stack_pin, load_pin = pins(args.cpus)
     tag = f"stc-{os.getpid()}"
     stack_ns, base_ns, peer_ns = f"{tag}-stack", f"{tag}-base", f"{tag}-peer"

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netns_tools import Process, in_ns, must, namespaces, pins, sh
+from netns_tools import Process, in_ns, must, namespaces, pins, require, sh
 
 READY = "simstack: live on tap0"
 STACK_IP, HOST_IP = "10.0.0.1", "10.0.0.2"
@@ -168,9 +168,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.quick:
         args.size, args.runs = 4, 1
-    if os.geteuid() != 0:
-        print("bench/tcp_echo.py needs root (network namespaces, TAP)", file=sys.stderr)
-        return 2
+    require("network namespaces, TAP")
     if not shutil.which("taskset") and args.cpus != "none":
         args.cpus = "none"
     stack_pin, load_pin = pins(args.cpus)

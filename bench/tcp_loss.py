@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netns_tools import ROOT, Process, baseline_tree, in_ns, namespaces, pins, rev
+from netns_tools import ROOT, Process, baseline_tree, in_ns, namespaces, pins, require, rev
 
 READY = "simstack: live on tap0"
 STACK_IP = "10.0.0.1"
@@ -88,12 +88,7 @@ def main() -> int:
     ap.add_argument("--cpus", default="0,1", metavar="STACK,LOAD",
                     help="CPUs for the stack and for curl, or none (default %(default)s)")
     args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench/tcp_loss.py needs root (network namespaces, TAP)", file=sys.stderr)
-        return 2
-    if not shutil.which("curl"):
-        print("bench/tcp_loss.py needs curl", file=sys.stderr)
-        return 2
+    require("network namespaces, TAP", "curl")
     stack_pin, load_pin = pins(args.cpus)
     size = args.size * MB
     ns = f"stl-{os.getpid()}"
