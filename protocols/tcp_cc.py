@@ -88,7 +88,11 @@ class NewReno:
             tcb.cwnd = cwnd + (acked if acked < limit else limit)  # RFC 5681 3.1 slow start, RFC 3465 L
         else:
             mss = tcb.snd_mss
-            tcb.cwnd = cwnd + max(1, mss * mss // cwnd)  # RFC 5681 3.1 (3) congestion avoidance
+            # RFC 5681 3.1 (3) congestion avoidance, one SMSS*SMSS/cwnd an ACK; with L > 1, an ACK covering
+            # several segments (a stretch ACK, or the ACK of a TSO segment) counts each, as Linux's
+            # tcp_cong_avoid_ai does
+            covered = acked if acked < limit else limit
+            tcb.cwnd = cwnd + max(1, mss * (covered if covered > mss else mss) // cwnd)
 
     def on_congestion(self, tcb: CongestionTcb, flight: int, now: float) -> None:
         tcb.ssthresh = max(flight // 2, 2 * tcb.snd_mss)  # RFC 5681 (4)

@@ -144,7 +144,8 @@ class TcpConfig:
     drop_future_ack: bool = False  # a segment acknowledging what was never sent is discarded unanswered (Linux)
     congestion: str = "newreno"  # the congestion control algorithm: "newreno" (RFC 5681, 6582) or "cubic" (RFC 9438)
     prr: bool = False  # SACK recovery sends by RFC 6937 Proportional Rate Reduction (Linux); False: RFC 6675 cwnd - pipe
-    abc_limit: int = 1  # slow start grows cwnd by at most this many MSS an ACK (RFC 3465 L; RFC 5681: 1; Linux: all)
+    abc_limit: int = 1  # an ACK counts for at most this many MSS in slow start and congestion avoidance
+    # (RFC 3465 L; RFC 5681: 1; Linux: all, and simstack live: tcp_cong_avoid_ai counts stretch ACKs' segments)
     icmp_syn_sent: str = "rfc1122"  # which ICMP errors end a connection attempt: "rfc1122" (port and protocol
     # unreachable, RFC 1122 4.2.3.9) or "freebsd" (those, administratively prohibited and TTL exceeded: icmp_may_rst)
     double_buffers: bool = False  # SO_RCVBUF and SO_SNDBUF keep twice what the application sets (Linux's sock_setsockopt)
@@ -1242,27 +1243,15 @@ class TcpConn:
             self._acked_phase(ack, acked, now)
         elif self.cc is NEWRENO and self.cwnd >= self.ssthresh:
             mss = self.snd_mss  # NEWRENO.on_ack's congestion avoidance, inline on the per-ACK path
-            # with offload one ACK covers a TSO segment of many MSS: each counts (RFC 3465 byte counting)
-            self.cwnd += max(1, mss * (acked if self.tso_max else mss) // self.cwnd)
+            covered = min(acked, self.layer.config.abc_limit * mss)
+            self.cwnd += max(1, mss * (covered if covered > mss else mss) // self.cwnd)
         else:
-            self.cc.on_ack(self, acked, self._abc_limit(acked), now)
+            self.cc.on_ack(self, acked, self.layer.config.abc_limit * self.snd_mss, now)
         self.dupacks = 0  # RFC 6675 5: a cumulative ACK resets DupAcks
         self.rto_at = None if ack == self.snd_max else now + self.rto
         low = self.sndbuf_size // 3
         if self.sndbuf_size - before < low <= self.sndbuf_size - len(sndbuf):
             self.layer.ready.mark(self, Ready.WRITABLE)
-
-    def _abc_limit(self, acked: int) -> int:
-        """How far one ACK may open cwnd in slow start (RFC 3465 L).
-
-        With offload the peer sees one TSO segment of many MSS arrive as one
-        and answers it with one ACK; capped at L MSS, cwnd would grow by one
-        segment a round trip and the sender would wait on a single segment
-        in flight. Each MSS the ACK covers counts then, as Linux's
-        tcp_slow_start counts the packets an ACK covers.
-        """
-        limit = self.layer.config.abc_limit * self.snd_mss
-        return acked if self.tso_max and acked > limit else limit
 
     def _acked_phase(self, ack: int, acked: int, now: float) -> None:
         """New data acknowledged outside the open phase: end or continue the recovery (tcp_cc.PHASES)."""
@@ -1283,7 +1272,7 @@ class TcpConn:
                     self.cwnd = max(self.cwnd - acked, 0) + self.snd_mss
                 # with SACK the ACK's delivery drives _sack_send (RFC 6675 5 (C), RFC 6937)
         else:
-            self.cc.on_ack(self, acked, self._abc_limit(acked), now)
+            self.cc.on_ack(self, acked, self.layer.config.abc_limit * self.snd_mss, now)
             if state == LOSS and not seq_ge(ack, self.recover):
                 state = PHASES[(state, "partial")]
             elif state == LOSS or sb is None or not sb.blocks:

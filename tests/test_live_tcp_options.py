@@ -15,6 +15,7 @@ def test_tcp_msl_and_rto_min_reach_the_stacks_tcp_config() -> None:
     default = plan(LiveOptions("tap0"))
     assert (default.config.tcp.msl, default.config.tcp.rto_min) == (30.0, 0.2)  # Linux's TCP_RTO_MIN, live
     assert (default.config.tcp.rcvbuf, default.config.tcp.sndbuf) == (1 << 20, 1 << 20)  # no autotuning: its size
+    assert default.config.tcp.abc_limit > 64  # every segment a stretch ACK covers counts, as on Linux
 
 
 @pytest.mark.parametrize(("opts", "fragment"), [

@@ -103,6 +103,10 @@ LIVE_WSCALE = 7
 # transfer waits on every ACK (bench/tcp_bulk.py: 586 -> 756 MB/s with --offload). A buffer takes memory
 # only for what it holds, so idle connections cost no more.
 LIVE_TCP_BUFFER = 1 << 20
+# RFC 3465's L: an ACK opens cwnd by every segment it covers, as Linux's tcp_slow_start and tcp_cong_avoid_ai
+# count them. Linux peers send stretch ACKs (GRO), and with --offload one ACK answers a 64 KB segment: at
+# L = 1 slow start would add one segment a round trip there, and leave a single segment in flight.
+LIVE_ABC_LIMIT = 1000
 # RFC 6298 2.4 asks for a 1 s floor; Linux's TCP_RTO_MIN is 0.2 s, and a live stack's peers are Linux's on one
 # host or a LAN, where a lost retransmission or tail segment would otherwise stall a transfer for a whole second.
 LIVE_RTO_MIN = 0.2
@@ -112,8 +116,8 @@ def _tcp_options(tcp: TcpConfig, words: str) -> TcpConfig:
     chosen = set() if words == "none" else set(words.split(","))
     if not chosen <= set(LIVE_TCP_OPTIONS) or (not chosen and words != "none"):
         raise SetupError(f"--tcp-options {words}: want none, or some of {','.join(LIVE_TCP_OPTIONS)} joined by commas")
-    return replace(tcp, rcvbuf=LIVE_TCP_BUFFER, sndbuf=LIVE_TCP_BUFFER, wscale=LIVE_WSCALE if "ws" in chosen else -1,
-                   timestamps="ts" in chosen, sack="sack" in chosen)
+    return replace(tcp, rcvbuf=LIVE_TCP_BUFFER, sndbuf=LIVE_TCP_BUFFER, abc_limit=LIVE_ABC_LIMIT,
+                   wscale=LIVE_WSCALE if "ws" in chosen else -1, timestamps="ts" in chosen, sack="sack" in chosen)
 
 
 @dataclass(frozen=True)
